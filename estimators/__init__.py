@@ -1,0 +1,7 @@
+"""Bayesian estimators with the scikit-learn API, on PyMC.
+
+Import the models from their families (``estimators.linear_model``, ...); importing this
+package alone loads nothing heavy.
+"""
+
+__version__ = "0.1.0"

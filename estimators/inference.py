@@ -1,0 +1,115 @@
+"""The ways to fit a PyMC model: ADVI with a convergence stop, and NUTS.
+
+Both return an ArviZ ``InferenceData`` whose ``posterior`` group holds the draws and whose
+``constant_data`` / ``observed_data`` groups hold the training data, as ``pm.sample`` does.
+ADVI adds a ``fit_history`` group with the loss (negative ELBO) at every iteration.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+INFERENCE_METHODS = ("advi", "nuts")
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How to fit: the inference-related constructor arguments of an estimator."""
+
+    method: str
+    n_draws: int
+    n_tune: int
+    n_chains: int
+    max_iter: int
+    tol: float
+    learning_rate: float
+    random_seed: int
+    progressbar: bool
+
+
+def resolve_progressbar(progressbar: bool | None) -> bool:
+    """Show progress when asked, or by default when standard error is a terminal."""
+    if progressbar is None:
+        return sys.stderr.isatty()
+    return bool(progressbar)
+
+
+class LossConvergence:
+    """ADVI callback that stops once the loss stops improving.
+
+    Every ``window`` iterations it compares the mean loss of the last window with the
+    mean of the window before; when the relative improvement is below ``tol`` the fit
+    stops. Comparing window means, not single iterations, keeps the noise of the
+    stochastic ELBO estimate from stopping the fit early.
+
+    Parameters
+    ----------
+    window : int
+        Iterations per window.
+    tol : float
+        Relative improvement of the windowed mean loss below which the fit has converged.
+    """
+
+    def __init__(self, window: int, tol: float):
+        self.window = window
+        self.tol = tol
+        self.converged = False
+
+    def __call__(self, approx, losses: np.ndarray, i: int) -> None:
+        if i % self.window or i < 2 * self.window:
+            return
+        current = np.mean(losses[i - self.window : i])
+        previous = np.mean(losses[i - 2 * self.window : i - self.window])
+        if (previous - current) < self.tol * abs(current):
+            self.converged = True
+            raise StopIteration(f"ADVI converged after {i} iterations")
+
+
+def fit_advi(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
+    """Fit mean-field ADVI until the loss converges, then draw from the approximation."""
+    fit_seed, draw_seed = np.random.default_rng(settings.random_seed).integers(2**31, size=2)
+    convergence = LossConvergence(window=100, tol=settings.tol)
+    with model:
+        approx = pm.fit(
+            n=settings.max_iter,
+            method="advi",
+            obj_optimizer=pm.adam(learning_rate=settings.learning_rate),
+            callbacks=[convergence],
+            random_seed=int(fit_seed),
+            progressbar=settings.progressbar,
+        )
+        idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
+    history = np.asarray(approx.hist, dtype=np.float64)
+    idata.add_groups(
+        fit_history=xr.Dataset(
+            {"loss": ("iteration", history)},
+            coords={"iteration": np.arange(1, history.size + 1)},
+            attrs={"converged": int(convergence.converged), "max_iter": settings.max_iter},
+        )
+    )
+    return idata
+
+
+def fit_nuts(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
+    """Sample the posterior with PyMC's NUTS sampler."""
+    with model:
+        return pm.sample(
+            draws=settings.n_draws,
+            tune=settings.n_tune,
+            chains=settings.n_chains,
+            random_seed=settings.random_seed,
+            progressbar=settings.progressbar,
+            compute_convergence_checks=False,
+        )
+
+
+def fit_posterior(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
+    """Fit ``model`` with the method named in ``settings``."""
+    fitters = {"advi": fit_advi, "nuts": fit_nuts}
+    return fitters[settings.method](model, settings)

@@ -1,0 +1,53 @@
+"""Helpers for writing ``build_model``: standardised inputs and class likelihoods.
+
+They are what the built-in models use, and are meant for bespoke models too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+
+def location_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of training values (scale 1 where constant)."""
+    location = values.mean(axis=0)
+    scale = values.std(axis=0)
+    return location, np.where(scale > 0, scale, 1.0)
+
+
+def standardized(container: pt.TensorVariable) -> tuple[pt.TensorVariable, np.ndarray, np.ndarray]:
+    """The data in ``container`` centred and scaled by its training mean and standard deviation.
+
+    The mean and standard deviation are constants taken from the training values, so new
+    rows put in the container at prediction time are scaled the same way.
+
+    Returns
+    -------
+    standardized : TensorVariable
+    location, scale : ndarray
+        The constants used, to map coefficients back to the original units.
+    """
+    location, scale = location_scale(np.asarray(container.get_value()))
+    return (container - location) / scale, location, scale
+
+
+def class_likelihood(name: str, logits: pt.TensorVariable, observed: pt.TensorVariable, n_classes: int):
+    """Bernoulli (one logit column) or Categorical (K-1 columns, class 0 as reference) likelihood.
+
+    Parameters
+    ----------
+    name : str
+        Name of the observed variable.
+    logits : TensorVariable of shape (n_samples, n_classes - 1)
+        Log-odds of classes ``1..K-1`` against class 0.
+    observed : TensorVariable
+        Class indices ``0..K-1``.
+    n_classes : int
+        K, the number of classes.
+    """
+    if n_classes == 2:
+        return pm.Bernoulli(name, logit_p=logits[:, 0], observed=observed, shape=logits.shape[0])
+    full = pt.concatenate([pt.zeros_like(logits[:, :1]), logits], axis=1)
+    return pm.Categorical(name, p=pt.special.softmax(full, axis=-1), observed=observed, shape=logits.shape[0])
