@@ -278,6 +278,24 @@ class BayesianEstimator(BaseEstimator):
     def _validate_target(self, y: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def training_sample(self, n_rows: int = 5) -> pd.DataFrame | np.ndarray:
+        """The first rows of the training features, in the form given to ``fit``.
+
+        Parameters
+        ----------
+        n_rows : int, default=5
+            How many rows.
+
+        Returns
+        -------
+        DataFrame or ndarray
+            A DataFrame with the training columns when fitted on one, else an array.
+        """
+        check_is_fitted(self)
+        features = self.idata_.constant_data["X"].values[:n_rows]
+        names = getattr(self, "feature_names_in_", None)
+        return features if names is None else pd.DataFrame(features, columns=list(names))
+
     # -- fitting -----------------------------------------------------------------------
 
     def _inference_settings(self, seed: int) -> InferenceSettings:

@@ -128,6 +128,19 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
             feature_names = np.delete(feature_names, position)
         return {"X": numeric_matrix(features, feature_names), "group": codes.astype(np.int64)}
 
+    def training_sample(self, n_rows: int = 5) -> pd.DataFrame | np.ndarray:
+        features = self.idata_.constant_data["X"].values[:n_rows]
+        labels = self.groups_[self.idata_.constant_data["group"].values[:n_rows]]
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            position = self.group_col
+            columns = [*features.T[:position], labels, *features.T[position:]]
+            return np.column_stack(columns).astype(np.result_type(features, labels))
+        position = list(names).index(self.group_col) if isinstance(self.group_col, str) else self.group_col
+        frame = pd.DataFrame(features, columns=[n for i, n in enumerate(names) if i != position])
+        frame.insert(position, names[position], labels)
+        return frame
+
     def build_model(self, X, group, y):
         X_std, x_loc, x_scale = standardized(X)
         n_features, n_logits = len(x_loc), len(self.classes_) - 1

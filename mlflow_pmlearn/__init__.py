@@ -1,0 +1,355 @@
+"""The ``pmlearn`` MLflow flavor: Bayesian estimators saved with their posterior trace.
+
+This module exports the estimators of the ``estimators`` package in two flavors:
+
+pmlearn (native) format
+    The estimator, rebuilt from a JSON document and its ArviZ trace (NetCDF); loaded back
+    with :func:`load_model`.
+:py:mod:`mlflow.pyfunc`
+    Serves posterior predictions as a DataFrame: mean, standard deviation, credible
+    intervals, class probabilities.
+
+Functions: :func:`save_model`, :func:`log_model`, :func:`load_model`,
+:func:`get_default_pip_requirements`, :func:`get_default_conda_env`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import yaml
+
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, ModelInputExample, ModelSignature, infer_signature
+from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.models.utils import _save_example
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
+from mlflow.tracking._model_registry import DEFAULT_AWAIT_MAX_SLEEP_SECONDS
+from mlflow.tracking.artifact_utils import _download_artifact_from_uri
+from mlflow.types.schema import ColSpec, Schema
+from mlflow.utils.environment import (
+    _CONDA_ENV_FILE_NAME,
+    _CONSTRAINTS_FILE_NAME,
+    _PYTHON_ENV_FILE_NAME,
+    _REQUIREMENTS_FILE_NAME,
+    _mlflow_conda_env,
+    _process_conda_env,
+    _process_pip_requirements,
+    _PythonEnv,
+    _validate_env_arguments,
+)
+from mlflow.utils.file_utils import get_total_file_size, write_to
+from mlflow.utils.model_utils import (
+    _add_code_from_conf_to_system_path,
+    _get_flavor_configuration,
+    _validate_and_copy_code_paths,
+)
+from mlflow.utils.requirements_utils import _get_pinned_requirement
+
+import estimators
+from estimators.base import BayesianEstimator
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, params_schema
+from mlflow_pmlearn.serialization import load_estimator, save_estimator
+
+__version__ = estimators.__version__
+
+FLAVOR_NAME = "pmlearn"
+_MODEL_DATA_SUBPATH = "estimator"
+_CODE_SUBPATH = "code"
+#: This distribution's own import packages, shipped with every model so that its
+#: environment can run it without installing mlflow-pmlearn.
+_OWN_PACKAGES = ("estimators", "mlflow_pmlearn")
+#: Output columns present only when asked for with ``params``.
+_OPTIONAL_OUTPUTS = ("std", "lower", "upper")
+
+
+def get_default_pip_requirements(serialization_format: str = "json") -> list[str]:
+    """Requirements of a ``pmlearn`` model's environment (this package's code ships with it).
+
+    Parameters
+    ----------
+    serialization_format : {"json", "cloudpickle"}
+        ``"cloudpickle"`` adds cloudpickle.
+
+    Returns
+    -------
+    list of str
+        Pinned requirements.
+    """
+    packages = ["pymc", "pytensor", "arviz", "h5netcdf", "scikit-learn", "pandas", "numpy"]
+    if serialization_format == "cloudpickle":
+        packages.append("cloudpickle")
+    return [_get_pinned_requirement(package) for package in packages]
+
+
+def get_default_conda_env(serialization_format: str = "json") -> dict[str, Any]:
+    """The default Conda environment of a ``pmlearn`` model.
+
+    Returns
+    -------
+    dict
+        A Conda environment specification.
+    """
+    return _mlflow_conda_env(additional_pip_deps=get_default_pip_requirements(serialization_format))
+
+
+def _infer_signature(estimator: BayesianEstimator, input_example: Any) -> ModelSignature:
+    model_input = input_example if input_example is not None else estimator.training_sample()
+    wrapper = PmlearnModelWrapper(estimator)
+    schema = params_schema(estimator)
+    all_outputs = {spec.name: spec.default for spec in schema.params} if schema else {}
+    if "interval_prob" in all_outputs:
+        all_outputs = {"return_std": True, "interval_prob": 0.94}
+    signature = infer_signature(model_input, wrapper.predict(model_input, params=all_outputs))
+    signature.outputs = Schema(
+        [
+            ColSpec(spec.type, spec.name, required=spec.name not in _OPTIONAL_OUTPUTS)
+            for spec in signature.outputs.inputs
+        ]
+    )
+    signature.params = schema
+    return signature
+
+
+def _copy_code(path: Path, code_paths: list[str] | None) -> str:
+    """Ship this package's code, and the user's ``code_paths``, in the model's code directory."""
+    code_dir = path / _CODE_SUBPATH
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in _OWN_PACKAGES:
+        source = Path(__import__(package).__file__).parent
+        shutil.copytree(source, code_dir / package, ignore=ignore)
+    _validate_and_copy_code_paths(code_paths, str(path), default_subpath=_CODE_SUBPATH)
+    return _CODE_SUBPATH
+
+
+def _write_model(
+    pm_model: BayesianEstimator,
+    path: Path,
+    *,
+    conda_env,
+    code_paths,
+    mlflow_model: Model,
+    signature,
+    input_example,
+    pip_requirements,
+    extra_pip_requirements,
+    metadata,
+    serialization_format: str,
+) -> None:
+    code_subpath = _copy_code(path, code_paths)
+    saved_example = _save_example(mlflow_model, input_example, str(path))
+    if signature is None:
+        example = saved_example.inference_data if saved_example is not None else None
+        signature = _infer_signature(pm_model, example)
+    elif signature is not False and signature.params is None:
+        signature.params = params_schema(pm_model)
+    if signature is not False:
+        mlflow_model.signature = signature
+    if metadata is not None:
+        mlflow_model.metadata = metadata
+
+    data_dir = path / _MODEL_DATA_SUBPATH
+    data_dir.mkdir()
+    save_estimator(pm_model, data_dir, serialization_format=serialization_format)
+
+    mlflow.pyfunc.add_to_model(
+        mlflow_model,
+        loader_module="mlflow_pmlearn",
+        data=_MODEL_DATA_SUBPATH,
+        conda_env=_CONDA_ENV_FILE_NAME,
+        python_env=_PYTHON_ENV_FILE_NAME,
+        code=code_subpath,
+    )
+    mlflow_model.add_flavor(
+        FLAVOR_NAME,
+        pmlearn_version=__version__,
+        estimator_class=type(pm_model).__name__,
+        data=_MODEL_DATA_SUBPATH,
+        serialization_format=serialization_format,
+        code=code_subpath,
+    )
+    if size := get_total_file_size(str(path)):
+        mlflow_model.model_size_bytes = size
+    mlflow_model.save(str(path / MLMODEL_FILE_NAME))
+
+    if conda_env is None:
+        default_requirements = None if pip_requirements is not None else get_default_pip_requirements(serialization_format)
+        conda_env, pip_requirements, pip_constraints = _process_pip_requirements(
+            default_requirements, pip_requirements, extra_pip_requirements
+        )
+    else:
+        conda_env, pip_requirements, pip_constraints = _process_conda_env(conda_env)
+    with open(path / _CONDA_ENV_FILE_NAME, "w") as f:
+        yaml.safe_dump(conda_env, stream=f, default_flow_style=False)
+    if pip_constraints:
+        write_to(str(path / _CONSTRAINTS_FILE_NAME), "\n".join(pip_constraints))
+    write_to(str(path / _REQUIREMENTS_FILE_NAME), "\n".join(pip_requirements))
+    _PythonEnv.current().to_yaml(str(path / _PYTHON_ENV_FILE_NAME))
+
+
+def save_model(
+    pm_model: BayesianEstimator,
+    path: str | os.PathLike,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    mlflow_model: Model | None = None,
+    signature: ModelSignature | None = None,
+    input_example: ModelInputExample | None = None,
+    pip_requirements=None,
+    extra_pip_requirements=None,
+    metadata: dict[str, Any] | None = None,
+    serialization_format: str = "json",
+) -> None:
+    """Save a fitted estimator as an MLflow model at ``path``.
+
+    The model is written into a temporary directory beside ``path`` and moved into place
+    whole, so a failed or interrupted save leaves nothing behind; an existing non-empty
+    ``path`` is refused untouched.
+
+    Parameters
+    ----------
+    pm_model : BayesianEstimator
+        A fitted estimator.
+    path : path
+        Local directory to create.
+    conda_env, code_paths, mlflow_model, pip_requirements, extra_pip_requirements, metadata
+        As in MLflow's built-in flavors. ``code_paths`` is also how a bespoke estimator
+        class travels with the model.
+    signature : ModelSignature, optional
+        Inferred from ``input_example`` (or from the training data's schema) when omitted;
+        ``False`` disables it. The inference parameters (``return_std``,
+        ``interval_prob``) are added as its ``params``.
+    input_example : DataFrame or ndarray, optional
+        Saved with the model.
+    serialization_format : {"json", "cloudpickle"}, default="json"
+        ``"cloudpickle"`` pickles a bespoke estimator class that is not importable where
+        the model will be loaded; loading it then requires pickle to be allowed.
+    """
+    _validate_env_arguments(conda_env, pip_requirements, extra_pip_requirements)
+    if not isinstance(pm_model, BayesianEstimator):
+        raise MlflowException.invalid_parameter_value(
+            f"pm_model must be a fitted pmlearn BayesianEstimator; got {type(pm_model).__name__}."
+        )
+    path = Path(path).absolute()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise MlflowException(f"Path '{path}' already exists and is not empty", RESOURCE_ALREADY_EXISTS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.saving-", dir=path.parent))
+    try:
+        _write_model(
+            pm_model,
+            staging,
+            conda_env=conda_env,
+            code_paths=code_paths,
+            mlflow_model=mlflow_model if mlflow_model is not None else Model(),
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+            extra_pip_requirements=extra_pip_requirements,
+            metadata=metadata,
+            serialization_format=serialization_format,
+        )
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
+        if path.exists():
+            path.rmdir()
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def log_model(
+    pm_model: BayesianEstimator,
+    artifact_path: str | None = None,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    registered_model_name: str | None = None,
+    signature: ModelSignature | None = None,
+    input_example: ModelInputExample | None = None,
+    await_registration_for: int = DEFAULT_AWAIT_MAX_SLEEP_SECONDS,
+    pip_requirements=None,
+    extra_pip_requirements=None,
+    metadata: dict[str, Any] | None = None,
+    serialization_format: str = "json",
+    name: str | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+    model_type: str | None = None,
+    step: int = 0,
+    model_id: str | None = None,
+    **kwargs,
+):
+    """Log a fitted estimator as an MLflow model of the current run.
+
+    Parameters are those of :func:`save_model` and MLflow's ``Model.log`` (``name``,
+    ``registered_model_name``, ``params``, ``tags``, ...).
+
+    Returns
+    -------
+    mlflow.models.model.ModelInfo
+        Metadata of the logged model, its ``model_uri`` among them.
+    """
+    return Model.log(
+        artifact_path=artifact_path,
+        name=name,
+        flavor=sys.modules[__name__],
+        registered_model_name=registered_model_name,
+        pm_model=pm_model,
+        conda_env=conda_env,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        await_registration_for=await_registration_for,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
+        serialization_format=serialization_format,
+        params=params,
+        tags=tags,
+        model_type=model_type,
+        step=step,
+        model_id=model_id,
+        **kwargs,
+    )
+
+
+def _load_from_local_path(local_path: str) -> BayesianEstimator:
+    flavor_conf = _get_flavor_configuration(model_path=local_path, flavor_name=FLAVOR_NAME)
+    _add_code_from_conf_to_system_path(local_path, flavor_conf)
+    code_dir = os.path.join(local_path, flavor_conf["code"]) if flavor_conf.get("code") else None
+    return load_estimator(os.path.join(local_path, flavor_conf["data"]), code_directory=code_dir)
+
+
+def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator:
+    """Load a ``pmlearn`` model as its estimator.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``runs:/<run_id>/<name>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+        a local path, or any other URI MLflow resolves.
+    dst_path : str, optional
+        Where to download the artifacts.
+
+    Returns
+    -------
+    BayesianEstimator
+        The fitted estimator.
+    """
+    local_path = _download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path)
+    return _load_from_local_path(local_path)
+
+
+def _load_pyfunc(path: str) -> PmlearnModelWrapper:
+    """Called by ``mlflow.pyfunc.load_model`` with the model's ``data`` directory."""
+    model_root = Path(path).parent
+    return PmlearnModelWrapper(_load_from_local_path(str(model_root)))

@@ -1,0 +1,77 @@
+"""The ``python_function`` wrapper: a DataFrame in, a DataFrame of posterior summaries out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.types.schema import ParamSchema, ParamSpec
+from sklearn.base import is_classifier
+
+from estimators.base import BayesianEstimator
+
+
+def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
+    """The inference-time parameters the wrapper accepts, for the model signature."""
+    if is_classifier(estimator):
+        return None
+    return ParamSchema(
+        [ParamSpec("return_std", "boolean", False), ParamSpec("interval_prob", "double", None)]
+    )
+
+
+class PmlearnModelWrapper:
+    """pyfunc face of a fitted estimator.
+
+    Regressors return ``prediction`` (posterior predictive mean), plus ``std`` with
+    ``params={"return_std": True}`` and ``lower``/``upper`` with
+    ``params={"interval_prob": p}``. Classifiers return ``prediction`` (the label) and one
+    ``proba_<class>`` column per class.
+    """
+
+    def __init__(self, estimator: BayesianEstimator):
+        self.estimator = estimator
+        # Compile the prediction function now, so that no request pays for it.
+        estimator.posterior_predictor()
+
+    def get_raw_model(self) -> BayesianEstimator:
+        """The wrapped estimator."""
+        return self.estimator
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Posterior predictions for the rows of ``data``.
+
+        Parameters
+        ----------
+        data : DataFrame or array-like
+            Rows with the training columns.
+        params : dict, optional
+            ``return_std`` (bool) and ``interval_prob`` (float in (0, 1)), for regressors.
+        """
+        params = params or {}
+        try:
+            if is_classifier(self.estimator):
+                return self._classify(data)
+            return self._regress(data, **params)
+        except (ValueError, TypeError) as error:
+            raise MlflowException.invalid_parameter_value(str(error)) from error
+
+    def _regress(self, data: Any, return_std: bool = False, interval_prob: float | None = None) -> pd.DataFrame:
+        summary = self.estimator.predict_summary(data, interval_prob=interval_prob)
+        frame = pd.DataFrame({"prediction": summary["mean"]})
+        if return_std:
+            frame["std"] = summary["std"]
+        if interval_prob is not None:
+            frame["lower"] = summary["lower"]
+            frame["upper"] = summary["upper"]
+        return frame
+
+    def _classify(self, data: Any) -> pd.DataFrame:
+        proba = self.estimator.predict_proba(data)
+        classes = self.estimator.classes_
+        frame = pd.DataFrame({"prediction": classes[np.argmax(proba, axis=1)]})
+        for column, label in enumerate(classes):
+            frame[f"proba_{label}"] = proba[:, column]
+        return frame
