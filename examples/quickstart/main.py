@@ -1,0 +1,53 @@
+"""The main job: fit a Bayesian regression, log and register it, predict from the registry.
+
+Run from the repository root after ``pip install .``::
+
+    python examples/quickstart/main.py
+
+It uses MLflow's tracking URI from ``MLFLOW_TRACKING_URI``, or the embedded default store
+``sqlite:///mlflow.db`` in the current directory; ``mlflow ui --backend-store-uri
+sqlite:///mlflow.db`` shows the run and the registered model afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mlflow
+from mlflow import MlflowClient
+from sklearn.datasets import load_diabetes
+from sklearn.model_selection import train_test_split
+
+import mlflow_pmlearn
+from estimators.linear_model import LinearRegression
+
+MODEL_NAME = "diabetes-bayesian-regression"
+
+
+def main() -> None:
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    mlflow.set_experiment("pmlearn-quickstart")
+
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+
+    with mlflow.start_run() as run:
+        model = LinearRegression(random_seed=0).fit(X_train, y_train)
+        mlflow.log_params(model.get_params())
+        mlflow.log_metric("test_r2", model.score(X_test, y_test))
+        info = mlflow_pmlearn.log_model(
+            model, name="model", input_example=X_train.head(5), registered_model_name=MODEL_NAME
+        )
+    version = info.registered_model_version
+    MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version)
+    print(f"run {run.info.run_id}: registered {MODEL_NAME} version {version} (alias 'champion')")
+
+    served = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
+    predictions = served.predict(X_test.head(5), params={"return_std": True, "interval_prob": 0.94})
+    predictions.insert(0, "actual", y_test.head(5).to_numpy())
+    print("Posterior predictions (mean, std, 94% interval) from the registered model:")
+    print(predictions.round(1).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Shared fixtures: a real sqlite MLflow store in a temporary directory, seeded data, fast settings."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor")
+
+#: Inference settings that keep the suite inside the CI budget: few draws, capped ADVI.
+FAST = {"n_draws": 200, "max_iter": 5000, "random_seed": 0, "progressbar": False}
+FAST_NUTS = {"inference": "nuts", "n_draws": 200, "n_tune": 300, "n_chains": 2, "random_seed": 0, "progressbar": False}
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> str:
+    """One sqlite tracking store and registry for the session (creating its tables is slow)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+@pytest.fixture
+def mlflow_experiment(tracking_uri, request) -> str:
+    """A fresh experiment per test, so runs of different tests never mix."""
+    name = f"{request.node.nodeid}-{np.random.default_rng().integers(1 << 30)}"
+    experiment_id = mlflow.create_experiment(name)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    yield experiment_id
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def regression_data():
+    """Seeded linear data with known coefficients: y = 1 + X @ [2, -1, 0.5] + N(0, 0.5)."""
+    rng = np.random.default_rng(42)
+    X = pd.DataFrame(rng.normal(size=(400, 3)), columns=["x0", "x1", "x2"])
+    coef = np.array([2.0, -1.0, 0.5])
+    y = 1.0 + X.to_numpy() @ coef + rng.normal(scale=0.5, size=len(X))
+    return X, pd.Series(y, name="target"), {"coef": coef, "intercept": 1.0, "sigma": 0.5}
+
+
+@pytest.fixture(scope="session")
+def binary_data():
+    """Seeded logistic data: logit p = -0.5 + 1.5 x0 - 1.0 x1."""
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(600, 2)), columns=["x0", "x1"])
+    logits = -0.5 + X.to_numpy() @ np.array([1.5, -1.0])
+    y = np.where(rng.uniform(size=len(X)) < 1 / (1 + np.exp(-logits)), "yes", "no")
+    return X, pd.Series(y, name="label"), {"coef": np.array([1.5, -1.0]), "intercept": -0.5}
