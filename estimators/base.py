@@ -126,10 +126,11 @@ class BayesianEstimator(BaseEstimator):
     max_iter : int, default=20000
         Most ADVI iterations, if the loss has not converged before.
     tol : float, default=1e-4
-        ADVI stops when the mean loss of the last 100 iterations improves on the 100
-        before by less than this fraction.
-    learning_rate : float, default=0.02
-        Adam learning rate of ADVI.
+        ADVI plateau threshold: when the mean loss of the last 100 iterations improves
+        on the 100 before by less than this fraction, the learning rate is divided by
+        ten; at the third plateau the fit has converged and stops.
+    learning_rate : float, default=0.05
+        Initial Adam learning rate of ADVI.
     random_seed : int or None, default=None
         Seed of the fit and of the predictive draws; the same seed gives the same
         posterior and predictions.
@@ -161,7 +162,7 @@ class BayesianEstimator(BaseEstimator):
         n_chains: int = 2,
         max_iter: int = 20_000,
         tol: float = 1e-4,
-        learning_rate: float = 0.02,
+        learning_rate: float = 0.05,
         random_seed: int | None = None,
         progressbar: bool | None = None,
     ):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 import pymc as pm
+import pytensor
 import xarray as xr
 
 INFERENCE_METHODS = ("advi", "nuts")
@@ -40,47 +41,63 @@ def resolve_progressbar(progressbar: bool | None) -> bool:
     return bool(progressbar)
 
 
-class LossConvergence:
-    """ADVI callback that stops once the loss stops improving.
+class PlateauSchedule:
+    """ADVI callback: lower the learning rate when the loss plateaus, stop after the last plateau.
 
-    Every ``window`` iterations it compares the mean loss of the last window with the
-    mean of the window before; when the relative improvement is below ``tol`` the fit
-    stops. Comparing window means, not single iterations, keeps the noise of the
-    stochastic ELBO estimate from stopping the fit early.
+    Every ``window`` iterations it compares the mean loss of the last window with the mean
+    of the window before. When the relative improvement is below ``tol`` the loss has
+    plateaued at this step size: the learning rate is divided by ten (Adam's parameters
+    jitter in proportion to it), until it has been lowered ``n_reductions`` times, after
+    which the fit has converged and stops. Comparing window means, not single
+    iterations, keeps the noise of the stochastic ELBO from deciding.
 
     Parameters
     ----------
+    learning_rate : SharedVariable
+        The optimizer's learning rate.
     window : int
         Iterations per window.
     tol : float
-        Relative improvement of the windowed mean loss below which the fit has converged.
+        Relative improvement of the windowed mean loss that counts as a plateau.
+    n_reductions : int
+        How many times to lower the learning rate before stopping.
     """
 
-    def __init__(self, window: int, tol: float):
+    def __init__(self, learning_rate, *, window: int = 100, tol: float = 1e-4, n_reductions: int = 2):
+        self.learning_rate = learning_rate
         self.window = window
         self.tol = tol
+        self.n_reductions = n_reductions
+        self.reductions = 0
         self.converged = False
+        self._since = 0
 
     def __call__(self, approx, losses: np.ndarray, i: int) -> None:
-        if i % self.window or i < 2 * self.window:
+        if i % self.window or i - self._since < 2 * self.window:
             return
         current = np.mean(losses[i - self.window : i])
         previous = np.mean(losses[i - 2 * self.window : i - self.window])
-        if (previous - current) < self.tol * abs(current):
+        if previous - current >= self.tol * abs(current):
+            return
+        if self.reductions == self.n_reductions:
             self.converged = True
             raise StopIteration(f"ADVI converged after {i} iterations")
+        self.reductions += 1
+        self._since = i
+        self.learning_rate.set_value(self.learning_rate.get_value() / 10.0)
 
 
 def fit_advi(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
     """Fit mean-field ADVI until the loss converges, then draw from the approximation."""
     fit_seed, draw_seed = np.random.default_rng(settings.random_seed).integers(2**31, size=2)
-    convergence = LossConvergence(window=100, tol=settings.tol)
+    learning_rate = pytensor.shared(np.float64(settings.learning_rate), name="learning_rate")
+    schedule = PlateauSchedule(learning_rate, tol=settings.tol)
     with model:
         approx = pm.fit(
             n=settings.max_iter,
             method="advi",
-            obj_optimizer=pm.adam(learning_rate=settings.learning_rate),
-            callbacks=[convergence],
+            obj_optimizer=pm.adam(learning_rate=learning_rate),
+            callbacks=[schedule],
             random_seed=int(fit_seed),
             progressbar=settings.progressbar,
         )
@@ -90,7 +107,7 @@ def fit_advi(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
         fit_history=xr.Dataset(
             {"loss": ("iteration", history)},
             coords={"iteration": np.arange(1, history.size + 1)},
-            attrs={"converged": int(convergence.converged), "max_iter": settings.max_iter},
+            attrs={"converged": int(schedule.converged), "max_iter": settings.max_iter},
         )
     )
     return idata

@@ -19,7 +19,9 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import xarray as xr
+from pytensor.compile import ViewOp
 from pytensor.graph.replace import graph_replace, vectorize_graph
+from pytensor.graph.traversal import apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.variable import TensorVariable
 
@@ -54,6 +56,20 @@ def likelihood_of(model: pm.Model) -> TensorVariable:
             "prediction needs a plain PyMC distribution (Normal, StudentT, Bernoulli, ...)."
         )
     return likelihood
+
+
+def without_views(outputs: list[TensorVariable]) -> list[TensorVariable]:
+    """``outputs`` with view ops (how PyMC marks deterministics) bypassed.
+
+    A view op has no vectorised form, so left in place it would be evaluated in a Python
+    loop over the posterior draws.
+    """
+    views = {
+        node.outputs[0]: node.inputs[0]
+        for node in apply_ancestors(outputs)
+        if isinstance(node.op, ViewOp)
+    }
+    return graph_replace(outputs, views, strict=False) if views else outputs
 
 
 def conditional_likelihood(likelihood: TensorVariable, replacements: Mapping) -> TensorVariable:
@@ -112,7 +128,7 @@ class PosteriorPredictor:
             distribution = predictive(model, replacements)
 
         uniform = pt.scalar("uniform", dtype="float64")
-        outputs = build_outputs(distribution, uniform)
+        outputs = without_views(build_outputs(distribution, uniform))
         free_rvs = [rv for rv in model.free_RVs if rv.name in posterior]
         batched_rvs = [
             pt.tensor(name=rv.name, dtype=rv.dtype, shape=(None, *rv.type.shape))
