@@ -4,7 +4,8 @@
 names, classes, ...), the format version and the versions of the libraries that wrote
 it; ``trace.nc`` holds ``idata_`` (posterior, training data, fit history). Loading a
 built-in estimator unpickles nothing: the class is looked up in an allow-list. A bespoke
-class is loaded only from code shipped with the model (``code_paths``), or, when the user
+class is imported only from code shipped with the model (``code_paths``; a module the
+process has already imported is used as it is, which runs nothing), or, when the user
 saved it with ``serialization_format="cloudpickle"``, from a pickle that MLflow's
 ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` switch must allow.
 """
@@ -15,6 +16,7 @@ import importlib
 import importlib.util
 import json
 import os
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -59,8 +61,20 @@ def _builtin_path(estimator_class: type) -> str | None:
     return None
 
 
-def _class_path(estimator_class: type) -> str:
-    return _builtin_path(estimator_class) or f"{estimator_class.__module__}.{estimator_class.__qualname__}"
+def _class_path(estimator_class: type, serialization_format: str) -> str:
+    builtin = _builtin_path(estimator_class)
+    if builtin is not None:
+        return builtin
+    module, qualname = estimator_class.__module__, estimator_class.__qualname__
+    if serialization_format == "json" and (module == "__main__" or "<locals>" in qualname):
+        where = "the __main__ script or notebook" if module == "__main__" else "a function"
+        raise MlflowException(
+            f"{qualname} is defined in {where}, so a model saved with it could not find the "
+            "class by name when loaded. Define it in a module, import it from there and save "
+            'with code_paths=[<that module>], or save with serialization_format="cloudpickle".',
+            INVALID_PARAMETER_VALUE,
+        )
+    return f"{module}.{qualname}"
 
 
 def _json_params(estimator: BayesianEstimator) -> dict[str, Any]:
@@ -98,7 +112,7 @@ def save_estimator(estimator: BayesianEstimator, directory: str | os.PathLike, s
     estimator_class = type(estimator)
     config = {
         "format_version": FORMAT_VERSION,
-        "estimator_class": _class_path(estimator_class),
+        "estimator_class": _class_path(estimator_class, serialization_format),
         "serialization_format": serialization_format,
         "params": _json_params(estimator),
         "fitted_state": estimator.get_fitted_state(),
@@ -110,13 +124,45 @@ def save_estimator(estimator: BayesianEstimator, directory: str | os.PathLike, s
     if serialization_format == "cloudpickle":
         import cloudpickle
 
-        (directory / PICKLED_CLASS_FILE).write_bytes(cloudpickle.dumps(estimator_class))
+        # By value, so that loading does not need the class's module to be importable.
+        module = sys.modules.get(estimator_class.__module__)
+        by_value = module is not None and estimator_class.__module__ != "__main__"
+        if by_value:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            (directory / PICKLED_CLASS_FILE).write_bytes(cloudpickle.dumps(estimator_class))
+        finally:
+            if by_value:
+                cloudpickle.unregister_pickle_by_value(module)
     estimator.idata_.to_netcdf(str(directory / TRACE_FILE))
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
 
 def _is_within(path: str | None, directory: Path) -> bool:
     return path is not None and Path(path).resolve().is_relative_to(directory.resolve())
+
+
+def _importable_from(module_name: str, code_directory: Path | None) -> bool:
+    """Whether importing ``module_name`` runs only code from ``code_directory``.
+
+    Modules already imported run nothing; each one that is not (the module and its
+    parent packages) must be found inside ``code_directory``. Parents are checked before
+    ``find_spec`` looks up a child, because that imports the parent.
+    """
+    parts = module_name.split(".")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        if name in sys.modules:
+            continue
+        if code_directory is None:
+            return False
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            return False
+        locations = [spec.origin] if spec.has_location else list(spec.submodule_search_locations or [])
+        if not locations or not all(_is_within(location, code_directory) for location in locations):
+            return False
+    return True
 
 
 def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path | None) -> type:
@@ -134,9 +180,8 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
 
         estimator_class = cloudpickle.loads((directory / PICKLED_CLASS_FILE).read_bytes())
     else:
-        module_name = class_path.rpartition(".")[0]
-        spec = importlib.util.find_spec(module_name) if module_name else None
-        if code_directory is None or spec is None or not _is_within(spec.origin, code_directory):
+        module_name, _, attribute = class_path.rpartition(".")
+        if not module_name or not _importable_from(module_name, code_directory):
             raise MlflowException(
                 f"{directory / CONFIG_FILE} names the class {class_path!r}, which is neither a "
                 "built-in pmlearn estimator nor defined in code shipped with the model; refusing "
@@ -144,7 +189,7 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
                 'serialization_format="cloudpickle").',
                 INVALID_PARAMETER_VALUE,
             )
-        estimator_class = _import_attribute(class_path)
+        estimator_class = getattr(importlib.import_module(module_name), attribute, None)
     if not (isinstance(estimator_class, type) and issubclass(estimator_class, BayesianEstimator)):
         raise MlflowException(
             f"{class_path!r} in {directory} is not a BayesianEstimator subclass.", INVALID_PARAMETER_VALUE
@@ -160,7 +205,8 @@ def load_estimator(directory: str | os.PathLike, code_directory: str | os.PathLi
     directory : path
         The directory holding ``estimator.json`` and ``trace.nc``.
     code_directory : path, optional
-        Code shipped with the model; bespoke classes are imported only from there.
+        Code shipped with the model; bespoke classes are imported only from there (or
+        taken from modules already imported).
 
     Returns
     -------

@@ -29,10 +29,10 @@ def tracking_uri(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def mlflow_experiment(tracking_uri, request) -> str:
-    """A fresh experiment per test, so runs of different tests never mix."""
+def mlflow_experiment(tracking_uri, request, tmp_path) -> str:
+    """A fresh experiment per test, its artifacts in the test's temporary directory."""
     name = f"{request.node.nodeid}-{np.random.default_rng().integers(1 << 30)}"
-    experiment_id = mlflow.create_experiment(name)
+    experiment_id = mlflow.create_experiment(name, artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment(experiment_id=experiment_id)
     yield experiment_id
     if mlflow.active_run() is not None:
