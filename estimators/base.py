@@ -86,7 +86,9 @@ def numeric_matrix(X: Any, feature_names: np.ndarray | None = None, *, what: str
                         f"{what} has a non-numeric value {value!r} in column "
                         f"{_column_label(feature_names, column)}, row {row}."
                     ) from None
-    array = np.asarray(array, dtype=np.float64)
+    # C order, as the array is after a save and load: statistics a model takes from its
+    # training data (column means, ...) then round identically before and after.
+    array = np.ascontiguousarray(array, dtype=np.float64)
     check_finite(array, feature_names, what=what)
     return array
 
