@@ -18,7 +18,10 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+import xarray as xr
+from scipy import sparse
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -30,7 +33,7 @@ from estimators.inference import (
     fit_posterior,
     resolve_progressbar,
 )
-from estimators.predictive import PosteriorPredictor, likelihood_of
+from estimators.predictive import PosteriorPredictor, conditional_likelihood, likelihood_of
 
 #: Name of the data container that holds the training targets.
 TARGET = "y"
@@ -43,7 +46,10 @@ def _column_label(feature_names: np.ndarray | None, column: int) -> str:
 
 
 def numeric_matrix(X: Any, feature_names: np.ndarray | None = None, *, what: str = "X") -> np.ndarray:
-    """``X`` as a finite 2-D float64 array, or a ``ValueError`` naming the bad column and row.
+    """``X`` as a finite 2-D float64 array, or an error naming the bad column and row.
+
+    A ``ValueError``, or a ``TypeError`` for a value of a type that is not a number
+    (as ``float()`` raises).
 
     Parameters
     ----------
@@ -67,30 +73,43 @@ def numeric_matrix(X: Any, feature_names: np.ndarray | None = None, *, what: str
                 )
         X = X.to_numpy(dtype=np.float64, na_value=np.nan)
     array = np.asarray(X)
-    if array.ndim != 2:
-        raise ValueError(
-            f"{what} must be 2-D (rows x features); got an array of shape {array.shape}. "
-            "Reshape a single feature with X.reshape(-1, 1) or a single row with X.reshape(1, -1)."
-        )
-    if array.shape[0] == 0:
-        raise ValueError(f"{what} is empty: it has 0 rows (shape {array.shape}).")
-    if array.shape[1] == 0:
-        raise ValueError(f"{what} has no columns (shape {array.shape}).")
+    check_shape(array.shape, what=what)
     if array.dtype.kind not in "biuf":
         for column in range(array.shape[1]):
             for row, value in enumerate(array[:, column]):
                 try:
                     float(value)
-                except (TypeError, ValueError):
-                    raise ValueError(
+                except (TypeError, ValueError) as error:
+                    # Same exception type as float() itself (TypeError for a dict, ...).
+                    raise type(error)(
                         f"{what} has a non-numeric value {value!r} in column "
-                        f"{_column_label(feature_names, column)}, row {row}."
+                        f"{_column_label(feature_names, column)}, row {row} ({error})."
                     ) from None
     # C order, as the array is after a save and load: statistics a model takes from its
     # training data (column means, ...) then round identically before and after.
     array = np.ascontiguousarray(array, dtype=np.float64)
     check_finite(array, feature_names, what=what)
     return array
+
+
+def check_shape(shape: tuple[int, ...], *, what: str = "X") -> None:
+    """Raise a ``ValueError`` unless ``shape`` is 2-D with at least one row and one column.
+
+    The wording follows scikit-learn's (``Reshape your data``, ``0 feature(s)``), which
+    tools built on scikit-learn look for.
+    """
+    if len(shape) != 2:
+        raise ValueError(
+            f"{what} must be 2-D (rows x features); got an array of shape {shape}. Reshape your "
+            "data with X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it "
+            "is a single row."
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{what} is empty: 0 sample(s) (shape={shape}) while a minimum of 1 is required.")
+    if shape[1] == 0:
+        raise ValueError(
+            f"{what} has no columns: 0 feature(s) (shape={shape}) while a minimum of 1 is required."
+        )
 
 
 def check_finite(array: np.ndarray, feature_names: np.ndarray | None = None, *, what: str = "X") -> None:
@@ -178,6 +197,30 @@ class BayesianEstimator(BaseEstimator):
         self.random_seed = random_seed
         self.progressbar = progressbar
 
+    def __init_subclass__(cls, **kwargs):
+        """Spell out the inherited settings in the signature of a subclass's ``__init__``.
+
+        A subclass passes them on through ``**inference_params``; naming them in its
+        signature lets ``inspect.signature``, ``help()`` and scikit-learn (its estimator
+        checks, a ``repr`` that shows only changed parameters) see every parameter.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+        *own, last = signature.parameters.values()
+        if last.kind is not inspect.Parameter.VAR_KEYWORD:
+            return
+        names = {parameter.name for parameter in own}
+        inherited = [
+            parameter
+            for parameter in inspect.signature(super(cls, cls).__init__).parameters.values()
+            if parameter.name not in names and parameter.name != "self"
+            and parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        init.__signature__ = signature.replace(parameters=[*own, *inherited])
+
     @classmethod
     def _get_param_names(cls) -> list[str]:
         """The subclass's own hyper-parameters plus the inference settings of the base."""
@@ -219,16 +262,31 @@ class BayesianEstimator(BaseEstimator):
             data kept in ``idata_``).
         """
         check_is_fitted(self)
-        if self.__dict__.get("_model") is None:
-            inputs = {name: self.idata_.constant_data[name].values for name in self._input_names()}
-            (target,) = self.idata_.observed_data.data_vars.values()
-            self._model = self._build_pymc_model(inputs, target.values)
-        return self._model
+        cache = self._fit_cache()
+        with cache["lock"]:
+            if cache.get("model") is None:
+                inputs = {name: self.idata_.constant_data[name].values for name in self._input_names()}
+                target = None
+                if self.__sklearn_tags__().target_tags.required:
+                    (observed,) = self.idata_.observed_data.data_vars.values()
+                    target = observed.values
+                cache["model"] = self._build_pymc_model(inputs, target)
+            return cache["model"]
 
-    def _build_pymc_model(self, inputs: dict[str, np.ndarray], y: np.ndarray) -> pm.Model:
+    def _fit_cache(self) -> dict[str, Any]:
+        """Memo of the fitted PyMC model and compiled predictor, made when fitting or loading.
+
+        One mutable dict filled on first use: predicting never rebinds an attribute, so it
+        leaves the estimator's ``__dict__`` as fitting left it (as scikit-learn requires).
+        """
+        return self.__dict__.setdefault("_cache", {"lock": threading.RLock()})
+
+    def _build_pymc_model(self, inputs: dict[str, np.ndarray], y: np.ndarray | None) -> pm.Model:
         with pm.Model() as model:
             containers = {name: pm.Data(name, value) for name, value in inputs.items()}
-            self.build_model(**containers, y=pm.Data(TARGET, y))
+            if y is not None:
+                containers[TARGET] = pm.Data(TARGET, y)
+            self.build_model(**containers)
         likelihood_of(model)
         return model
 
@@ -268,13 +326,20 @@ class BayesianEstimator(BaseEstimator):
         if not reset:
             check_is_fitted(self)
             X = self._aligned_columns(X)
+        if sparse.issparse(X):
+            raise TypeError(
+                f"{type(self).__name__} does not support sparse input; pass a dense array "
+                "(X.toarray()) or a DataFrame."
+            )
         if not hasattr(X, "shape"):
             X = np.asarray(X)
-        if getattr(X, "ndim", 2) != 2:
-            raise ValueError(
-                f"X must be 2-D (rows x features); got an array of shape {np.shape(X)}. "
-                "Reshape a single feature with X.reshape(-1, 1) or a single row with X.reshape(1, -1)."
-            )
+        check_shape(np.shape(X))
+        if isinstance(X, pd.DataFrame):
+            is_complex = any(pd.api.types.is_complex_dtype(dtype) for dtype in X.dtypes)
+        else:
+            is_complex = np.iscomplexobj(X)
+        if is_complex:
+            raise ValueError("Complex data not supported: X has complex values; the features must be real.")
         validate_data(self, X, reset=reset, skip_check_array=True)
         return self._inputs_from_features(X, reset=reset)
 
@@ -314,7 +379,7 @@ class BayesianEstimator(BaseEstimator):
             progressbar=resolve_progressbar(self.progressbar),
         )
 
-    def fit(self, X: Any, y: Any) -> BayesianEstimator:
+    def fit(self, X: Any, y: Any = None) -> BayesianEstimator:
         """Fit the posterior of the model to ``X, y``.
 
         Parameters
@@ -322,7 +387,7 @@ class BayesianEstimator(BaseEstimator):
         X : array-like or DataFrame of shape (n_samples, n_features)
             Training features.
         y : array-like of shape (n_samples,)
-            Training targets.
+            Training targets (ignored by density models).
 
         Returns
         -------
@@ -330,21 +395,20 @@ class BayesianEstimator(BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         inputs = self._validate_features(X, reset=True)
         target = self._validate_target(y)
         n_rows = len(next(iter(inputs.values())))
-        if len(target) != n_rows:
+        if target is not None and len(target) != n_rows:
             raise ValueError(f"X has {n_rows} rows but y has {len(target)}; they must match.")
         seed = (
             self.random_seed
             if self.random_seed is not None
             else int(np.random.SeedSequence().generate_state(1)[0])
         )
-        self._model = self._build_pymc_model(inputs, target)
-        self._predictor = None
-        idata = fit_posterior(self._model, self._inference_settings(seed))
+        model = self._build_pymc_model(inputs, target)
+        self._cache = {"lock": threading.RLock(), "model": model}
+        idata = fit_posterior(model, self._inference_settings(seed))
+        _keep_training_inputs(idata, inputs)
         idata.posterior.attrs["pmlearn_seed"] = seed
         idata.posterior.attrs["pmlearn_inference"] = self.inference
         self.idata_ = idata
@@ -352,24 +416,46 @@ class BayesianEstimator(BaseEstimator):
 
     # -- prediction --------------------------------------------------------------------
 
-    def _predictive_outputs(self, distribution: pt.TensorVariable, uniform: pt.TensorVariable) -> list:
-        """Per-draw outputs at new inputs; set by the regressor or classifier mixin."""
+    def predictive_distribution(self, model: pm.Model, inputs: dict) -> pt.TensorVariable:
+        """The distribution of a new row's target under one posterior draw.
+
+        By default the model's likelihood with the new rows in place of the training
+        inputs. Override it where prediction is not the likelihood at new inputs, e.g. a
+        Gaussian process conditioned on its training data.
+
+        Parameters
+        ----------
+        model : pm.Model
+            The fitted model.
+        inputs : dict
+            Each input container (e.g. ``model["X"]``) mapped to the symbolic new rows.
+
+        Returns
+        -------
+        TensorVariable
+            A PyMC random variable (e.g. ``pm.Normal.dist(mu, sigma)``), one value per row.
+        """
+        return conditional_likelihood(likelihood_of(model), inputs)
+
+    def _predictive_outputs(self, model: pm.Model, inputs: dict, uniform: pt.TensorVariable) -> list:
+        """Per-draw outputs at new inputs; set by the regressor, classifier or density mixin."""
         raise NotImplementedError
 
     def posterior_predictor(self) -> PosteriorPredictor:
         """The compiled prediction function over all posterior draws, built once and reused."""
         check_is_fitted(self)
-        lock = self.__dict__.setdefault("_predictor_lock", threading.Lock())
-        with lock:
-            if self.__dict__.get("_predictor") is None:
-                self._predictor = PosteriorPredictor(
-                    self.pymc_model(),
+        cache = self._fit_cache()
+        with cache["lock"]:
+            if cache.get("predictor") is None:
+                model = self.pymc_model()
+                cache["predictor"] = PosteriorPredictor(
+                    model,
                     self.idata_.posterior,
                     self._input_names(),
-                    self._predictive_outputs,
+                    lambda inputs, uniform: self._predictive_outputs(model, inputs, uniform),
                     seed=int(self.idata_.posterior.attrs["pmlearn_seed"]),
                 )
-            return self._predictor
+            return cache["predictor"]
 
     def posterior_mean(self, name: str) -> np.ndarray | float:
         """Posterior mean of the model variable ``name`` (a float for a scalar).
@@ -389,6 +475,15 @@ class BayesianEstimator(BaseEstimator):
         check_is_fitted(self)
         posterior = self.idata_.posterior
         return posterior.sizes["chain"] * posterior.sizes["draw"]
+
+    @property
+    def n_iter_(self) -> int:
+        """Iterations the fit ran: ADVI steps, or NUTS tuning steps plus draws per chain."""
+        check_is_fitted(self)
+        if "fit_history" in self.idata_.groups():
+            return int(self.idata_.fit_history.sizes["iteration"])
+        tuning = self.idata_.sample_stats.attrs.get("tuning_steps", 0) if "sample_stats" in self.idata_.groups() else 0
+        return int(tuning) + int(self.idata_.posterior.sizes["draw"])
 
     # -- state for saving and loading --------------------------------------------------
 
@@ -436,14 +531,19 @@ class BayesianEstimator(BaseEstimator):
                 value = np.asarray(value, dtype=object if name == "feature_names_in_" else None)
             setattr(estimator, name, value)
         estimator.idata_ = idata
+        estimator._fit_cache()
         return estimator
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the compiled model and function; they are rebuilt on demand."""
         state = self.__dict__.copy()
-        for cached in ("_model", "_predictor", "_predictor_lock"):
-            state.pop(cached, None)
+        state.pop("_cache", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "idata_" in state:
+            self._fit_cache()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -460,6 +560,7 @@ class BayesianRegressorMixin(RegressorMixin):
     """
 
     def _validate_target(self, y: Any) -> np.ndarray:
+        _check_target_given(self, y)
         y = column_or_1d(y, warn=True)
         if y.dtype.kind not in "biuf":
             try:
@@ -470,8 +571,8 @@ class BayesianRegressorMixin(RegressorMixin):
         check_finite(y, what="y")
         return y
 
-    def _predictive_outputs(self, distribution, uniform):
-        return [pm.icdf(distribution, uniform)]
+    def _predictive_outputs(self, model, inputs, uniform):
+        return [pm.icdf(self.predictive_distribution(model, inputs), uniform)]
 
     def sample_posterior_predictive(self, X: Any) -> np.ndarray:
         """One posterior predictive draw per posterior draw and row.
@@ -553,6 +654,27 @@ class BayesianRegressorMixin(RegressorMixin):
         return np.column_stack([summary["lower"], summary["upper"]])
 
 
+def _keep_training_inputs(idata: az.InferenceData, inputs: dict[str, np.ndarray]) -> None:
+    """Make sure ``constant_data`` holds every input, also one the model observes (density models)."""
+    group = idata.constant_data if "constant_data" in idata.groups() else None
+    missing = {
+        name: xr.DataArray(value, dims=[f"{name}_dim_{axis}" for axis in range(value.ndim)])
+        for name, value in inputs.items()
+        if group is None or name not in group
+    }
+    if not missing:
+        return
+    if group is None:
+        idata.add_groups(constant_data=xr.Dataset(missing))
+    else:
+        idata.constant_data = group.assign(missing)
+
+
+def _check_target_given(estimator: BaseEstimator, y: Any) -> None:
+    if y is None:
+        raise ValueError(f"{type(estimator).__name__} requires y to be passed, but the target y is None.")
+
+
 def _check_probability(prob: Any) -> None:
     if isinstance(prob, bool) or not isinstance(prob, Real) or not 0.0 < float(prob) < 1.0:
         raise ValueError(f"The interval probability must be a number strictly between 0 and 1; got {prob!r}.")
@@ -568,6 +690,7 @@ class BayesianClassifierMixin(ClassifierMixin):
     _fitted_state_attributes = ("n_features_in_", "feature_names_in_", "classes_")
 
     def _validate_target(self, y: Any) -> np.ndarray:
+        _check_target_given(self, y)
         y = column_or_1d(y, warn=True)
         if y.dtype.kind == "f":
             check_finite(y, what="y")
@@ -576,13 +699,13 @@ class BayesianClassifierMixin(ClassifierMixin):
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
-            raise ValueError(
-                f"y has a single class ({encoder.classes_[0]!r}); a classifier needs at least two."
-            )
+            (label,) = encoder.classes_.tolist()
+            raise ValueError(f"y has only one class ({label!r}); a classifier needs at least two.")
         self.classes_ = encoder.classes_
         return encoder.transform(y).astype(np.int64)
 
-    def _predictive_outputs(self, distribution, uniform):
+    def _predictive_outputs(self, model, inputs, uniform):
+        distribution = self.predictive_distribution(model, inputs)
         op_name = distribution.owner.op.name
         (p,) = distribution.owner.op.dist_params(distribution.owner)
         if op_name == "bernoulli":
@@ -622,7 +745,8 @@ class BayesianClassifierMixin(ClassifierMixin):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: before fit, it raises NotFittedError
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def sample_posterior_predictive(self, X: Any) -> np.ndarray:
         """One label drawn from the likelihood per posterior draw and row.
@@ -643,3 +767,112 @@ class BayesianClassifierMixin(ClassifierMixin):
         uniforms = predictor.uniforms[:, None, None]
         index = np.minimum((cumulative < uniforms).sum(axis=-1), len(self.classes_) - 1)
         return self.classes_[index]
+
+
+class BayesianDensityMixin(DensityMixin):
+    """Density estimation over the posterior: components, responsibilities, log density.
+
+    Subclasses take ``n_components``, observe ``X`` itself in :meth:`build_model`
+    (``build_model(self, X)``, no ``y``) and implement :meth:`component_log_density`.
+    """
+
+    def _validate_target(self, y: Any) -> None:
+        return None  # unsupervised: y is ignored, as in scikit-learn
+
+    def component_log_density(self, model: pm.Model, inputs: dict) -> pt.TensorVariable:
+        """``log weight_k + log p(x | component k)`` of each new row under one posterior draw.
+
+        Parameters
+        ----------
+        model : pm.Model
+            The fitted model.
+        inputs : dict
+            Each input container mapped to the symbolic new rows.
+
+        Returns
+        -------
+        TensorVariable of shape (n_samples, n_components)
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement component_log_density.")
+
+    def _predictive_outputs(self, model, inputs, uniform):
+        joint = self.component_log_density(model, inputs)
+        log_density = pt.logsumexp(joint, axis=-1)
+        return [log_density, pt.exp(joint - log_density[..., None])]
+
+    def predict_summary(self, X: Any) -> dict[str, np.ndarray]:
+        """Log posterior predictive density and posterior mean responsibilities of each row.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        dict
+            ``log_density`` of shape (n_samples,): the log of the density averaged over the
+            posterior draws; ``proba`` of shape (n_samples, n_components).
+        """
+        inputs = self._validate_features(X, reset=False)
+
+        def summarize(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+            log_density, responsibilities = outputs
+            return {
+                "log_density": logsumexp(log_density, axis=0) - np.log(len(log_density)),
+                "proba": responsibilities.mean(axis=0),
+            }
+
+        return self.posterior_predictor().map_rows(inputs, summarize, width=self.n_components)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log posterior predictive density of each row.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.predict_summary(X)["log_density"]
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log posterior predictive density per row, as scikit-learn's mixtures report.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        float
+        """
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior mean probability that each row belongs to each component.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+        """
+        return self.predict_summary(X)["proba"]
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable component of each row.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return np.argmax(self.predict_proba(X), axis=1)

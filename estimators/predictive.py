@@ -24,11 +24,12 @@ from pytensor.graph.replace import graph_replace, vectorize_graph
 from pytensor.graph.traversal import apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.variable import TensorVariable
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
 #: Upper bound on draws x rows (x classes) held in memory at once while predicting.
 MAX_ELEMENTS_PER_CHUNK = 2**22
 
-OutputBuilder = Callable[[TensorVariable, TensorVariable], list[TensorVariable]]
+OutputBuilder = Callable[[Mapping[TensorVariable, TensorVariable], TensorVariable], list[TensorVariable]]
 
 
 def stratified_uniforms(n_draws: int, seed: int) -> np.ndarray:
@@ -50,11 +51,8 @@ def likelihood_of(model: pm.Model) -> TensorVariable:
             f"this one has {len(observed)}: {[rv.name for rv in observed]}."
         )
     likelihood = observed[0]
-    if not isinstance(likelihood.owner.op, RandomVariable):
-        raise TypeError(
-            f"The likelihood {likelihood.name!r} is a {type(likelihood.owner.op).__name__}; "
-            "prediction needs a plain PyMC distribution (Normal, StudentT, Bernoulli, ...)."
-        )
+    if isinstance(likelihood.owner.op, MinibatchRandomVariable):  # declared with total_size
+        likelihood = likelihood.owner.inputs[0]
     return likelihood
 
 
@@ -79,6 +77,12 @@ def conditional_likelihood(likelihood: TensorVariable, replacements: Mapping) ->
     parameters alone takes its shape from the new inputs instead.
     """
     node = likelihood.owner
+    if not isinstance(node.op, RandomVariable):
+        raise TypeError(
+            f"The likelihood {likelihood.name!r} is a {type(node.op).__name__}; predicting from "
+            "the likelihood needs a plain PyMC distribution (Normal, StudentT, Bernoulli, ...). "
+            "Override predictive_distribution for other models."
+        )
     params = graph_replace(node.op.dist_params(node), dict(replacements), strict=False)
     return node.op(*params)
 
@@ -95,12 +99,9 @@ class PosteriorPredictor:
     input_names : sequence of str
         The data containers that new data replace (e.g. ``["X"]``).
     build_outputs : callable
-        ``build_outputs(predictive, uniform)`` returns the outputs for one draw, given the
-        predictive distribution at the new inputs and a scalar uniform; they are
-        vectorised over all draws.
-    predictive : callable, optional
-        ``predictive(model, replacements)`` returns the predictive distribution at the new
-        inputs; by default the model's likelihood with its inputs replaced.
+        ``build_outputs(inputs, uniform)`` returns the outputs for one posterior draw,
+        given a mapping from each input container to the symbolic new rows that replace
+        it, and a scalar uniform; they are vectorised over all draws.
     seed : int
         Seed of the stratified uniforms.
     """
@@ -113,7 +114,6 @@ class PosteriorPredictor:
         build_outputs: OutputBuilder,
         *,
         seed: int,
-        predictive: Callable[[pm.Model, Mapping], TensorVariable] | None = None,
     ):
         self.input_names = list(input_names)
         containers = [model[name] for name in self.input_names]
@@ -121,14 +121,8 @@ class PosteriorPredictor:
             pt.tensor(name=f"{c.name}_new", dtype=c.dtype, shape=(None,) * c.ndim)
             for c in containers
         ]
-        replacements = dict(zip(containers, new_inputs))
-        if predictive is None:
-            distribution = conditional_likelihood(likelihood_of(model), replacements)
-        else:
-            distribution = predictive(model, replacements)
-
         uniform = pt.scalar("uniform", dtype="float64")
-        outputs = without_views(build_outputs(distribution, uniform))
+        outputs = without_views(build_outputs(dict(zip(containers, new_inputs)), uniform))
         free_rvs = [rv for rv in model.free_RVs if rv.name in posterior]
         batched_rvs = [
             pt.tensor(name=rv.name, dtype=rv.dtype, shape=(None, *rv.type.shape))

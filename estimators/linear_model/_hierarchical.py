@@ -116,9 +116,20 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
         else:
             labels = np.asarray(X)[:, position]
             features = np.delete(np.asarray(X), position, axis=1)
-        missing = pd.isna(labels)
-        if missing.any():
-            raise ValueError(f"The group column has a missing value at row {int(np.flatnonzero(missing)[0])}.")
+        invalid = pd.isna(labels)
+        if labels.dtype.kind == "f":
+            invalid |= np.isinf(labels)
+        if invalid.any():
+            row = int(np.flatnonzero(invalid)[0])
+            raise ValueError(
+                f"The group column has an invalid label {labels[row]} at row {row}; group labels "
+                "must not be missing (NaN, None) or infinite (inf)."
+            )
+        if features.shape[1] == 0:
+            raise ValueError(
+                f"X has 1 feature(s), the group column alone; {type(self).__name__} needs at "
+                "least one feature besides the group."
+            )
         if reset:
             self.groups_ = np.unique(labels)
         codes = pd.Index(self.groups_).get_indexer(labels)

@@ -74,8 +74,8 @@ class LinearRegression(_CoefficientsMixin, BayesianRegressorMixin, BayesianEstim
     >>> X = rng.normal(size=(200, 2))
     >>> y = 1.0 + X @ [2.0, -1.0] + rng.normal(scale=0.5, size=200)
     >>> model = LinearRegression(random_seed=0, progressbar=False).fit(X, y)
-    >>> np.round(model.coef_, 1)
-    array([ 2., -1.])
+    >>> bool(np.allclose(model.coef_, [2.0, -1.0], atol=0.15))
+    True
     >>> mean, std = model.predict(X[:2], return_std=True)
     """
 
