@@ -55,9 +55,12 @@ def _import_attribute(path: str) -> Any:
 
 
 def _builtin_path(estimator_class: type) -> str | None:
+    """The public path of a built-in estimator class, or None for any other class."""
     for path in BUILTIN_ESTIMATORS:
-        if _import_attribute(path) is estimator_class:
-            return path
+        package, _, name = path.rpartition(".")
+        if estimator_class.__name__ == name and estimator_class.__module__.startswith(package):
+            if _import_attribute(path) is estimator_class:
+                return path
     return None
 
 
