@@ -9,7 +9,7 @@ pmlearn (native) format
     Serves posterior predictions as a DataFrame: mean, standard deviation, credible
     intervals, class probabilities.
 
-Functions: :func:`save_model`, :func:`log_model`, :func:`load_model`,
+Functions: :func:`save_model`, :func:`log_model`, :func:`load_model`, :func:`autolog`,
 :func:`get_default_pip_requirements`, :func:`get_default_conda_env`.
 """
 
@@ -51,6 +51,7 @@ from mlflow.utils.model_utils import (
     _get_flavor_configuration,
     _validate_and_copy_code_paths,
 )
+from mlflow.utils.autologging_utils import autologging_integration, safe_patch
 from mlflow.utils.requirements_utils import _get_pinned_requirement
 
 import estimators
@@ -353,3 +354,49 @@ def _load_pyfunc(path: str) -> PmlearnModelWrapper:
     """Called by ``mlflow.pyfunc.load_model`` with the model's ``data`` directory."""
     model_root = Path(path).parent
     return PmlearnModelWrapper(_load_from_local_path(str(model_root)))
+
+
+@autologging_integration(FLAVOR_NAME)
+def autolog(
+    log_models: bool = True,
+    log_traces: bool = True,
+    log_plots: bool = True,
+    log_datasets: bool = True,
+    registered_model_name: str | None = None,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    extra_tags: dict[str, str] | None = None,
+) -> None:
+    """Log every ``fit`` of a pmlearn estimator to MLflow.
+
+    A fit logs, in the active run or in a run it starts and ends: the hyper-parameters,
+    each prior as ``prior.<variable>``, the model structure, the inference settings and
+    library versions; the ELBO history (ADVI) or the sampler diagnostics (NUTS), the
+    training score and interval coverage as metrics; the trace (NetCDF) and its summary;
+    plots; the training data as a dataset input; and the model. A failure while logging
+    becomes a warning and never changes the fit; an exception in the fit propagates and
+    a run started by autolog is marked FAILED, with the traceback in the tag
+    ``pmlearn.fit_error``.
+
+    Parameters
+    ----------
+    log_models : bool, default=True
+        Log the fitted model with :func:`log_model` (signature and input example from
+        the training data).
+    log_traces : bool, default=True
+        Log ``trace/trace.nc`` and ``az.summary`` as ``trace/summary.csv`` and ``.html``.
+    log_plots : bool, default=True
+        Log PNG plots under ``plots/`` (ELBO, trace and rank, posteriors, a posterior
+        predictive check, the model graph).
+    log_datasets : bool, default=True
+        Log the training data with ``mlflow.log_input``.
+    registered_model_name : str, optional
+        Register each logged model as a new version of this registered model.
+    disable, exclusive, disable_for_unsupported_versions, silent, extra_tags
+        As in MLflow's built-in autolog integrations.
+    """
+    from mlflow_pmlearn.autologging import patched_fit
+
+    safe_patch(FLAVOR_NAME, BayesianEstimator, "fit", patched_fit, manage_run=True, extra_tags=extra_tags)
