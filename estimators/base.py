@@ -243,6 +243,11 @@ class BayesianEstimator(BaseEstimator):
         model uses (e.g. for standardising) must be computed from ``X.get_value()``, not
         symbolically. Give the likelihood a shape that follows ``X`` (e.g. its mean).
 
+        Minibatch ADVI is opt-in: a model with a ``batch_size`` hyper-parameter is fitted
+        on random minibatches of that many rows (``None``: full data; NUTS refuses it). Its
+        likelihood must then be declared with ``total_size=len(X.get_value())`` (an int),
+        which scales a minibatch's log-likelihood up to the whole training set.
+
         Parameters
         ----------
         X : TensorVariable
@@ -377,6 +382,8 @@ class BayesianEstimator(BaseEstimator):
             learning_rate=self.learning_rate,
             random_seed=seed,
             progressbar=resolve_progressbar(self.progressbar),
+            # Opt-in: an estimator with a ``batch_size`` hyper-parameter fits on minibatches.
+            batch_size=getattr(self, "batch_size", None),
         )
 
     def fit(self, X: Any, y: Any = None) -> BayesianEstimator:
@@ -407,7 +414,8 @@ class BayesianEstimator(BaseEstimator):
         )
         model = self._build_pymc_model(inputs, target)
         self._cache = {"lock": threading.RLock(), "model": model}
-        idata = fit_posterior(model, self._inference_settings(seed))
+        row_data = [*inputs, TARGET] if target is not None else list(inputs)
+        idata = fit_posterior(model, self._inference_settings(seed), row_data)
         _keep_training_inputs(idata, inputs)
         idata.posterior.attrs["pmlearn_seed"] = seed
         idata.posterior.attrs["pmlearn_inference"] = self.inference
@@ -444,18 +452,22 @@ class BayesianEstimator(BaseEstimator):
     def posterior_predictor(self) -> PosteriorPredictor:
         """The compiled prediction function over all posterior draws, built once and reused."""
         check_is_fitted(self)
+        return self._cached_predictor("predictor", self._input_names(), self._predictive_outputs)
+
+    def _cached_predictor(self, key: str, input_names: list[str], build_outputs) -> PosteriorPredictor:
+        """A :class:`PosteriorPredictor` compiled on first use and kept with the fitted state."""
         cache = self._fit_cache()
         with cache["lock"]:
-            if cache.get("predictor") is None:
+            if cache.get(key) is None:
                 model = self.pymc_model()
-                cache["predictor"] = PosteriorPredictor(
+                cache[key] = PosteriorPredictor(
                     model,
                     self.idata_.posterior,
-                    self._input_names(),
-                    lambda inputs, uniform: self._predictive_outputs(model, inputs, uniform),
+                    input_names,
+                    lambda inputs, uniform: build_outputs(model, inputs, uniform),
                     seed=int(self.idata_.posterior.attrs["pmlearn_seed"]),
                 )
-            return cache["predictor"]
+            return cache[key]
 
     def posterior_mean(self, name: str) -> np.ndarray | float:
         """Posterior mean of the model variable ``name`` (a float for a scalar).
@@ -588,6 +600,35 @@ class BayesianRegressorMixin(RegressorMixin):
         inputs = self._validate_features(X, reset=False)
         (samples,) = self.posterior_predictor()(inputs)
         return samples
+
+    def log_predictive_density(self, X: Any, y: Any) -> np.ndarray:
+        """Log posterior predictive density of each observed target: ``log mean_s p(y | x, draw s)``.
+
+        The log score, a proper scoring rule: higher is better.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        inputs = self._validate_features(X, reset=False)
+        target = self._validate_target(y)
+        if len(target) != len(next(iter(inputs.values()))):
+            raise ValueError(f"X has {len(next(iter(inputs.values())))} rows but y has {len(target)}; they must match.")
+
+        def log_density(model, new, uniform):
+            features = {container: value for container, value in new.items() if container is not model[TARGET]}
+            return [pm.logp(self.predictive_distribution(model, features), new[model[TARGET]])]
+
+        predictor = self._cached_predictor("log_density", [*self._input_names(), TARGET], log_density)
+        return predictor.map_rows(
+            {**inputs, TARGET: target},
+            lambda outputs: {"lpd": logsumexp(outputs[0], axis=0) - np.log(len(outputs[0]))},
+        )["lpd"]
 
     def predict_summary(self, X: Any, *, interval_prob: float | None = None) -> dict[str, np.ndarray]:
         """Posterior predictive mean, standard deviation and (optionally) central interval.
