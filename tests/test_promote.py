@@ -1,0 +1,77 @@
+"""Registry promotion by proper scoring rules, on a real sqlite registry."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from properscoring_reference import crps_gaussian_reference
+
+import mlflow_pmlearn
+from estimators.linear_model import LinearRegression, LogisticRegression
+from mlflow_pmlearn.promote import crps, main, promote
+from tests.conftest import FAST
+
+
+def _register(model, name: str) -> str:
+    with mlflow.start_run():
+        info = mlflow_pmlearn.log_model(model, name="model", registered_model_name=name)
+    return str(info.registered_model_version)
+
+
+def test_crps_of_samples_matches_the_closed_form_for_a_normal():
+    rng = np.random.default_rng(0)
+    samples = rng.normal(1.0, 2.0, size=(20_000, 1))
+    for y in (-1.0, 1.0, 4.0):
+        assert crps(samples, np.array([y]))[0] == pytest.approx(crps_gaussian_reference(y, 1.0, 2.0), rel=0.02)
+
+
+def test_better_candidate_takes_the_alias_and_worse_one_does_not(mlflow_experiment, regression_data, tmp_path):
+    X, y, _ = regression_data
+    train, held_out = slice(0, 300), slice(300, None)
+    name = "promotion-regression"
+    good = LinearRegression(**FAST).fit(X[train], y[train])
+    # A prior pinned near zero cannot fit the slopes: a clearly worse model.
+    bad = LinearRegression(**FAST, prior_scale_coef=1e-3).fit(X[train], y[train])
+    first, worse, better = _register(good, name), _register(bad, name), _register(good, name)
+    client = MlflowClient()
+
+    result = promote(name, first, X[held_out], y[held_out])
+    assert result.promoted and result.champion_version is None
+    assert str(client.get_model_version_by_alias(name, "champion").version) == first
+
+    result = promote(name, worse, X[held_out], y[held_out])
+    assert not result.promoted
+    assert result.candidate_scores["log_predictive_density"] < result.champion_scores["log_predictive_density"]
+    assert result.candidate_scores["crps"] > result.champion_scores["crps"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == first
+    recorded = client.get_model_version(name, worse)
+    assert recorded.tags["pmlearn.promotion.decision"] == "rejected"
+    assert recorded.tags["pmlearn.promotion.compared_with"] == first
+    assert "kept the current champion" in recorded.description
+
+    # The same model again is not strictly better: the champion stays.
+    assert not promote(name, better, X[held_out], y[held_out]).promoted
+
+    # The command line promotes the good model over a champion that is the bad one.
+    client.set_registered_model_alias(name, "champion", worse)
+    csv = tmp_path / "held_out.csv"
+    X[held_out].assign(target=y[held_out]).to_csv(csv, index=False)
+    main(["--name", name, "--version", better, "--data", str(csv), "--target", "target"])
+    assert str(client.get_model_version_by_alias(name, "champion").version) == better
+    served = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    np.testing.assert_allclose(served.predict(X[held_out])["prediction"], good.predict(X[held_out]))
+
+
+def test_classifiers_are_compared_by_log_loss(mlflow_experiment, binary_data):
+    X, y, _ = binary_data
+    name = "promotion-classifier"
+    good = LogisticRegression(**FAST).fit(X[:400], y[:400])
+    bad = LogisticRegression(**FAST, prior_scale_coef=1e-3).fit(X[:400], y[:400])
+    bad_version, good_version = _register(bad, name), _register(good, name)
+    promote(name, bad_version, X[400:], y[400:])
+    result = promote(name, good_version, X[400:], y[400:])
+    assert result.promoted
+    assert result.candidate_scores["log_loss"] < result.champion_scores["log_loss"]
+    assert result.candidate_scores["brier_score"] < result.champion_scores["brier_score"]
