@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,10 @@ from mlflow.types.schema import ParamSchema, ParamSpec
 from sklearn.base import is_classifier
 
 from estimators.base import BayesianEstimator
+
+#: Environment variable: most rows one ``predict`` call accepts (0: no limit).
+MAX_ROWS_VARIABLE = "MLFLOW_PMLEARN_MAX_ROWS"
+DEFAULT_MAX_ROWS = 100_000
 
 
 def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
@@ -33,6 +38,7 @@ class PmlearnModelWrapper:
 
     def __init__(self, estimator: BayesianEstimator):
         self.estimator = estimator
+        self.max_rows = int(os.environ.get(MAX_ROWS_VARIABLE, DEFAULT_MAX_ROWS))
         # Compile the prediction function now, so that no request pays for it.
         estimator.posterior_predictor()
 
@@ -46,11 +52,18 @@ class PmlearnModelWrapper:
         Parameters
         ----------
         data : DataFrame or array-like
-            Rows with the training columns.
+            Rows with the training columns; at most ``MLFLOW_PMLEARN_MAX_ROWS`` (default
+            100,000) per call.
         params : dict, optional
             ``return_std`` (bool) and ``interval_prob`` (float in (0, 1)), for regressors.
         """
         params = params or {}
+        n_rows = len(data)
+        if self.max_rows and n_rows > self.max_rows:
+            raise MlflowException.invalid_parameter_value(
+                f"The request has {n_rows:,} rows; this model takes at most {self.max_rows:,} per "
+                f"call. Send smaller batches, or raise the limit with {MAX_ROWS_VARIABLE} (0: none)."
+            )
         try:
             if is_classifier(self.estimator):
                 return self._classify(data)

@@ -1,0 +1,180 @@
+"""A real ``mlflow models serve`` process answering over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from mlflow import MlflowClient
+
+import mlflow_pmlearn
+from estimators.linear_model import LinearRegression, LogisticRegression
+from tests.conftest import FAST
+
+pytestmark = pytest.mark.slow
+MAX_ROWS = 1000
+
+
+def _free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _register_champion(model, name: str, example) -> None:
+    with mlflow.start_run():
+        info = mlflow_pmlearn.log_model(model, name="model", input_example=example, registered_model_name=name)
+    MlflowClient().set_registered_model_alias(name, "champion", info.registered_model_version)
+
+
+class Server:
+    """``mlflow models serve`` in its own process group, stopped whatever happens."""
+
+    def __init__(self, model_uri: str, tracking_uri: str, tmp_path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(tmp_path / f"server-{self.port}.log", "w")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_PMLEARN_MAX_ROWS": str(MAX_ROWS)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", str(self.port)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_until_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {open(self.log.name).read()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"server not ready after {timeout} s: {open(self.log.name).read()[-3000:]}")
+
+    def invoke(self, body, content_type: str = "application/json") -> requests.Response:
+        data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        return requests.post(f"{self.url}/invocations", data=data, headers={"Content-Type": content_type}, timeout=60)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=20)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def served(tracking_uri, regression_data, binary_data, tmp_path_factory):
+    experiment = mlflow.create_experiment(
+        "serving", artifact_location=tmp_path_factory.mktemp("serving-artifacts").as_uri()
+    )
+    mlflow.set_experiment(experiment_id=experiment)
+    X, y, _ = regression_data
+    Xc, yc, _ = binary_data
+    regressor = LinearRegression(**FAST).fit(X, y)
+    classifier = LogisticRegression(**FAST).fit(Xc, yc)
+    _register_champion(regressor, "served-regressor", X.head(3))
+    _register_champion(classifier, "served-classifier", Xc.head(3))
+    tmp_path = tmp_path_factory.mktemp("servers")
+    servers = {
+        "regressor": Server("models:/served-regressor@champion", tracking_uri, tmp_path),
+        "classifier": Server("models:/served-classifier@champion", tracking_uri, tmp_path),
+    }
+    try:
+        for server in servers.values():
+            server.wait_until_ready()
+        yield {"regressor": (servers["regressor"], regressor, X), "classifier": (servers["classifier"], classifier, Xc)}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def _frame(response: requests.Response) -> pd.DataFrame:
+    assert response.status_code == 200, response.text
+    return pd.DataFrame(response.json()["predictions"])
+
+
+def test_every_documented_input_format_gives_the_posterior_frame(served):
+    server, model, X = served["regressor"]
+    rows = X.head(4)
+    params = {"return_std": True, "interval_prob": 0.9}
+    expected = model.predict_summary(rows, interval_prob=0.9)
+    bodies = {
+        "dataframe_split": {"dataframe_split": json.loads(rows.to_json(orient="split")), "params": params},
+        "dataframe_records": {"dataframe_records": rows.to_dict(orient="records"), "params": params},
+        "instances": {"instances": rows.to_dict(orient="records"), "params": params},
+        "inputs": {"inputs": rows.to_dict(orient="list"), "params": params},
+    }
+    for name, body in bodies.items():
+        frame = _frame(server.invoke(body))
+        assert list(frame.columns) == ["prediction", "std", "lower", "upper"], name
+        np.testing.assert_allclose(frame["prediction"], expected["mean"], rtol=1e-9, err_msg=name)
+        np.testing.assert_allclose(frame["std"], expected["std"], rtol=1e-9, err_msg=name)
+        np.testing.assert_allclose(frame[["lower", "upper"]], np.column_stack([expected["lower"], expected["upper"]]), rtol=1e-9)
+    csv = _frame(server.invoke(rows.to_csv(index=False), content_type="text/csv"))
+    assert list(csv.columns) == ["prediction"]
+    np.testing.assert_allclose(csv["prediction"], expected["mean"], rtol=1e-9)
+
+
+def test_classifier_endpoint_returns_labels_and_probabilities(served):
+    server, model, X = served["classifier"]
+    rows = X.head(5)
+    frame = _frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))}))
+    assert list(frame.columns) == ["prediction", *[f"proba_{c}" for c in model.classes_]]
+    np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), model.predict_proba(rows), rtol=1e-9)
+    assert list(frame["prediction"]) == list(model.predict(rows))
+
+
+@pytest.mark.parametrize(
+    "case, body, content_type, message",
+    [
+        ("missing column", lambda X: {"dataframe_records": X.drop(columns=["x1"]).head(2).to_dict(orient="records")}, "application/json", "x1"),
+        ("string in numeric column", lambda X: {"dataframe_records": [{"x0": "abc", "x1": 0.0, "x2": 0.0}]}, "application/json", "x0"),
+        ("NaN", lambda X: '{"dataframe_split": {"columns": ["x0", "x1", "x2"], "data": [[NaN, 0.0, 0.0]]}}', "application/json", "NaN"),
+        ("interval_prob out of range", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"interval_prob": 2.0}}, "application/json", "interval"),
+        ("wrong param type", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"return_std": "maybe"}}, "application/json", "return_std"),
+        ("malformed JSON", lambda X: '{"dataframe_records": [', "application/json", ""),
+        ("too many rows", lambda X: {"dataframe_split": json.loads(pd.concat([X] * 3).to_json(orient="split"))}, "application/json", "at most"),
+    ],
+)
+def test_bad_requests_get_4xx_and_the_server_keeps_answering(served, case, body, content_type, message):
+    server, model, X = served["regressor"]
+    response = server.invoke(body(X), content_type)
+    assert 400 <= response.status_code < 500, (case, response.status_code, response.text)
+    assert message.lower() in response.text.lower(), (case, response.text)
+    good = _frame(server.invoke({"dataframe_records": X.head(2).to_dict(orient="records")}))
+    np.testing.assert_allclose(good["prediction"], model.predict(X.head(2)), rtol=1e-9)
+
+
+def test_mlflow_models_predict_gives_the_same_answers(served, tracking_uri, tmp_path):
+    _, model, X = served["regressor"]
+    rows = X.head(5)
+    input_path, output_path = tmp_path / "input.json", tmp_path / "output.json"
+    input_path.write_text(json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split")), "params": {"return_std": True}}))
+    subprocess.run(
+        [sys.executable, "-m", "mlflow", "models", "predict", "-m", "models:/served-regressor@champion",
+         "-i", str(input_path), "-o", str(output_path), "--env-manager", "local"],
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, check=True, capture_output=True, timeout=300,
+    )
+    frame = pd.DataFrame(json.loads(output_path.read_text())["predictions"])
+    mean, std = model.predict(rows, return_std=True)
+    np.testing.assert_allclose(frame["prediction"], mean, rtol=1e-9)
+    np.testing.assert_allclose(frame["std"], std, rtol=1e-9)
