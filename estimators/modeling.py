@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
 
@@ -15,6 +16,16 @@ def location_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     location = values.mean(axis=0)
     scale = values.std(axis=0)
     return location, np.where(scale > 0, scale, 1.0)
+
+
+def training_constant(value: np.ndarray | float) -> pt.TensorVariable:
+    """A statistic of the training data (a mean, a scale) for use in a model's graph.
+
+    A shared variable, not a literal constant: PyTensor keys its cache of compiled C code
+    by the values of a graph's constants, so literal training statistics would make every
+    fit on new data compile its functions afresh (seconds of C compilation per fit).
+    """
+    return pytensor.shared(np.asarray(value, dtype=np.float64))
 
 
 def standardized(container: pt.TensorVariable) -> tuple[pt.TensorVariable, np.ndarray, np.ndarray]:
@@ -30,10 +41,16 @@ def standardized(container: pt.TensorVariable) -> tuple[pt.TensorVariable, np.nd
         The constants used, to map coefficients back to the original units.
     """
     location, scale = location_scale(np.asarray(container.get_value()))
-    return (container - location) / scale, location, scale
+    return (container - training_constant(location)) / training_constant(scale), location, scale
 
 
-def class_likelihood(name: str, logits: pt.TensorVariable, observed: pt.TensorVariable, n_classes: int):
+def class_likelihood(
+    name: str,
+    logits: pt.TensorVariable,
+    observed: pt.TensorVariable,
+    n_classes: int,
+    total_size: int | None = None,
+):
     """Bernoulli (one logit column) or Categorical (K-1 columns, class 0 as reference) likelihood.
 
     Parameters
@@ -46,8 +63,14 @@ def class_likelihood(name: str, logits: pt.TensorVariable, observed: pt.TensorVa
         Class indices ``0..K-1``.
     n_classes : int
         K, the number of classes.
+    total_size : int, optional
+        Number of training rows, for fitting on minibatches (see ``batch_size``).
     """
     if n_classes == 2:
-        return pm.Bernoulli(name, logit_p=logits[:, 0], observed=observed, shape=logits.shape[0])
+        return pm.Bernoulli(
+            name, logit_p=logits[:, 0], observed=observed, shape=logits.shape[0], total_size=total_size
+        )
     full = pt.concatenate([pt.zeros_like(logits[:, :1]), logits], axis=1)
-    return pm.Categorical(name, p=pt.special.softmax(full, axis=-1), observed=observed, shape=logits.shape[0])
+    return pm.Categorical(
+        name, p=pt.special.softmax(full, axis=-1), observed=observed, shape=logits.shape[0], total_size=total_size
+    )

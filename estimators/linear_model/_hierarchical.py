@@ -15,6 +15,8 @@ from estimators.base import BayesianClassifierMixin, BayesianEstimator, numeric_
 from estimators.modeling import class_likelihood, standardized
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
+#: ``pandas.api.types.infer_dtype`` kinds of group columns made only of strings and numbers.
+_LABEL_KINDS = {"string", "integer", "floating", "boolean", "mixed-integer-float", "decimal"}
 
 
 class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator):
@@ -125,6 +127,16 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
                 f"The group column has an invalid label {labels[row]} at row {row}; group labels "
                 "must not be missing (NaN, None) or infinite (inf)."
             )
+        if pd.api.types.infer_dtype(labels, skipna=False) not in _LABEL_KINDS:
+            for row, value in enumerate(labels):
+                try:
+                    if not isinstance(value, str):
+                        float(value)
+                except (TypeError, ValueError) as error:
+                    raise TypeError(
+                        f"The group column has the label {value!r} at row {row}; group labels "
+                        f"must be strings or numbers ({error})."
+                    ) from None
         if features.shape[1] == 0:
             raise ValueError(
                 f"X has 1 feature(s), the group column alone; {type(self).__name__} needs at "
