@@ -63,15 +63,20 @@ def numeric_matrix(X: Any, feature_names: np.ndarray | None = None, *, what: str
     if isinstance(X, pd.DataFrame):
         if feature_names is None:
             feature_names = np.asarray(X.columns, dtype=object)
-        duplicated = X.columns[X.columns.duplicated()].unique().tolist()
-        if duplicated:
+        columns = X.columns.tolist()
+        if len(set(columns)) != len(columns):
+            duplicated = sorted({str(c) for c in columns if columns.count(c) > 1})
             raise ValueError(f"{what} has duplicate column names: {duplicated}.")
-        for name, dtype in X.dtypes.items():
+        dtypes = X.dtypes.tolist()
+        for name, dtype in zip(columns, dtypes):
             if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
                 raise ValueError(
                     f"Column {str(name)!r} of {what} has dtype {dtype}; the features must be numeric."
                 )
-        X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        if all(isinstance(dtype, np.dtype) for dtype in dtypes):
+            X = X.to_numpy(dtype=np.float64)
+        else:  # pandas extension dtypes (nullable integers, ...): missing values become NaN
+            X = X.to_numpy(dtype=np.float64, na_value=np.nan)
     array = np.asarray(X)
     check_shape(array.shape, what=what)
     if array.dtype.kind not in "biuf":
@@ -306,7 +311,9 @@ class BayesianEstimator(BaseEstimator):
         expected = getattr(self, "feature_names_in_", None)
         if expected is None or not isinstance(X, pd.DataFrame):
             return X
-        columns = [str(c) for c in X.columns]
+        columns, expected = [str(c) for c in X.columns.tolist()], expected.tolist()
+        if columns == expected:  # the common case, and the serving hot path
+            return X
         missing = [c for c in expected if c not in columns]
         unexpected = [c for c in columns if c not in set(expected)]
         if missing or unexpected:
@@ -317,11 +324,9 @@ class BayesianEstimator(BaseEstimator):
                 parts.append(f"unexpected column(s) {unexpected}")
             raise ValueError(
                 f"X has {' and '.join(parts)}; {type(self).__name__} was fitted on the "
-                f"columns {list(expected)}."
+                f"columns {expected}."
             )
-        if columns != list(expected):
-            X = X.loc[:, list(expected)]
-        return X
+        return X.loc[:, expected]
 
     def _inputs_from_features(self, X: Any, *, reset: bool) -> dict[str, np.ndarray]:
         """The model's inputs (by container name) from validated, aligned features."""
@@ -340,12 +345,14 @@ class BayesianEstimator(BaseEstimator):
             X = np.asarray(X)
         check_shape(np.shape(X))
         if isinstance(X, pd.DataFrame):
-            is_complex = any(pd.api.types.is_complex_dtype(dtype) for dtype in X.dtypes)
+            is_complex = any(pd.api.types.is_complex_dtype(dtype) for dtype in X.dtypes.tolist())
         else:
             is_complex = np.iscomplexobj(X)
         if is_complex:
             raise ValueError("Complex data not supported: X has complex values; the features must be real.")
-        validate_data(self, X, reset=reset, skip_check_array=True)
+        names_checked = not reset and isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_")
+        if not names_checked:  # _aligned_columns has already matched names and count
+            validate_data(self, X, reset=reset, skip_check_array=True)
         return self._inputs_from_features(X, reset=reset)
 
     def _validate_target(self, y: Any) -> np.ndarray:
@@ -556,6 +563,11 @@ class BayesianEstimator(BaseEstimator):
         super().__setstate__(state)
         if "idata_" in state:
             self._fit_cache()
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once there is a posterior: a fit that failed part-way (after validation
+        set ``n_features_in_``, ...) must still raise ``NotFittedError`` on predict."""
+        return "idata_" in self.__dict__
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
