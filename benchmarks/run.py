@@ -9,7 +9,7 @@ Run from the repository root (after ``pip install -e .``)::
     python -m benchmarks.run --only prediction  # one or more sections, comma-separated
     python -m benchmarks.run --quick            # fewer repeats and rows, for a smoke test
 
-Sections: prediction, scaling, fitting, cold_start.
+Sections: prediction, scaling, fitting, cold_start, autolog.
 """
 
 from __future__ import annotations
@@ -285,6 +285,38 @@ def bench_cold_start(quick: bool, rows: list[dict]) -> None:
         rows.append(_row("cold_start", "fresh process: load from registry + first 1-row prediction", ours, "mlflow.sklearn BayesianRidge", theirs, target="<= 1.5"))
 
 
+def bench_autolog(quick: bool, rows: list[dict]) -> None:
+    """What ``mlflow_pmlearn.autolog()`` adds to a fit: everything it logs, into a sqlite store."""
+    import mlflow
+
+    import mlflow_pmlearn
+    from estimators.linear_model import LinearRegression
+
+    X, y, *_ = synthetic(10_000)
+    repeats = 1 if quick else 3
+
+    def fit():
+        LinearRegression(random_seed=0, progressbar=False).fit(X, y)
+
+    def autologged(**settings) -> Callable[[], object]:
+        def run():
+            mlflow_pmlearn.autolog(silent=True, **settings)
+            try:
+                fit()
+            finally:
+                mlflow_pmlearn.autolog(disable=True)
+
+        return run
+
+    with tempfile.TemporaryDirectory() as directory:
+        mlflow.set_tracking_uri(f"sqlite:///{directory}/mlflow.db")
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench-autolog", artifact_location=Path(directory, "artifacts").as_uri()))
+        ours, plain = side_by_side(autologged(), fit, repeats)
+        rows.append(_row("autolog", "LinearRegression ADVI fit, 10,000 x 10, autolog (params, metrics, trace, plots, dataset, model)", ours, "the same fit without autolog", plain, target="<= 1.5"))
+        ours, plain = side_by_side(autologged(log_models=False), fit, repeats)
+        rows.append(_row("autolog", "the same, autolog(log_models=False)", ours, "the same fit without autolog", plain))
+
+
 def _row(section: str, case: str, seconds: float, baseline: str, baseline_seconds: float, target: str = "") -> dict:
     return {
         "section": section,
@@ -302,6 +334,7 @@ SECTIONS = {
     "scaling": bench_scaling,
     "fitting": bench_fitting,
     "cold_start": bench_cold_start,
+    "autolog": bench_autolog,
 }
 
 

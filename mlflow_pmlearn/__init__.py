@@ -368,35 +368,91 @@ def autolog(
     disable_for_unsupported_versions: bool = False,
     silent: bool = False,
     extra_tags: dict[str, str] | None = None,
+    max_tuning_runs: int | None = 5,
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
 ) -> None:
     """Log every ``fit`` of a pmlearn estimator to MLflow.
 
-    A fit logs, in the active run or in a run it starts and ends: the hyper-parameters,
-    each prior as ``prior.<variable>``, the model structure, the inference settings and
-    library versions; the ELBO history (ADVI) or the sampler diagnostics (NUTS), the
-    training score and interval coverage as metrics; the trace (NetCDF) and its summary;
-    plots; the training data as a dataset input; and the model. A failure while logging
-    becomes a warning and never changes the fit; an exception in the fit propagates and
-    a run started by autolog is marked FAILED, with the traceback in the tag
-    ``pmlearn.fit_error``.
+    A fit logs, in the active run or in a run it starts and ends:
+
+    - params: the hyper-parameters (inference settings among them); each prior as
+      ``prior.<variable>`` (e.g. ``Normal(loc=0.0, scale=2.5)``), read from the PyMC model, so
+      bespoke models are described too; the model structure (``model.*``); the seed used
+      (``inference.seed``); the PyMC, PyTensor, ArviZ and mlflow-pmlearn versions; the
+      training data shape (``training.rows``, ``training.columns``);
+    - metrics: ADVI's ``elbo`` history (iteration as step, thinned to at most 1000 block
+      means), ``elbo_final``, ``advi_iterations``, ``advi_converged``; or NUTS's
+      ``divergences``, ``r_hat_max``, ``ess_bulk_min``, ``ess_tail_min``,
+      ``mean_tree_depth``, ``step_size``, ``sampling_time_s``, ``draws_per_second``; and
+      ``fit_time_s``, ``training_score`` and, for regressors, ``training_coverage_94`` (the
+      share of training targets inside the central 94% posterior predictive interval);
+    - artifacts: ``trace/trace.nc`` (``az.from_netcdf`` reloads it), ``trace/summary.csv``
+      and ``.html``; PNG plots under ``plots/`` (ELBO, or trace and rank plots; posteriors;
+      a posterior predictive check) and the model graph (PNG with graphviz, else text);
+    - the training data as a dataset input (source: the code that ran; with its digest);
+    - the model, with :func:`log_model`.
+
+    A failure while logging becomes a warning and never changes the fit (the rest is still
+    logged); an exception in the fit propagates and a run started by autolog is marked
+    FAILED, with the traceback in the tag ``pmlearn.fit_error``.
+
+    **Meta-estimators.** A scikit-learn ``Pipeline`` ending in a pmlearn estimator logs one
+    run: the pipeline's deep parameters (``reg__prior_scale_coef``, ...), and the priors,
+    diagnostics, plots and trace of its pmlearn step, fitted on the data the earlier steps
+    produced. The ``pmlearn`` flavor saves a pmlearn estimator, not a pipeline, and
+    pickling by default is not an option; so when steps come before it, the model logged is
+    that final step only, as ``bayesian_step``, and never registered under
+    ``registered_model_name``: it expects transformed features, not raw ones, which the tag
+    ``pmlearn.logged_model``, the model's metadata and a warning say. (A pipeline whose other
+    steps are all ``"passthrough"`` logs its step as ``model``, as usual.) A parameter
+    search (``GridSearchCV``, ``RandomizedSearchCV``) over a pmlearn estimator, or over such a
+    pipeline, logs a parent run with the search's parameters, ``best_<param>`` params,
+    ``best_cv_score``, ``cv_results.csv`` and everything above for the refitted best
+    estimator (its model as ``model``, registered, when it is a pmlearn estimator); plus a
+    finished child run per candidate, the best ``max_tuning_runs`` by rank, with its
+    parameters and cross-validation scores. Fits inside these never start runs of their own.
 
     Parameters
     ----------
     log_models : bool, default=True
-        Log the fitted model with :func:`log_model` (signature and input example from
-        the training data).
+        Log the fitted model with :func:`log_model`; its signature is inferred from the
+        training data. A bespoke estimator whose class is in a top-level module file ships
+        that file with the model (``code_paths``), so the model loads elsewhere.
     log_traces : bool, default=True
-        Log ``trace/trace.nc`` and ``az.summary`` as ``trace/summary.csv`` and ``.html``.
+        Log ``trace/trace.nc`` and ``az.summary`` as ``trace/summary.csv`` and ``.html``
+        (with R-hat and effective sample sizes for NUTS).
     log_plots : bool, default=True
-        Log PNG plots under ``plots/`` (ELBO, trace and rank, posteriors, a posterior
-        predictive check, the model graph).
+        Log PNG plots under ``plots/``, drawn off-screen (no pyplot state).
     log_datasets : bool, default=True
         Log the training data with ``mlflow.log_input``.
     registered_model_name : str, optional
         Register each logged model as a new version of this registered model.
     disable, exclusive, disable_for_unsupported_versions, silent, extra_tags
         As in MLflow's built-in autolog integrations.
+    max_tuning_runs : int or None, default=5
+        Most child runs of a parameter search, the best candidates by rank; None for all.
+        Every candidate is in the parent run's ``cv_results.csv``.
+    log_input_examples : bool, default=False
+        Also save the first training rows as the model's input example (MLflow then loads
+        the model once more to validate it, which costs time).
+    log_model_signatures : bool, default=True
+        Give the model a signature (inputs, outputs and inference params).
     """
-    from mlflow_pmlearn.autologging import patched_fit
+    from sklearn.model_selection._search import BaseSearchCV
+    from sklearn.pipeline import Pipeline
 
-    safe_patch(FLAVOR_NAME, BayesianEstimator, "fit", patched_fit, manage_run=True, extra_tags=extra_tags)
+    from mlflow_pmlearn.autologging import patched_fit, patched_meta_fit
+
+    if max_tuning_runs is not None and (not isinstance(max_tuning_runs, int) or max_tuning_runs < 0):
+        raise MlflowException.invalid_parameter_value(
+            f"max_tuning_runs must be a non-negative integer or None; got {max_tuning_runs!r}."
+        )
+    if extra_tags is not None and not isinstance(extra_tags, dict):
+        raise MlflowException.invalid_parameter_value(
+            f"extra_tags must be a dictionary of tags; got {type(extra_tags).__name__}."
+        )
+    # The patches start (and end) runs themselves, only for fits they log.
+    safe_patch(FLAVOR_NAME, BayesianEstimator, "fit", patched_fit)
+    for meta_estimator in (Pipeline, BaseSearchCV):
+        safe_patch(FLAVOR_NAME, meta_estimator, "fit", patched_meta_fit)

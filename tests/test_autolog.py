@@ -1,0 +1,451 @@
+"""``mlflow_pmlearn.autolog()`` against a real MLflow: a sqlite tracking store and registry.
+
+No mocks of MLflow: each fit is autologged into a fresh experiment, and what landed is read
+back through the tracking API (params, metric histories, artifacts, dataset inputs, logged
+and registered models). The fits that several tests read are made once per module.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from pathlib import Path
+
+import arviz as az
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+import mlflow_pmlearn
+from conftest import FAST, FAST_NUTS
+from estimators.linear_model import LinearRegression
+from mlflow_pmlearn import autologging
+from test_flavor import BESPOKE_FILE, _import_bespoke
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Quicker still, for the tests that fit many times (search) or only look at the run.
+QUICK = {**FAST, "n_draws": 100, "max_iter": 1500}
+
+
+@pytest.fixture(autouse=True)
+def _autolog_off_afterwards():
+    """Whatever a test does, autolog is off for the next test and module."""
+    yield
+    mlflow_pmlearn.autolog(disable=True)
+
+
+@pytest.fixture
+def autolog_warnings():
+    """Warnings raised while logging: inside ``safe_patch`` MLflow reroutes them to its logger."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("mlflow.utils.autologging_utils")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def _new_experiment(tmp_path_factory, label: str) -> str:
+    experiment_id = mlflow.create_experiment(
+        f"test_autolog-{label}-{uuid.uuid4().hex[:8]}",
+        artifact_location=tmp_path_factory.mktemp(f"autolog-{label}").as_uri(),
+    )
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _runs(experiment_id: str) -> list[mlflow.entities.Run]:
+    return mlflow.search_runs(experiment_ids=[experiment_id], output_format="list")
+
+
+def _only_run(experiment_id: str) -> mlflow.entities.Run:
+    (run,) = _runs(experiment_id)
+    return run
+
+
+def _logged_models(experiment_id: str) -> list:
+    return mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
+
+
+def _artifact_bytes(run_id: str, path: str, tmp_path) -> bytes:
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(tmp_path))
+    with open(local, "rb") as file:
+        return file.read()
+
+
+def _autologged_fit(tmp_path_factory, label: str, estimator, X, y, **settings):
+    """Fit ``estimator`` under ``autolog(**settings)`` in a new experiment: (estimator, run)."""
+    experiment_id = _new_experiment(tmp_path_factory, label)
+    mlflow_pmlearn.autolog(**settings)
+    try:
+        estimator.fit(X, y)
+    finally:
+        mlflow_pmlearn.autolog(disable=True)
+    return estimator, _only_run(experiment_id)
+
+
+@pytest.fixture(scope="module")
+def advi_fit(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    return _autologged_fit(tmp_path_factory, "advi", LinearRegression(**FAST), X, y, extra_tags={"team": "bayes"})
+
+
+@pytest.fixture(scope="module")
+def nuts_fit(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    return _autologged_fit(tmp_path_factory, "nuts", LinearRegression(**FAST_NUTS), X.iloc[:150], y.iloc[:150])
+
+
+@pytest.fixture(scope="module")
+def plain_fit(regression_data):
+    """The same ADVI fit as ``advi_fit``, without autolog."""
+    X, y, _ = regression_data
+    return LinearRegression(**FAST).fit(X, y)
+
+
+# -- an ADVI fit ---------------------------------------------------------------------------
+
+
+def test_params_hold_hyperparameters_priors_structure_versions_and_data_shape(advi_fit):
+    estimator, run = advi_fit
+    params = run.data.params
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.autologging"] == "pmlearn" and run.data.tags["team"] == "bayes"
+    for name, value in estimator.get_params().items():
+        assert params[name] == str(value)
+    assert params["prior.coef_std"] == "Normal(loc=0.0, scale=2.5)"
+    assert params["prior.intercept_std"] == "Normal(loc=0.0, scale=2.5)"
+    assert params["prior.noise_std"] == "HalfNormal(loc=0.0, scale=1.0)"
+    model = estimator.pymc_model()
+    prior_keys = sorted(key for key in params if key.startswith("prior."))
+    assert prior_keys == sorted(f"prior.{rv.name}" for rv in model.free_RVs)
+    assert params["model.free_variables"] == "3"
+    assert params["model.parameters"] == "5"  # intercept, 3 coefficients, noise
+    assert params["model.estimator_class"] == "estimators.linear_model._linear.LinearRegression"
+    assert params["inference.seed"] == "0"
+    assert params["training.rows"] == "400" and params["training.columns"] == "3"
+    for package in ("pymc", "pytensor", "arviz", "mlflow-pmlearn"):
+        assert params[f"version.{package}"] not in ("", "unknown")
+
+
+def test_elbo_history_is_thinned_stepped_by_iteration_and_rises(advi_fit):
+    estimator, run = advi_fit
+    history = MlflowClient().get_metric_history(run.info.run_id, "elbo")
+    steps = [metric.step for metric in history]
+    values = [metric.value for metric in history]
+    n_iterations = estimator.idata_.fit_history.sizes["iteration"]
+    assert 100 < len(history) <= autologging.MAX_ELBO_POINTS
+    assert steps == sorted(steps) and steps[0] == 1 and steps[-1] <= n_iterations
+    assert values[-1] > values[0]
+    metrics = run.data.metrics
+    assert metrics["advi_iterations"] == n_iterations
+    assert metrics["elbo_final"] == pytest.approx(-estimator.idata_.fit_history["loss"].values[-100:].mean())
+    assert metrics["advi_converged"] in (0.0, 1.0)
+    assert metrics["fit_time_s"] > 0
+
+
+def test_training_score_and_coverage_are_those_of_the_estimator(advi_fit, regression_data):
+    estimator, run = advi_fit
+    X, y, _ = regression_data
+    metrics = run.data.metrics
+    assert metrics["training_score"] == pytest.approx(estimator.score(X, y), rel=1e-9)
+    interval = estimator.predict_interval(X, prob=0.94)
+    inside = np.mean((interval[:, 0] <= y) & (y <= interval[:, 1]))
+    assert metrics["training_coverage_94"] == pytest.approx(inside, abs=1e-12)
+    assert 0.85 < metrics["training_coverage_94"] <= 1.0
+
+
+def test_trace_reloads_with_arviz_and_equals_idata(advi_fit, tmp_path):
+    estimator, run = advi_fit
+    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="trace", dst_path=str(tmp_path))
+    reloaded = az.from_netcdf(f"{path}/trace.nc")
+    for name, values in estimator.idata_.posterior.data_vars.items():
+        np.testing.assert_array_equal(reloaded.posterior[name].values, values.values)
+    np.testing.assert_array_equal(reloaded.fit_history["loss"].values, estimator.idata_.fit_history["loss"].values)
+    summary = pd.read_csv(f"{path}/summary.csv", index_col=0)
+    assert {"mean", "sd", "hdi_3%", "hdi_97%"} <= set(summary.columns)
+    assert "coef[0]" in summary.index
+    assert "<table" in open(f"{path}/summary.html").read()
+
+
+def test_plots_are_valid_png_files_drawn_off_screen(advi_fit, tmp_path):
+    _, run = advi_fit
+    names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
+    expected = {"plots/elbo.png", "plots/posterior.png", "plots/posterior_predictive_check.png"}
+    assert expected <= names
+    assert names & {"plots/model_graph.png", "plots/model_graph.txt"}
+    for name in expected:
+        content = _artifact_bytes(run.info.run_id, name, tmp_path)
+        assert content.startswith(PNG_SIGNATURE)
+        with Image.open(io.BytesIO(content)) as image:
+            image.verify()
+            assert image.size[0] > 100 and image.size[1] > 100
+    import matplotlib.pyplot as plt  # nothing was drawn through pyplot's global state
+
+    assert plt.get_fignums() == []
+
+
+def test_training_data_is_a_dataset_input_with_source_and_digest(advi_fit, regression_data):
+    _, run = advi_fit
+    X, y, _ = regression_data
+    (dataset_input,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert dataset.name == "training"
+    assert dataset.digest == autologging.training_dataset(X, y).digest
+    assert dataset.source_type == "code" and dataset.source
+    assert {tag.key: tag.value for tag in dataset_input.tags}["mlflow.data.context"] == "training"
+    assert '"name": "target"' in dataset.schema and '"name": "x0"' in dataset.schema
+
+
+def test_model_loads_through_pyfunc_and_predicts_as_the_estimator(advi_fit, regression_data):
+    estimator, run = advi_fit
+    X, _, _ = regression_data
+    (model,) = _logged_models(run.info.experiment_id)
+    assert model.source_run_id == run.info.run_id and model.name == "model"
+    served = mlflow.pyfunc.load_model(model.model_uri)
+    assert served.metadata.get_input_schema().input_names() == ["x0", "x1", "x2"]
+    frame = served.predict(X.iloc[:20], params={"return_std": True})
+    mean, std = estimator.predict(X.iloc[:20], return_std=True)
+    np.testing.assert_allclose(frame["prediction"], mean)
+    np.testing.assert_allclose(frame["std"], std)
+
+
+def test_autolog_leaves_the_fit_unchanged(advi_fit, plain_fit):
+    estimator, _ = advi_fit
+    for name, values in plain_fit.idata_.posterior.data_vars.items():
+        np.testing.assert_array_equal(estimator.idata_.posterior[name].values, values.values)
+
+
+# -- a NUTS fit ----------------------------------------------------------------------------
+
+
+def test_nuts_diagnostics_agree_with_az_summary_of_the_logged_trace(nuts_fit, tmp_path):
+    estimator, run = nuts_fit
+    metrics = run.data.metrics
+    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="trace/trace.nc", dst_path=str(tmp_path))
+    trace = az.from_netcdf(path)
+    summary = az.summary(trace)
+    assert metrics["r_hat_max"] == pytest.approx(summary["r_hat"].max())
+    assert metrics["ess_bulk_min"] == pytest.approx(summary["ess_bulk"].min())
+    assert metrics["ess_tail_min"] == pytest.approx(summary["ess_tail"].min())
+    assert metrics["divergences"] == int(trace.sample_stats["diverging"].sum())
+    assert metrics["mean_tree_depth"] == pytest.approx(float(trace.sample_stats["tree_depth"].mean()))
+    assert metrics["step_size"] == pytest.approx(float(trace.sample_stats["step_size"].mean()))
+    assert metrics["sampling_time_s"] > 0
+    n_draws = FAST_NUTS["n_draws"] * FAST_NUTS["n_chains"]
+    assert metrics["draws_per_second"] == pytest.approx(n_draws / metrics["sampling_time_s"])
+    assert "elbo" not in metrics and "advi_iterations" not in metrics
+    assert {"training_score", "training_coverage_94", "fit_time_s"} <= set(metrics)
+    logged_summary = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="trace/summary.csv", dst_path=str(tmp_path)),
+        index_col=0,
+    )
+    assert {"r_hat", "ess_bulk", "ess_tail"} <= set(logged_summary.columns)
+
+
+def test_nuts_fit_logs_trace_and_rank_plots(nuts_fit, tmp_path):
+    _, run = nuts_fit
+    names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/trace.png", "plots/rank.png", "plots/posterior.png"} <= names
+    assert "plots/elbo.png" not in names
+    assert _artifact_bytes(run.info.run_id, "plots/rank.png", tmp_path).startswith(PNG_SIGNATURE)
+
+
+# -- behaviour -----------------------------------------------------------------------------
+
+
+def test_failing_fit_propagates_and_marks_the_run_failed(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    X = X.copy()
+    X.iloc[3, 1] = np.nan
+    experiment_id = _new_experiment(tmp_path_factory, "failing")
+    mlflow_pmlearn.autolog()
+    with pytest.raises(ValueError, match="NaN"):
+        LinearRegression(**FAST).fit(X, y)
+    run = _only_run(experiment_id)
+    assert run.info.status == "FAILED"
+    assert "ValueError" in run.data.tags[autologging.FIT_ERROR_TAG]
+    assert "NaN" in run.data.tags[autologging.FIT_ERROR_TAG]
+    assert mlflow.active_run() is None
+
+
+def test_logging_failure_warns_and_leaves_the_fit_and_the_rest_of_the_run(
+    tracking_uri, tmp_path_factory, regression_data, plain_fit, autolog_warnings, monkeypatch
+):
+    def broken_plots(*args, **kwargs):
+        raise RuntimeError("plotting broke on purpose")
+
+    monkeypatch.setattr(autologging, "fit_plots", broken_plots)
+    X, y, _ = regression_data
+    estimator = LinearRegression(**FAST)
+    estimator, run = _autologged_fit(tmp_path_factory, "broken-plots", estimator, X, y)
+    assert estimator.idata_ is not None
+    for name, values in plain_fit.idata_.posterior.data_vars.items():
+        np.testing.assert_array_equal(estimator.idata_.posterior[name].values, values.values)
+    messages = [record.getMessage() for record in autolog_warnings]
+    assert any("could not log the plots" in m and "plotting broke on purpose" in m for m in messages)
+    assert run.info.status == "FINISHED"
+    assert "training_score" in run.data.metrics and "prior.coef_std" in run.data.params
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+    assert "trace" in artifacts and "plots" not in artifacts
+    assert len(_logged_models(run.info.experiment_id)) == 1
+
+
+def test_disable_logs_nothing(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    experiment_id = _new_experiment(tmp_path_factory, "disabled")
+    mlflow_pmlearn.autolog()
+    mlflow_pmlearn.autolog(disable=True)
+    LinearRegression(**QUICK).fit(X.iloc[:100], y.iloc[:100])
+    assert _runs(experiment_id) == []
+
+
+def test_log_models_false_logs_into_the_active_run_without_a_model(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    experiment_id = _new_experiment(tmp_path_factory, "no-model")
+    mlflow_pmlearn.autolog(log_models=False, log_plots=False, log_traces=False)
+    with mlflow.start_run() as run:
+        LinearRegression(**QUICK).fit(X.iloc[:100], y.iloc[:100])
+        assert mlflow.active_run().info.run_id == run.info.run_id  # autolog left the user's run open
+    assert [r.info.run_id for r in _runs(experiment_id)] == [run.info.run_id]
+    logged = mlflow.get_run(run.info.run_id)
+    assert "prior.coef_std" in logged.data.params and "training_score" in logged.data.metrics
+    assert _logged_models(experiment_id) == []
+    assert MlflowClient().list_artifacts(run.info.run_id) == []
+
+
+def test_registered_model_name_registers_a_version(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    name = f"autolog-registered-{uuid.uuid4().hex[:8]}"
+    _, run = _autologged_fit(
+        tmp_path_factory, "registered", LinearRegression(**QUICK), X.iloc[:100], y.iloc[:100],
+        registered_model_name=name, log_plots=False,
+    )
+    (version,) = MlflowClient().search_model_versions(f"name = '{name}'")
+    assert version.run_id == run.info.run_id
+    served = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    assert list(served.predict(X.iloc[:3]).columns) == ["prediction"]
+
+
+def test_bespoke_estimator_autologs_its_priors_and_ships_its_code(tracking_uri, tmp_path_factory):
+    module = _import_bespoke()
+    X, y = module.make_data(n_samples=120, n_outliers=6)
+    estimator, run = _autologged_fit(
+        tmp_path_factory, "bespoke", module.RobustRegression(**QUICK), X, y, log_plots=False
+    )
+    params = run.data.params
+    assert params["prior.nu_minus_one"] == "Exponential(scale=10.0)"  # rate nu_rate=0.1
+    assert params["prior.coef_std"] == "Normal(loc=0.0, scale=2.5)"
+    assert params["prior.noise_std"] == "HalfNormal(loc=0.0, scale=1.0)"
+    assert params["nu_rate"] == "0.1"
+    assert params["model.estimator_class"] == "robust_regression.RobustRegression"
+    (model,) = _logged_models(run.info.experiment_id)
+    local = mlflow.artifacts.download_artifacts(model.model_uri, dst_path=str(tmp_path_factory.mktemp("bespoke-model")))
+    assert BESPOKE_FILE.name in {path.name for path in Path(local, "code").iterdir()}
+    served = mlflow.pyfunc.load_model(model.model_uri)
+    np.testing.assert_allclose(served.predict(X.iloc[:5])["prediction"], estimator.predict(X.iloc[:5]))
+
+
+# -- scikit-learn meta-estimators ----------------------------------------------------------
+
+
+def test_pipeline_logs_one_run_with_its_params_and_its_bayesian_step(
+    tracking_uri, tmp_path_factory, regression_data, autolog_warnings
+):
+    X, y, _ = regression_data
+    pipeline = Pipeline([("scale", StandardScaler().set_output(transform="pandas")), ("reg", LinearRegression(**QUICK))])
+    name = f"autolog-pipeline-{uuid.uuid4().hex[:8]}"
+    pipeline, run = _autologged_fit(tmp_path_factory, "pipeline", pipeline, X, y, registered_model_name=name)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["reg__prior_scale_coef"] == "2.5" and params["scale__with_mean"] == "True"
+    assert params["steps"] == "[('scale', 'StandardScaler'), ('reg', 'LinearRegression')]"
+    assert params["prior.coef_std"] == "Normal(loc=0.0, scale=2.5)"
+    assert params["training.rows"] == "400"
+    assert metrics["training_score"] == pytest.approx(pipeline.score(X, y), rel=1e-9)
+    assert {"elbo_final", "advi_iterations", "fit_time_s"} <= set(metrics)
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"trace", "plots"} <= artifacts
+    # The flavor saves the Bayesian step, which expects scaled features: said, not registered.
+    assert tags["pmlearn.bayesian_step"] == "reg"
+    assert "scale=StandardScaler" in tags[autologging.LOGGED_MODEL_TAG]
+    (model,) = _logged_models(run.info.experiment_id)
+    assert model.name == "bayesian_step"
+    assert MlflowClient().search_model_versions(f"name = '{name}'") == []
+    assert any("'bayesian_step'" in record.getMessage() for record in autolog_warnings)
+    served = mlflow.pyfunc.load_model(model.model_uri)
+    scaled = pipeline[:-1].transform(X.iloc[:5])
+    np.testing.assert_allclose(served.predict(scaled)["prediction"], pipeline.predict(X.iloc[:5]))
+
+
+def test_pipeline_without_a_pmlearn_estimator_is_not_logged(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    experiment_id = _new_experiment(tmp_path_factory, "sklearn-only")
+    mlflow_pmlearn.autolog()
+    Pipeline([("scale", StandardScaler()), ("ridge", Ridge())]).fit(X, y)
+    assert _runs(experiment_id) == []
+
+
+def test_grid_search_logs_a_parent_run_and_capped_child_runs(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    X, y = X.iloc[:120], y.iloc[:120]
+    grid = {"prior_scale_coef": [0.05, 5.0]}
+    search = GridSearchCV(LinearRegression(**QUICK), grid, cv=2)
+    experiment_id = _new_experiment(tmp_path_factory, "grid")
+    mlflow_pmlearn.autolog(max_tuning_runs=1)
+    search.fit(X, y)
+    runs = _runs(experiment_id)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 2  # no run for any of the five fits inside the search
+    # The parent: the search, and the refitted best estimator with its priors and model.
+    params, metrics = parent.data.params, parent.data.metrics
+    best = search.best_params_["prior_scale_coef"]
+    assert params["best_prior_scale_coef"] == str(best)
+    assert params["estimator"] == "LinearRegression" and params["cv"] == "2"
+    assert params["prior.coef_std"] == f"Normal(loc=0.0, scale={float(best)})"
+    assert metrics["best_cv_score"] == pytest.approx(search.best_score_)
+    assert metrics["training_score"] == pytest.approx(search.best_estimator_.score(X, y), rel=1e-9)
+    artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id)}
+    assert {"cv_results.csv", "trace", "plots"} <= artifacts
+    (model,) = _logged_models(experiment_id)
+    assert model.source_run_id == parent.info.run_id and model.name == "model"
+    # The child: the best candidate only (max_tuning_runs=1), its parameters and CV scores.
+    assert child.info.status == "FINISHED"
+    assert child.data.params["prior_scale_coef"] == str(best)
+    assert child.data.params["n_draws"] == str(QUICK["n_draws"])
+    assert child.data.metrics["rank_test_score"] == 1
+    assert child.data.metrics["mean_test_score"] == pytest.approx(search.best_score_)
+    assert {"std_test_score", "split0_test_score", "mean_fit_time"} <= set(child.data.metrics)
+    assert parent.data.tags["pmlearn.child_runs"].startswith("1 of 2")
+
+
+def test_grid_search_over_a_pipeline_logs_no_runs_for_the_inner_fits(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    X, y = X.iloc[:100], y.iloc[:100]
+    pipeline = Pipeline([("scale", "passthrough"), ("reg", LinearRegression(**QUICK))])
+    search = GridSearchCV(pipeline, {"reg__prior_scale_coef": [2.0]}, cv=2)
+    experiment_id = _new_experiment(tmp_path_factory, "grid-pipeline")
+    mlflow_pmlearn.autolog(max_tuning_runs=None, log_plots=False)
+    search.fit(X, y)
+    runs = _runs(experiment_id)
+    assert len(runs) == 2  # the parent and the candidate: no run for the pipelines inside
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["pmlearn.bayesian_step"] == "reg"
+    # Only passthrough before the Bayesian step: the step is the whole model.
+    (model,) = _logged_models(experiment_id)
+    assert model.name == "model" and autologging.LOGGED_MODEL_TAG not in parent.data.tags
+
+
+def test_max_tuning_runs_must_be_non_negative():
+    with pytest.raises(mlflow.exceptions.MlflowException, match="max_tuning_runs"):
+        mlflow_pmlearn.autolog(max_tuning_runs=-1)
