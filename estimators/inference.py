@@ -8,6 +8,7 @@ ADVI adds a ``fit_history`` group with the loss (negative ELBO) at every iterati
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import arviz as az
@@ -15,8 +16,12 @@ import numpy as np
 import pymc as pm
 import pytensor
 import xarray as xr
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
 INFERENCE_METHODS = ("advi", "nuts")
+
+#: Iterations per window of the ADVI plateau schedule (full-batch fits).
+PLATEAU_WINDOW = 100
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class InferenceSettings:
     learning_rate: float
     random_seed: int
     progressbar: bool
+    #: ADVI on random minibatches of this many rows (None: the full data every step).
+    batch_size: int | None = None
 
 
 def resolve_progressbar(progressbar: bool | None) -> bool:
@@ -87,11 +94,49 @@ class PlateauSchedule:
         self.learning_rate.set_value(self.learning_rate.get_value() / 10.0)
 
 
-def fit_advi(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
-    """Fit mean-field ADVI until the loss converges, then draw from the approximation."""
+def minibatch_replacements(model: pm.Model, row_data: Sequence[str], batch_size: int) -> dict:
+    """Each row-indexed data container mapped to one random minibatch of its rows.
+
+    The same rows are drawn from every container at each ADVI step. The model stays
+    written over the full containers (so prediction can replace them); ``pm.fit`` swaps in
+    the minibatches, and the likelihood, declared with ``total_size`` (the number of
+    training rows), scales their log-likelihood up to the full data. With no more rows
+    than ``batch_size`` there is nothing to subsample: no replacements.
+    """
+    if not any(isinstance(rv.owner.op, MinibatchRandomVariable) for rv in model.observed_RVs):
+        raise ValueError(
+            "batch_size is set, but the model's likelihood was not declared with total_size: "
+            "minibatch log-likelihoods would not be scaled up to the full data. In build_model, "
+            "pass total_size=<number of training rows> (an int, e.g. len(X.get_value())) to "
+            "the observed variable."
+        )
+    containers = [model[name] for name in row_data]
+    if not containers or len(containers[0].get_value()) <= batch_size:
+        return {}
+    batches = pm.Minibatch(*containers, batch_size=int(batch_size))
+    return dict(zip(containers, batches if len(containers) > 1 else [batches]))
+
+
+def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> az.InferenceData:
+    """Fit mean-field ADVI until the loss converges, then draw from the approximation.
+
+    With ``settings.batch_size``, each step uses a random minibatch of the rows of the
+    containers named in ``row_data`` (see :func:`minibatch_replacements`); the loss history
+    is then that of the minibatches, scaled by PyMC to one minibatch's worth of data. A
+    minibatch's loss is noisier, so the plateau windows are ``sqrt(n_rows / batch_size)``
+    times longer (a heuristic: with 100-iteration windows, minibatch fits of a small
+    network stopped at a third of the iterations a full-batch fit needs, and underfitted).
+    """
     fit_seed, draw_seed = np.random.default_rng(settings.random_seed).integers(2**31, size=2)
     learning_rate = pytensor.shared(np.float64(settings.learning_rate), name="learning_rate")
-    schedule = PlateauSchedule(learning_rate, tol=settings.tol)
+    replacements = {}
+    window = PLATEAU_WINDOW
+    if settings.batch_size is not None:
+        replacements = minibatch_replacements(model, row_data, settings.batch_size)
+        if replacements:
+            n_rows = len(model[row_data[0]].get_value())
+            window = int(np.ceil(PLATEAU_WINDOW * np.sqrt(n_rows / settings.batch_size)))
+    schedule = PlateauSchedule(learning_rate, window=window, tol=settings.tol)
     with model:
         approx = pm.fit(
             n=settings.max_iter,
@@ -100,6 +145,7 @@ def fit_advi(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
             callbacks=[schedule],
             random_seed=int(fit_seed),
             progressbar=settings.progressbar,
+            more_replacements=replacements or None,
         )
         idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
     history = np.asarray(approx.hist, dtype=np.float64)
@@ -107,14 +153,24 @@ def fit_advi(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
         fit_history=xr.Dataset(
             {"loss": ("iteration", history)},
             coords={"iteration": np.arange(1, history.size + 1)},
-            attrs={"converged": int(schedule.converged), "max_iter": settings.max_iter},
+            attrs={
+                "converged": int(schedule.converged),
+                "max_iter": settings.max_iter,
+                **({"batch_size": settings.batch_size, "plateau_window": window} if replacements else {}),
+            },
         )
     )
     return idata
 
 
-def fit_nuts(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
-    """Sample the posterior with PyMC's NUTS sampler."""
+def fit_nuts(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> az.InferenceData:
+    """Sample the posterior with PyMC's NUTS sampler (on the full data: no minibatches)."""
+    if settings.batch_size is not None:
+        raise ValueError(
+            f"batch_size={settings.batch_size} applies to ADVI only: NUTS samples the exact "
+            "posterior and needs the full data at every step. Set batch_size=None to use NUTS, "
+            'or inference="advi" to fit on minibatches.'
+        )
     with model:
         return pm.sample(
             draws=settings.n_draws,
@@ -126,7 +182,11 @@ def fit_nuts(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
         )
 
 
-def fit_posterior(model: pm.Model, settings: InferenceSettings) -> az.InferenceData:
-    """Fit ``model`` with the method named in ``settings``."""
+def fit_posterior(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> az.InferenceData:
+    """Fit ``model`` with the method named in ``settings``.
+
+    ``row_data`` names the data containers indexed by training row (inputs and target):
+    the ones that minibatches slice when ``settings.batch_size`` is set.
+    """
     fitters = {"advi": fit_advi, "nuts": fit_nuts}
-    return fitters[settings.method](model, settings)
+    return fitters[settings.method](model, settings, row_data)
