@@ -39,6 +39,13 @@ BUILTIN_ESTIMATORS = (
     "estimators.linear_model.LinearRegression",
     "estimators.linear_model.LogisticRegression",
     "estimators.linear_model.HierarchicalLogisticRegression",
+    "estimators.gaussian_process.GaussianProcessRegressor",
+    "estimators.gaussian_process.StudentTProcessRegressor",
+    "estimators.gaussian_process.SparseGaussianProcessRegressor",
+    "estimators.naive_bayes.GaussianNB",
+    "estimators.mixture.GaussianMixture",
+    "estimators.mixture.DirichletProcessMixture",
+    "estimators.neural_network.MLPClassifier",
 )
 
 

@@ -25,7 +25,9 @@ def test_mlflow_run_trains_autologs_and_registers(project, model_name, metric, t
         sys.executable, "-m", "mlflow", "run", str(EXAMPLES / project), "--env-manager", "local",
         "-P", "draws=200", "-P", "max_iter=3000", "-P", f"registered_model_name={model_name}",
     ]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    # Only this test's store: no experiment or run left in the environment by other tests.
+    inherited = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}}
+    env = {**inherited, "MLFLOW_TRACKING_URI": uri}
     finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
 
