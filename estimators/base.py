@@ -639,7 +639,7 @@ class BayesianRegressorMixin(RegressorMixin):
         predictor = self._cached_predictor("log_density", [*self._input_names(), TARGET], log_density)
         return predictor.map_rows(
             {**inputs, TARGET: target},
-            lambda outputs: {"lpd": logsumexp(outputs[0], axis=0) - np.log(len(outputs[0]))},
+            lambda outputs: {"lpd": log_mean_exp_over_draws(outputs[0])},
         )["lpd"]
 
     def predict_summary(self, X: Any, *, interval_prob: float | None = None) -> dict[str, np.ndarray]:
@@ -721,6 +721,11 @@ def _keep_training_inputs(idata: az.InferenceData, inputs: dict[str, np.ndarray]
         idata.add_groups(constant_data=xr.Dataset(missing))
     else:
         idata.constant_data = group.assign(missing)
+
+
+def log_mean_exp_over_draws(log_values: np.ndarray) -> np.ndarray:
+    """``log(mean(exp(log_values)))`` over the leading (posterior draw) axis, computed stably."""
+    return logsumexp(log_values, axis=0) - np.log(len(log_values))
 
 
 def _check_target_given(estimator: BaseEstimator, y: Any) -> None:
@@ -871,7 +876,7 @@ class BayesianDensityMixin(DensityMixin):
         def summarize(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
             log_density, responsibilities = outputs
             return {
-                "log_density": logsumexp(log_density, axis=0) - np.log(len(log_density)),
+                "log_density": log_mean_exp_over_draws(log_density),
                 "proba": responsibilities.mean(axis=0),
             }
 
