@@ -25,8 +25,8 @@ def test_mlflow_run_trains_autologs_and_registers(project, model_name, metric, t
         sys.executable, "-m", "mlflow", "run", str(EXAMPLES / project), "--env-manager", "local",
         "-P", "draws=200", "-P", "max_iter=3000", "-P", f"registered_model_name={model_name}",
     ]
-    # Only this test's store: no experiment or run left in the environment by other tests.
-    inherited = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"}}
+    # Only this test's store: no tracking/registry URI, experiment or run left by other tests.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env = {**inherited, "MLFLOW_TRACKING_URI": uri}
     finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
@@ -37,10 +37,12 @@ def test_mlflow_run_trains_autologs_and_registers(project, model_name, metric, t
     assert run.info.status == "FINISHED"
     assert metric in run.data.metrics
     assert any(key.startswith("prior.") for key in run.data.params)
-    previous = mlflow.get_tracking_uri()
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     try:
         served = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     assert "prediction" in served.metadata.get_output_schema().input_names()
