@@ -1,4 +1,4 @@
-"""Helpers for writing ``build_model``: standardised inputs and class likelihoods.
+"""Helpers for writing ``build_model``: standardised inputs, class likelihoods, Gaussian densities.
 
 They are what the built-in models use, and are meant for bespoke models too.
 """
@@ -74,3 +74,37 @@ def class_likelihood(
     return pm.Categorical(
         name, p=pt.special.softmax(full, axis=-1), observed=observed, shape=logits.shape[0], total_size=total_size
     )
+
+
+def gaussian_log_joint(
+    x: pt.TensorVariable,
+    weights: pt.TensorVariable,
+    means: pt.TensorVariable,
+    scales: pt.TensorVariable,
+    covariance_type: str,
+) -> pt.TensorVariable:
+    """``log w_k + log N(x | mean_k, cov_k)`` of each row of ``x``, shape (n_samples, n_components).
+
+    Parameters
+    ----------
+    x : TensorVariable of shape (n_samples, n_features)
+    weights : TensorVariable of shape (..., n_components)
+    means : TensorVariable of shape (..., n_components, n_features)
+    scales : TensorVariable
+        Lower Cholesky factors of the covariances, (..., n_components, n_features,
+        n_features), for ``"full"``; standard deviations, (..., n_components, n_features),
+        for ``"diag"``. Leading dimensions, if any, have length 1.
+    covariance_type : {"full", "diag"}
+    """
+    diff = x[:, None, :] - means  # (n, K, D)
+    if covariance_type == "full":
+        # An explicit inverse of the small D x D factors: PyTensor's triangular solve is a
+        # Python-level op that costs milliseconds per call, here called per component.
+        inverse = pt.linalg.inv(scales)
+        z = pt.sum(inverse * diff[..., None, :], axis=-1)
+        log_det = pt.sum(pt.log(pt.diagonal(scales, axis1=-2, axis2=-1)), axis=-1)
+    else:
+        z = diff / scales
+        log_det = pt.sum(pt.log(scales), axis=-1)
+    n_features = pt.cast(x.shape[-1], "float64")
+    return pt.log(weights) - 0.5 * pt.sum(z**2, axis=-1) - log_det - 0.5 * n_features * np.log(2.0 * np.pi)

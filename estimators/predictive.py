@@ -7,6 +7,10 @@ leading draw axis come out. Random draws from the likelihood are replaced by its
 CDF at fixed, stratified uniforms (one per posterior draw), which makes every row's
 prediction deterministic and independent of which other rows share its batch: a row gets
 the same answer alone, in a batch, from a served endpoint or from a Spark partition.
+
+What a draw's prediction computes from the draw alone (e.g. a Gaussian process's Cholesky
+factor of its training covariance) is computed once per draw when the function is built,
+not at every call: see :func:`per_draw_parts`.
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile import ViewOp
-from pytensor.graph.replace import graph_replace, vectorize_graph
-from pytensor.graph.traversal import apply_ancestors
+from pytensor.graph.replace import clone_replace, graph_replace, vectorize_graph
+from pytensor.graph.traversal import apply_ancestors, io_toposort
+from pytensor.tensor.basic import Join
+from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.random.op import RandomVariable
+from pytensor.tensor.shape import Reshape
+from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.variable import TensorVariable
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
@@ -68,6 +76,74 @@ def without_views(outputs: list[TensorVariable]) -> list[TensorVariable]:
         if isinstance(node.op, ViewOp)
     }
     return graph_replace(outputs, views, strict=False) if views else outputs
+
+
+#: Ops cheap enough to recompute at every call (elementwise and reshaping).
+_CHEAP_OPS = (Elemwise, DimShuffle, Subtensor, Join, Reshape)
+
+
+def per_draw_parts(
+    outputs: Sequence[TensorVariable],
+    draw_inputs: Sequence[TensorVariable],
+    call_inputs: Sequence[TensorVariable],
+) -> list[TensorVariable]:
+    """Where a per-draw prediction graph starts to depend on the new rows.
+
+    Returns variables that depend on the posterior draw (``draw_inputs``) and fixed data
+    only, and that the rest of the graph (what depends on ``call_inputs``: new rows, the
+    uniform) uses: computed once per draw, they make the per-call graph. A variable whose
+    computation from the draw is only elementwise or reshaping is not precomputed (its
+    own inputs are taken instead), nor is an integer one (shapes, indices): so for most
+    models the parts are the draws themselves, and only a costly computation (a Cholesky
+    factor of a training covariance, a solve, a product with the training data) is
+    precomputed.
+    """
+    varying, from_draws, costly = set(call_inputs), set(draw_inputs), set()
+    for node in io_toposort([*draw_inputs, *call_inputs], outputs):
+        if isinstance(node.op, RandomVariable) or any(i in varying for i in node.inputs):
+            varying.update(node.outputs)
+        elif any(i in from_draws for i in node.inputs):
+            if not all(getattr(o.type, "dtype", "").startswith("float") for o in node.outputs):
+                varying.update(node.outputs)
+                continue
+            from_draws.update(node.outputs)
+            if not isinstance(node.op, _CHEAP_OPS) or any(i in costly for i in node.inputs):
+                costly.update(node.outputs)
+    used = [i for node in io_toposort([*draw_inputs, *call_inputs], outputs)
+            if any(o in varying for o in node.outputs) for i in node.inputs]
+    parts: list[TensorVariable] = []
+    pending = [v for v in [*used, *outputs] if v in from_draws and v not in varying]
+    while pending:
+        variable = pending.pop(0)
+        if variable in parts:
+            continue
+        if variable in costly or variable.owner is None or variable in draw_inputs:
+            parts.append(variable)
+        else:  # cheap: recomputed at each call from its own inputs
+            pending.extend(i for i in variable.owner.inputs if i in from_draws)
+    return parts
+
+
+def _evaluate_per_draw(parts, draw_inputs, draws: list[np.ndarray]) -> list[np.ndarray]:
+    """The value of each part at each posterior draw, stacked along a leading draw axis.
+
+    One draw at a time, so that memory holds one draw's intermediate arrays at most.
+    """
+    index = {variable: k for k, variable in enumerate(draw_inputs)}
+    computed = [part for part in parts if part not in index]
+    values: dict = {part: draws[index[part]] for part in parts if part in index}
+    if computed:
+        function = pytensor.function(list(draw_inputs), computed, on_unused_input="ignore")
+        n_draws = len(draws[0]) if draws else 1
+        stacked = None
+        for draw in range(n_draws):
+            results = function(*(values_[draw] for values_ in draws))
+            if stacked is None:
+                stacked = [np.empty((n_draws, *np.shape(r)), dtype=part.dtype) for r, part in zip(results, computed)]
+            for target, result in zip(stacked, results):
+                target[draw] = result
+        values.update(zip(computed, stacked))
+    return [np.ascontiguousarray(values[part]) for part in parts]
 
 
 def conditional_likelihood(likelihood: TensorVariable, replacements: Mapping) -> TensorVariable:
@@ -124,28 +200,38 @@ class PosteriorPredictor:
         uniform = pt.scalar("uniform", dtype="float64")
         outputs = without_views(build_outputs(dict(zip(containers, new_inputs)), uniform))
         free_rvs = [rv for rv in model.free_RVs if rv.name in posterior]
-        batched_rvs = [
-            pt.tensor(name=rv.name, dtype=rv.dtype, shape=(None, *rv.type.shape))
-            for rv in free_rvs
+        stacked = posterior.stack(sample=("chain", "draw"))
+        self.n_draws = stacked.sizes["sample"]
+        # One draw of each free variable, as a root of the graph.
+        draw_inputs = [rv.type(name=rv.name) for rv in free_rvs]
+        outputs = clone_replace(outputs, dict(zip(free_rvs, draw_inputs)))
+        parts = per_draw_parts(outputs, draw_inputs, [*new_inputs, uniform])
+        self._draws = _evaluate_per_draw(
+            parts,
+            draw_inputs,
+            [stacked[rv.name].transpose("sample", ...).values.astype(rv.dtype) for rv in free_rvs],
+        )
+        #: Widest axis of the precomputed arrays of a draw: how wide a row's intermediate
+        #: arrays get per draw (e.g. a GP's training rows), which bounds the row chunks.
+        self.row_width = max(
+            [1, *(max(value.shape[1:], default=1) for part, value in zip(parts, self._draws) if part not in draw_inputs)]
+        )
+        part_inputs = [part.type(name=part.name) for part in parts]
+        outputs = clone_replace(outputs, dict(zip(parts, part_inputs)))
+        batched_parts = [
+            pt.tensor(name=part.name, dtype=part.dtype, shape=(None, *part.type.shape))
+            for part in part_inputs
         ]
         uniforms = pt.vector("uniforms", dtype="float64")
         batched_outputs = vectorize_graph(
-            outputs, replace={**dict(zip(free_rvs, batched_rvs)), uniform: uniforms}
+            outputs, replace={**dict(zip(part_inputs, batched_parts)), uniform: uniforms}
         )
         self._function = pytensor.function(
-            [*new_inputs, *batched_rvs, uniforms],
+            [*new_inputs, *batched_parts, uniforms],
             batched_outputs,
             on_unused_input="ignore",
             trust_input=True,
         )
-        stacked = posterior.stack(sample=("chain", "draw"))
-        self._draws = [
-            np.ascontiguousarray(
-                stacked[rv.name].transpose("sample", ...).values.astype(rv.dtype)
-            )
-            for rv in free_rvs
-        ]
-        self.n_draws = stacked.sizes["sample"]
         self.uniforms = stratified_uniforms(self.n_draws, seed)
         self._input_dtypes = [c.dtype for c in containers]
         self._lock = threading.Lock()
@@ -177,9 +263,11 @@ class PosteriorPredictor:
             axis.
         width : int
             Elements per row and draw in the largest output (e.g. the number of classes).
+            Chunks also shrink with ``row_width``, the widest axis of the arrays
+            precomputed per draw (a Gaussian process's training rows).
         """
         n_rows = len(next(iter(inputs.values())))
-        rows_per_chunk = max(1, MAX_ELEMENTS_PER_CHUNK // (self.n_draws * width))
+        rows_per_chunk = max(1, MAX_ELEMENTS_PER_CHUNK // (self.n_draws * width * self.row_width))
         chunks = []
         for start in range(0, max(n_rows, 1), rows_per_chunk):
             chunk = {name: value[start : start + rows_per_chunk] for name, value in inputs.items()}

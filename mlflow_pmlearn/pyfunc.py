@@ -11,7 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.types.schema import ParamSchema, ParamSpec
 from sklearn.base import is_classifier
 
-from estimators.base import BayesianEstimator
+from estimators.base import BayesianDensityMixin, BayesianEstimator
 
 #: Environment variable: most rows one ``predict`` call accepts (0: no limit).
 MAX_ROWS_VARIABLE = "MLFLOW_PMLEARN_MAX_ROWS"
@@ -20,7 +20,7 @@ DEFAULT_MAX_ROWS = 100_000
 
 def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
     """The inference-time parameters the wrapper accepts, for the model signature."""
-    if is_classifier(estimator):
+    if is_classifier(estimator) or isinstance(estimator, BayesianDensityMixin):
         return None
     return ParamSchema(
         [ParamSpec("return_std", "boolean", False), ParamSpec("interval_prob", "double", None)]
@@ -33,7 +33,10 @@ class PmlearnModelWrapper:
     Regressors return ``prediction`` (posterior predictive mean), plus ``std`` with
     ``params={"return_std": True}`` and ``lower``/``upper`` with
     ``params={"interval_prob": p}``. Classifiers return ``prediction`` (the label) and one
-    ``proba_<class>`` column per class.
+    ``proba_<class>`` column per class. Density models (mixtures) return ``prediction``
+    (the most probable component), one ``proba_<k>`` column per component ``k`` (its
+    posterior mean responsibility) and ``log_density`` (the log posterior predictive
+    density of the row).
     """
 
     def __init__(self, estimator: BayesianEstimator):
@@ -67,6 +70,8 @@ class PmlearnModelWrapper:
         try:
             if is_classifier(self.estimator):
                 return self._classify(data)
+            if isinstance(self.estimator, BayesianDensityMixin):
+                return self._describe_density(data)
             return self._regress(data, **params)
         except (ValueError, TypeError) as error:
             raise MlflowException.invalid_parameter_value(str(error)) from error
@@ -87,4 +92,13 @@ class PmlearnModelWrapper:
         frame = pd.DataFrame({"prediction": classes[np.argmax(proba, axis=1)]})
         for column, label in enumerate(classes):
             frame[f"proba_{label}"] = proba[:, column]
+        return frame
+
+    def _describe_density(self, data: Any) -> pd.DataFrame:
+        summary = self.estimator.predict_summary(data)
+        proba = summary["proba"]
+        frame = pd.DataFrame({"prediction": np.argmax(proba, axis=1)})
+        for component in range(proba.shape[1]):
+            frame[f"proba_{component}"] = proba[:, component]
+        frame["log_density"] = summary["log_density"]
         return frame

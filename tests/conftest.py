@@ -9,8 +9,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor")
+
+# The xdist workers (one per core) and the processes tests start share the cores: thread
+# pools of their own would oversubscribe them, and OpenBLAS then slows down by orders of
+# magnitude (a 200 x 200 Cholesky factorisation took 0.2 ms alone, 250 ms oversubscribed).
+# One BLAS/OpenMP thread per process, here and (through the environment) in its children.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+threadpool_limits(limits=1)
 
 #: Inference settings that keep the suite inside the CI budget: few draws, capped ADVI.
 FAST = {"n_draws": 200, "max_iter": 5000, "random_seed": 0, "progressbar": False}

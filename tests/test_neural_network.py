@@ -26,7 +26,6 @@ from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import mlflow_pmlearn
 from conftest import FAST
@@ -245,18 +244,3 @@ def test_log_register_and_serve_from_the_registry(mlflow_experiment, iris, iris_
     assert list(frame.columns) == ["prediction", "proba_setosa", "proba_versicolor", "proba_virginica"]
     np.testing.assert_array_equal(frame.iloc[:, 1:].to_numpy(), iris_fit.predict_proba(X_test))
     np.testing.assert_array_equal(frame["prediction"].to_numpy(), iris_fit.predict(X_test))
-
-
-# -- scikit-learn's estimator checks ------------------------------------------------------
-
-#: A tiny network on minibatches (the new code path; the full-batch path is the linear
-#: models'), few draws, short ADVI: the checks test the API contract, not the posterior.
-CHECKED = MLPClassifier(
-    hidden_layer_sizes=4, batch_size=8, n_draws=20, max_iter=300, random_seed=0, progressbar=False
-)
-
-
-@pytest.mark.slow
-@parametrize_with_checks([CHECKED])
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)

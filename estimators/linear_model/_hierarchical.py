@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pymc as pm
-import pytensor.tensor as pt
 from sklearn.utils._param_validation import Interval
 
 from estimators.base import BayesianClassifierMixin, BayesianEstimator, numeric_matrix
