@@ -68,10 +68,11 @@ def numeric_matrix(X: Any, feature_names: np.ndarray | None = None, *, what: str
             duplicated = sorted({str(c) for c in columns if columns.count(c) > 1})
             raise ValueError(f"{what} has duplicate column names: {duplicated}.")
         dtypes = X.dtypes.tolist()
-        for name, dtype in zip(columns, dtypes):
+        for position, (name, dtype) in enumerate(zip(columns, dtypes)):
             if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
                 raise ValueError(
-                    f"Column {str(name)!r} of {what} has dtype {dtype}; the features must be numeric."
+                    f"Column {str(name)!r} of {what} has dtype {dtype}"
+                    f"{_first_non_number(X.iloc[:, position])}; the features must be numeric."
                 )
         if all(isinstance(dtype, np.dtype) for dtype in dtypes):
             X = X.to_numpy(dtype=np.float64)
@@ -97,6 +98,14 @@ def numeric_matrix(X: Any, feature_names: np.ndarray | None = None, *, what: str
     return array
 
 
+def _first_non_number(column: pd.Series) -> str:
+    """`` (the value 'a' at row 3)``: the column's first value that is not a real number, if any."""
+    for row, value in enumerate(column.tolist()):
+        if isinstance(value, bool) or not isinstance(value, Real):
+            return f" (the value {value!r} at row {row})"
+    return ""
+
+
 def check_shape(shape: tuple[int, ...], *, what: str = "X") -> None:
     """Raise a ``ValueError`` unless ``shape`` is 2-D with at least one row and one column.
 
@@ -117,19 +126,85 @@ def check_shape(shape: tuple[int, ...], *, what: str = "X") -> None:
         )
 
 
-def check_finite(array: np.ndarray, feature_names: np.ndarray | None = None, *, what: str = "X") -> None:
-    """Raise a ``ValueError`` naming the first NaN or infinity in ``array`` by column and row."""
-    finite = np.isfinite(array)
-    if finite.all():
-        return
-    bad = np.argwhere(~finite)
-    row = int(bad[0][0])
-    value = array[tuple(bad[0])]
-    kind = "NaN" if np.isnan(value) else "infinity"
-    where = f"row {row}"
+#: Largest magnitude of a feature or regression target: its square is still a finite float64.
+#: Larger values overflow the moments every model computes (a training set's standard
+#: deviation becomes infinite and the feature silently drops out of the model).
+MAX_MAGNITUDE = float(np.sqrt(np.finfo(np.float64).max))
+
+
+def _where(array: np.ndarray, index: np.ndarray, feature_names: np.ndarray | None) -> str:
+    where = f"row {int(index[0])}"
     if array.ndim == 2:
-        where = f"column {_column_label(feature_names, int(bad[0][1]))}, {where}"
-    raise ValueError(f"Input {what} contains {kind} in {where} ({len(bad)} non-finite value(s) in all).")
+        where = f"column {_column_label(feature_names, int(index[1]))}, {where}"
+    return where
+
+
+def check_finite(
+    array: np.ndarray, feature_names: np.ndarray | None = None, *, what: str = "X", bounded: bool = True
+) -> None:
+    """Raise a ``ValueError`` naming the first NaN, infinity or too large value by column and row.
+
+    Parameters
+    ----------
+    array : ndarray of float
+        1-D (a target) or 2-D (features).
+    feature_names : ndarray of str, optional
+        Column names used in error messages.
+    what : str
+        What ``array`` is called in error messages.
+    bounded : bool, default=True
+        Also refuse values larger in magnitude than :data:`MAX_MAGNITUDE` (about 1.3e154);
+        False for values that are labels, not numbers to compute with.
+    """
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        value = array[tuple(bad[0])]
+        kind = "NaN" if np.isnan(value) else "infinity"
+        raise ValueError(
+            f"Input {what} contains {kind} in {_where(array, bad[0], feature_names)} "
+            f"({len(bad)} non-finite value(s) in all)."
+        )
+    if bounded and (too_large := np.abs(array) > MAX_MAGNITUDE).any():
+        first = np.argwhere(too_large)[0]
+        raise ValueError(
+            f"Input {what} has the value {array[tuple(first)]:.3g} in {_where(array, first, feature_names)}, "
+            f"too large to compute with: values must be at most {MAX_MAGNITUDE:.2g} in magnitude "
+            "(so that their squares are finite)."
+        )
+
+
+def check_flag(value: Any, name: str) -> None:
+    """Raise a ``TypeError`` unless ``value`` is a boolean (``"yes"`` or ``1`` is not ``True``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+
+
+def check_finite_predictions(predictions: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> None:
+    """Raise a ``ValueError`` naming the first row whose prediction is not finite.
+
+    Finite inputs give a non-finite prediction when they are so large that the model's
+    arithmetic overflows (e.g. 1e308 times a coefficient); a NaN or infinity is never
+    returned as if it were an answer.
+
+    Parameters
+    ----------
+    predictions : dict
+        Output name to array with a leading row axis.
+    inputs : dict
+        The validated model inputs the predictions were made from, by container name.
+    """
+    for name, values in predictions.items():
+        finite = np.isfinite(values)
+        if finite.all():
+            continue
+        row = int(np.argwhere(~finite)[0][0])
+        largest = max((np.abs(value[row]).max() for value in inputs.values() if value.dtype.kind == "f"), default=0.0)
+        raise ValueError(
+            f"The prediction ({name}) of row {row} is not finite ({np.ravel(values[row])[0]}): the "
+            f"row's values (largest magnitude {largest:.3g}) are too large for the model's "
+            "arithmetic, which overflows."
+        )
 
 
 class BayesianEstimator(BaseEstimator):
@@ -540,8 +615,18 @@ class BayesianEstimator(BaseEstimator):
         -------
         BayesianEstimator
             An estimator that predicts exactly as the one that was saved.
+
+        Raises
+        ------
+        ValueError or TypeError
+            For a parameter the class does not take or an invalid value (as ``fit`` would
+            raise), or a malformed ``n_features_in_`` or ``feature_names_in_``.
         """
+        if unknown := sorted(set(params) - set(cls._get_param_names())):
+            raise ValueError(f"{cls.__name__} takes no parameter(s) {unknown}.")
         estimator = cls(**params)
+        estimator._validate_params()
+        _check_feature_state(state)
         for name in cls._fitted_state_attributes:
             value = state.get(name)
             if value is None:
@@ -669,7 +754,9 @@ class BayesianRegressorMixin(RegressorMixin):
                 summary["lower"], summary["upper"] = np.quantile(samples, [tail, 1.0 - tail], axis=0)
             return summary
 
-        return self.posterior_predictor().map_rows(inputs, summarize)
+        summary = self.posterior_predictor().map_rows(inputs, summarize)
+        check_finite_predictions(summary, inputs)
+        return summary
 
     def predict(self, X: Any, return_std: bool = False):
         """Posterior predictive mean (and standard deviation).
@@ -686,6 +773,7 @@ class BayesianRegressorMixin(RegressorMixin):
         y_std : ndarray of shape (n_samples,)
             Only when ``return_std`` is True.
         """
+        check_flag(return_std, "return_std")
         summary = self.predict_summary(X)
         return (summary["mean"], summary["std"]) if return_std else summary["mean"]
 
@@ -705,6 +793,20 @@ class BayesianRegressorMixin(RegressorMixin):
         """
         summary = self.predict_summary(X, interval_prob=prob)
         return np.column_stack([summary["lower"], summary["upper"]])
+
+
+def _check_feature_state(state: dict[str, Any]) -> None:
+    """``n_features_in_`` a positive int and ``feature_names_in_`` (if any) that many strings."""
+    n_features = state.get("n_features_in_")
+    if n_features is not None and (type(n_features) is not int or n_features < 1):
+        raise TypeError(f"n_features_in_ must be a positive integer; got {n_features!r}.")
+    names = state.get("feature_names_in_")
+    if names is None:
+        return
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise TypeError(f"feature_names_in_ must be a list of strings; got {names!r:.80}.")
+    if n_features is not None and len(names) != n_features:
+        raise ValueError(f"feature_names_in_ has {len(names)} names but n_features_in_ is {n_features}.")
 
 
 def _keep_training_inputs(idata: az.InferenceData, inputs: dict[str, np.ndarray]) -> None:
@@ -751,7 +853,7 @@ class BayesianClassifierMixin(ClassifierMixin):
         _check_target_given(self, y)
         y = column_or_1d(y, warn=True)
         if y.dtype.kind == "f":
-            check_finite(y, what="y")
+            check_finite(y, what="y", bounded=False)
         elif y.dtype == object and pd.isna(y).any():
             raise ValueError(f"Input y contains a missing label (None or NaN) at row {int(np.flatnonzero(pd.isna(y))[0])}.")
         check_classification_targets(y)
@@ -788,9 +890,11 @@ class BayesianClassifierMixin(ClassifierMixin):
             Columns in the order of ``classes_``.
         """
         inputs = self._validate_features(X, reset=False)
-        return self.posterior_predictor().map_rows(
+        summary = self.posterior_predictor().map_rows(
             inputs, lambda outputs: {"proba": outputs[0].mean(axis=0)}, width=len(self.classes_)
-        )["proba"]
+        )
+        check_finite_predictions(summary, inputs)
+        return summary["proba"]
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class under the posterior mean probabilities.

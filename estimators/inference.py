@@ -3,6 +3,9 @@
 Both return an ArviZ ``InferenceData`` whose ``posterior`` group holds the draws and whose
 ``constant_data`` / ``observed_data`` groups hold the training data, as ``pm.sample`` does.
 ADVI adds a ``fit_history`` group with the loss (negative ELBO) at every iteration.
+
+A Ctrl-C (``KeyboardInterrupt``) that PyMC catches to stop early is raised again: a fit
+either completes or raises, never returns a half-fitted posterior.
 """
 
 from __future__ import annotations
@@ -147,8 +150,10 @@ def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
             progressbar=settings.progressbar,
             more_replacements=replacements or None,
         )
+        history = np.asarray(approx.hist, dtype=np.float64)
+        if history.size < settings.max_iter and not schedule.converged:
+            _interrupted(f"ADVI at iteration {history.size:,} of {settings.max_iter:,}")
         idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
-    history = np.asarray(approx.hist, dtype=np.float64)
     idata.add_groups(
         fit_history=xr.Dataset(
             {"loss": ("iteration", history)},
@@ -172,7 +177,7 @@ def fit_nuts(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
             'or inference="advi" to fit on minibatches.'
         )
     with model:
-        return pm.sample(
+        idata = pm.sample(
             draws=settings.n_draws,
             tune=settings.n_tune,
             chains=settings.n_chains,
@@ -180,6 +185,22 @@ def fit_nuts(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
             progressbar=settings.progressbar,
             compute_convergence_checks=False,
         )
+    posterior = idata.posterior
+    if posterior.sizes["draw"] < settings.n_draws or posterior.sizes["chain"] < settings.n_chains:
+        _interrupted(
+            f"NUTS after {posterior.sizes['draw']:,} of {settings.n_draws:,} draws "
+            f"({posterior.sizes['chain']} of {settings.n_chains} chains)"
+        )
+    return idata
+
+
+def _interrupted(where: str) -> None:
+    """Raise the ``KeyboardInterrupt`` that PyMC caught, so that ``fit`` stops instead of returning.
+
+    On Ctrl-C, ``pm.fit`` and ``pm.sample`` stop and return what they have so far; an
+    estimator must not pass that off as a fitted posterior (nor autolog log and register it).
+    """
+    raise KeyboardInterrupt(f"The fit was interrupted: {where}; no estimator was fitted.")
 
 
 def fit_posterior(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> az.InferenceData:

@@ -211,8 +211,11 @@ def save_model(
     """Save a fitted estimator as an MLflow model at ``path``.
 
     The model is written into a temporary directory beside ``path`` and moved into place
-    whole, so a failed or interrupted save leaves nothing behind; an existing non-empty
-    ``path`` is refused untouched.
+    whole, so a failed save leaves nothing behind and ``path`` is either absent or a
+    complete model; an existing non-empty ``path`` is refused untouched. A process killed
+    while saving may leave its hidden temporary directory, ``.<name>.saving-*``, beside
+    ``path``: never a model, safe to delete. It is not deleted by later saves, which cannot
+    tell it from a save that another process is making.
 
     Parameters
     ----------
@@ -395,7 +398,13 @@ def autolog(
 
     A failure while logging becomes a warning and never changes the fit (the rest is still
     logged); an exception in the fit propagates and a run started by autolog is marked
-    FAILED, with the traceback in the tag ``pmlearn.fit_error``.
+    FAILED, with the traceback in the tag ``pmlearn.fit_error``. So does Ctrl-C
+    (``KeyboardInterrupt``; PyMC's ADVI and NUTS stop early on it and keep what they have,
+    but ``fit`` raises it again rather than return a half-fitted estimator), and a
+    ``SystemExit`` (e.g. from the application's SIGTERM handler) marks the run KILLED: no
+    model is logged or registered. A process killed outright (SIGKILL, or a SIGTERM the
+    application does not handle) runs no more code: its run stays RUNNING, as with every
+    MLflow flavor. autolog installs no signal handlers.
 
     **Meta-estimators.** A scikit-learn ``Pipeline`` ending in a pmlearn estimator logs one
     run: the pipeline's deep parameters (``reg__prior_scale_coef``, ...), and the priors,

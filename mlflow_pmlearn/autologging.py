@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_AUTOLOGGING, MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
@@ -678,10 +678,29 @@ def _timed_fit(original: Callable, estimator: BaseEstimator, X: Any, y: Any, kwa
     start = time.perf_counter()
     try:
         result = original(estimator, X, y, **kwargs)
-    except Exception:
+    except BaseException:  # KeyboardInterrupt and SystemExit too: the run says where the fit stopped
         _record_fit_error()
         raise
     return result, time.perf_counter() - start
+
+
+def _in_managed_run(function: Callable, config: dict[str, Any], *args, **kwargs):
+    """``function(*args, **kwargs)`` in the run MLflow's ``with_managed_run`` starts if none is active.
+
+    That run ends FINISHED, or FAILED on an exception or a KeyboardInterrupt. A
+    ``SystemExit`` (e.g. raised by an application's SIGTERM handler) would leave it active
+    until MLflow's exit hook ended it FINISHED; it is ended KILLED instead. No signal handler
+    is installed: a library must not take over the process's signals.
+    """
+    from mlflow.utils.autologging_utils import with_managed_run
+
+    starts_run = mlflow.active_run() is None
+    try:
+        return with_managed_run(FLAVOR_NAME, function, tags=_run_tags(config))(*args, **kwargs)
+    except SystemExit:
+        if starts_run and mlflow.active_run() is not None:
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
 
 
 #: Autologged meta-estimator fits running (in any thread); see ``patched_fit``.
@@ -696,8 +715,6 @@ def patched_fit(original: Callable, self: BayesianEstimator, X: Any, y: Any = No
     thread while a meta-estimator's autologged fit runs, it is taken for a worker of that
     fit (joblib's threading backend) and logs nothing either.
     """
-    from mlflow.utils.autologging_utils import with_managed_run
-
     session = _session.get()
     if session is not None:
         start = time.perf_counter()
@@ -707,7 +724,7 @@ def patched_fit(original: Callable, self: BayesianEstimator, X: Any, y: Any = No
     if _meta_fits_running:
         return original(self, X, y, **kwargs)
     config = _config()
-    return with_managed_run(FLAVOR_NAME, _fit_and_log, tags=_run_tags(config))(original, self, X, y, config, **kwargs)
+    return _in_managed_run(_fit_and_log, config, original, self, X, y, config, **kwargs)
 
 
 def _fit_and_log(original: Callable, estimator: BayesianEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
@@ -783,12 +800,10 @@ def _model_note(estimator: BaseEstimator, path: str) -> str | None:
 def patched_meta_fit(original: Callable, self: BaseEstimator, X: Any, y: Any = None, **kwargs):
     """``Pipeline.fit`` and ``BaseSearchCV.fit`` under autolog: one run when they hold a pmlearn
     estimator (nothing otherwise, and nothing for one inside another autologged fit)."""
-    from mlflow.utils.autologging_utils import with_managed_run
-
     if _session.get() is not None or _meta_fits_running or not contains_bayesian(self):
         return original(self, X, y, **kwargs)
     config = _config()
-    return with_managed_run(FLAVOR_NAME, _fit_and_log_meta, tags=_run_tags(config))(original, self, X, y, config, **kwargs)
+    return _in_managed_run(_fit_and_log_meta, config, original, self, X, y, config, **kwargs)
 
 
 def _fit_and_log_meta(original: Callable, meta: BaseEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):

@@ -11,7 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.types.schema import ParamSchema, ParamSpec
 from sklearn.base import is_classifier
 
-from estimators.base import BayesianDensityMixin, BayesianEstimator
+from estimators.base import BayesianDensityMixin, BayesianEstimator, check_flag
 
 #: Environment variable: most rows one ``predict`` call accepts (0: no limit).
 MAX_ROWS_VARIABLE = "MLFLOW_PMLEARN_MAX_ROWS"
@@ -77,6 +77,7 @@ class PmlearnModelWrapper:
             raise MlflowException.invalid_parameter_value(str(error)) from error
 
     def _regress(self, data: Any, return_std: bool = False, interval_prob: float | None = None) -> pd.DataFrame:
+        check_flag(return_std, "return_std")
         summary = self.estimator.predict_summary(data, interval_prob=interval_prob)
         frame = pd.DataFrame({"prediction": summary["mean"]})
         if return_std:

@@ -8,20 +8,29 @@ class is imported only from code shipped with the model (``code_paths``; a modul
 process has already imported is used as it is, which runs nothing), or, when the user
 saved it with ``serialization_format="cloudpickle"``, from a pickle that MLflow's
 ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` switch must allow.
+
+A damaged model is refused with an ``MlflowException`` naming the file and the problem:
+a missing file, a document that is not JSON or has missing or wrong-typed fields
+(:func:`validate_config`), a trace that does not match the SHA-256 recorded when it was
+written or cannot be read as NetCDF, or a posterior whose variables are not those of the
+model the class builds (:func:`check_trace_fits_model`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import arviz as az
+import numpy as np
 from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
@@ -108,7 +117,7 @@ def save_estimator(estimator: BayesianEstimator, directory: str | os.PathLike, s
     estimator : BayesianEstimator
         A fitted estimator.
     directory : path
-        Where to write ``estimator.json`` and ``trace.nc``.
+        Where to write ``estimator.json`` and ``trace.nc`` (whose SHA-256 the JSON records).
     serialization_format : {"json", "cloudpickle"}
         ``"cloudpickle"`` also pickles the estimator class, for bespoke classes whose code
         is not importable where the model is loaded (e.g. defined in a notebook).
@@ -145,7 +154,16 @@ def save_estimator(estimator: BayesianEstimator, directory: str | os.PathLike, s
             if by_value:
                 cloudpickle.unregister_pickle_by_value(module)
     estimator.idata_.to_netcdf(str(directory / TRACE_FILE))
+    config["trace_sha256"] = _sha256(directory / TRACE_FILE)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _is_within(path: str | None, directory: Path) -> bool:
@@ -188,7 +206,13 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
             )
         import cloudpickle
 
-        estimator_class = cloudpickle.loads((directory / PICKLED_CLASS_FILE).read_bytes())
+        pickled = _existing(directory / PICKLED_CLASS_FILE, "pickled estimator class").read_bytes()
+        try:
+            estimator_class = cloudpickle.loads(pickled)
+        except Exception as error:  # a damaged pickle raises anything
+            raise MlflowException(
+                f"{directory / PICKLED_CLASS_FILE} could not be unpickled: {type(error).__name__}: {error}"
+            ) from None
     else:
         module_name, _, attribute = class_path.rpartition(".")
         if not module_name or not _importable_from(module_name, code_directory):
@@ -207,6 +231,192 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
     return estimator_class
 
 
+#: The fields of ``estimator.json``: name -> (JSON type, required).
+CONFIG_FIELDS: dict[str, tuple[type, bool]] = {
+    "format_version": (int, True),
+    "estimator_class": (str, True),
+    "serialization_format": (str, False),
+    "params": (dict, True),
+    "fitted_state": (dict, True),
+    "versions": (dict, False),
+    "trace_sha256": (str, False),
+}
+_JSON_TYPE_NAMES = {
+    dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
+    bool: "a boolean", type(None): "null",
+}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise MlflowException(f"The model has no {what}: {path} is missing.")
+    return path
+
+
+def _read_config(path: Path) -> Any:
+    try:
+        return json.loads(_existing(path, CONFIG_FILE).read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MlflowException(f"{path} is not valid JSON: {error}.") from None
+
+
+def validate_config(config: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """Check the fields of an ``estimator.json`` document: their presence, types and values.
+
+    A document written by a newer format version is refused first, with the version
+    needed (a newer version may have changed any other field).
+
+    Parameters
+    ----------
+    config : Any
+        The parsed JSON document.
+    path : path
+        Where it was read from, for the error message.
+
+    Returns
+    -------
+    dict
+        ``config``, valid.
+
+    Raises
+    ------
+    MlflowException
+        Naming ``path`` and every problem found.
+    """
+    if not isinstance(config, dict):
+        raise MlflowException(f"{path} must hold a JSON object; it holds {_json_type(config)}.")
+    written_with = config.get("format_version")
+    if type(written_with) is int and written_with > FORMAT_VERSION:
+        raise MlflowException(
+            f"{path} was written in pmlearn format version {written_with}; this mlflow-pmlearn "
+            f"reads versions up to {FORMAT_VERSION}. Upgrade mlflow-pmlearn to load it."
+        )
+    problems = []
+    for name, (expected, required) in CONFIG_FIELDS.items():
+        if name not in config:
+            if required:
+                problems.append(f"the field {name!r} is missing")
+        elif type(config[name]) is not expected:  # not isinstance: True is no format version
+            problems.append(
+                f"the field {name!r} must be {_JSON_TYPE_NAMES[expected]}, not "
+                f"{_json_type(config[name])} ({config[name]!r:.60})"
+            )
+    if not problems:
+        if written_with < 1:
+            problems.append(f"the field 'format_version' must be at least 1, not {written_with}")
+        if not config["estimator_class"]:
+            problems.append("the field 'estimator_class' is empty")
+        if config.get("serialization_format", "json") not in SERIALIZATION_FORMATS:
+            problems.append(
+                f"the field 'serialization_format' must be one of {SERIALIZATION_FORMATS}, not "
+                f"{config['serialization_format']!r}"
+            )
+        if "trace_sha256" in config and not re.fullmatch(r"[0-9a-f]{64}", config["trace_sha256"]):
+            problems.append("the field 'trace_sha256' must be 64 lower-case hexadecimal digits")
+    if problems:
+        raise MlflowException(f"{path} is not a valid pmlearn model document: {'; '.join(problems)}.")
+    return config
+
+
+def _read_trace(path: Path, expected_sha256: str | None) -> az.InferenceData:
+    """The whole trace, read into memory (its file closed), or an error naming the problem.
+
+    Read eagerly: ArviZ opens NetCDF lazily, so a damaged data block would otherwise
+    surface at the first prediction, and the file would stay open.
+    """
+    _existing(path, "trace")
+    if expected_sha256 is not None and _sha256(path) != expected_sha256:
+        raise MlflowException(
+            f"{path} is corrupted or was changed after it was saved: its SHA-256 differs from "
+            f"the one recorded in {CONFIG_FILE}."
+        )
+    try:
+        idata = az.from_netcdf(str(path))
+        try:
+            for group in idata.groups():
+                idata[group].load()
+        finally:
+            for group in idata.groups():
+                idata[group].close()
+    except Exception as error:  # netCDF/HDF5 raise many types for a damaged file
+        raise MlflowException(
+            f"{path} could not be read as an ArviZ NetCDF trace (truncated or corrupted?): "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    return idata
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return str(tuple(int(size) for size in shape))
+
+
+def check_trace_fits_model(estimator: BayesianEstimator, trace_path: str | os.PathLike) -> None:
+    """Check that a loaded estimator's posterior is one of the model its class builds.
+
+    The model is rebuilt from the training data kept in the trace; each of its free
+    variables must be in the posterior with the shape the model gives it and finite draws
+    (prediction reads them), and every posterior variable must be a free or deterministic
+    variable of the model. The shapes of deterministic variables are not compared:
+    computed on minibatches, they may legitimately differ from the full-data model's.
+
+    Parameters
+    ----------
+    estimator : BayesianEstimator
+        The estimator rebuilt from ``estimator.json`` with the trace as ``idata_``.
+    trace_path : path
+        The trace file, for the error message.
+
+    Raises
+    ------
+    MlflowException
+        Naming the file and the variables that differ.
+    """
+    name = type(estimator).__name__
+    idata = estimator.idata_
+    required = ["posterior", "constant_data"]
+    if estimator.__sklearn_tags__().target_tags.required:
+        required.append("observed_data")
+    if missing := [group for group in required if group not in idata.groups()]:
+        raise MlflowException(f"{trace_path} has no {' or '.join(missing)} group; a fitted {name} trace has.")
+    posterior = idata.posterior
+    if not {"chain", "draw"} <= set(posterior.dims):
+        raise MlflowException(
+            f"{trace_path}: the posterior must have the dimensions chain and draw; it has {list(posterior.dims)}."
+        )
+    try:
+        model = estimator.pymc_model()
+        shapes = model.eval_rv_shapes()
+    except Exception as error:  # whatever build_model raises on inconsistent state
+        raise MlflowException(
+            f"{name} could not rebuild its model from {CONFIG_FILE} and the training data in "
+            f"{trace_path}: {type(error).__name__}: {error}"
+        ) from None
+    problems = []
+    for rv in model.free_RVs:
+        if rv.name not in posterior:
+            problems.append(f"the model's variable {rv.name!r} is missing")
+            continue
+        draws = posterior[rv.name].transpose("chain", "draw", ...).values
+        if tuple(draws.shape[2:]) != tuple(shapes[rv.name]):
+            problems.append(
+                f"{rv.name!r} has shape {_shape_text(draws.shape[2:])} per draw where the model's is "
+                f"{_shape_text(shapes[rv.name])}"
+            )
+        elif draws.dtype.kind == "f" and not (finite := np.isfinite(draws)).all():
+            problems.append(f"{rv.name!r} has {int((~finite).sum())} non-finite draw(s) (NaN or infinity)")
+    known = {rv.name for rv in model.free_RVs} | {variable.name for variable in model.deterministics}
+    if unknown := [variable for variable in posterior.data_vars if variable not in known]:
+        problems.append(f"{sorted(map(str, unknown))} are not variables of the model")
+    if problems:
+        raise MlflowException(
+            f"The posterior in {trace_path} does not match the model {name} builds: {'; '.join(problems)}."
+        )
+
+
 def load_estimator(directory: str | os.PathLike, code_directory: str | os.PathLike | None = None) -> BayesianEstimator:
     """Read an estimator written by :func:`save_estimator`.
 
@@ -222,27 +432,24 @@ def load_estimator(directory: str | os.PathLike, code_directory: str | os.PathLi
     -------
     BayesianEstimator
         The fitted estimator, predicting as the saved one did.
+
+    Raises
+    ------
+    MlflowException
+        For a missing, damaged or inconsistent file, naming it and the problem; for a
+        class that is not allowed; for a newer format version.
     """
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
-    try:
-        config = json.loads(config_path.read_text())
-    except FileNotFoundError:
-        raise MlflowException(f"The model has no {CONFIG_FILE}: {config_path} is missing.") from None
-    except json.JSONDecodeError as error:
-        raise MlflowException(f"{config_path} is not valid JSON: {error}.") from None
-    written_with = config.get("format_version")
-    if not isinstance(written_with, int) or written_with > FORMAT_VERSION:
-        raise MlflowException(
-            f"{config_path} was written in pmlearn format version {written_with}; this mlflow-pmlearn "
-            f"reads versions up to {FORMAT_VERSION}. Upgrade mlflow-pmlearn to load it."
-        )
+    config = validate_config(_read_config(config_path), config_path)
     estimator_class = _resolve_class(config, directory, Path(code_directory) if code_directory else None)
     trace_path = directory / TRACE_FILE
+    idata = _read_trace(trace_path, config.get("trace_sha256"))
     try:
-        idata = az.from_netcdf(str(trace_path))
-    except FileNotFoundError:
-        raise MlflowException(f"The model has no trace: {trace_path} is missing.") from None
-    except Exception as error:  # netCDF/HDF5 raise many types for a damaged file
-        raise MlflowException(f"{trace_path} could not be read as an ArviZ NetCDF trace: {error}") from None
-    return estimator_class.from_fitted_state(config["params"], config["fitted_state"], idata)
+        estimator = estimator_class.from_fitted_state(config["params"], config["fitted_state"], idata)
+    except (TypeError, ValueError) as error:
+        raise MlflowException(
+            f"{config_path} does not describe a valid {estimator_class.__name__}: {error}"
+        ) from None
+    check_trace_fits_model(estimator, trace_path)
+    return estimator

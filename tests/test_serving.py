@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from contextlib import closing
 
 import mlflow
 import numpy as np
@@ -21,64 +16,17 @@ from mlflow import MlflowClient
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
+from model_server import ModelServer
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.slow
 MAX_ROWS = 1000
 
 
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _register_champion(model, name: str, example) -> None:
     with mlflow.start_run():
         info = mlflow_pmlearn.log_model(model, name="model", input_example=example, registered_model_name=name)
     MlflowClient().set_registered_model_alias(name, "champion", info.registered_model_version)
-
-
-class Server:
-    """``mlflow models serve`` in its own process group, stopped whatever happens."""
-
-    def __init__(self, model_uri: str, tracking_uri: str, tmp_path):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(tmp_path / f"server-{self.port}.log", "w")
-        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_PMLEARN_MAX_ROWS": str(MAX_ROWS)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(self.port)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def wait_until_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {open(self.log.name).read()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"server not ready after {timeout} s: {open(self.log.name).read()[-3000:]}")
-
-    def invoke(self, body, content_type: str = "application/json") -> requests.Response:
-        data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-        return requests.post(f"{self.url}/invocations", data=data, headers={"Content-Type": content_type}, timeout=60)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=20)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +42,9 @@ def served(tracking_uri, regression_data, binary_data, tmp_path_factory):
     _register_champion(regressor, "served-regressor", X.head(3))
     _register_champion(classifier, "served-classifier", Xc.head(3))
     tmp_path = tmp_path_factory.mktemp("servers")
+    env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_PMLEARN_MAX_ROWS": str(MAX_ROWS)}
     servers = {
-        "regressor": Server("models:/served-regressor@champion", tracking_uri, tmp_path),
-        "classifier": Server("models:/served-classifier@champion", tracking_uri, tmp_path),
+        name: ModelServer(f"models:/served-{name}@champion", tmp_path, env=env) for name in ("regressor", "classifier")
     }
     try:
         for server in servers.values():
