@@ -1,6 +1,6 @@
 """A bounded load on a real ``mlflow models serve`` process with two workers (loopback only).
 
-About 1,500 requests from 8 client threads, a tenth of them bad: no 5xx and no failed
+About 1,000 requests from 8 client threads, a tenth of them bad: no 5xx and no failed
 connection, every good answer equal to the single-threaded pyfunc answer for its rows,
 every bad request a 4xx, and the server's memory flat from start to end.
 ``benchmarks/load_test.py`` runs the same load, bigger, and reports its figures.
@@ -17,7 +17,7 @@ from model_server import load_test
 
 pytestmark = pytest.mark.slow
 
-N_REQUESTS = 1500
+N_REQUESTS = 1000
 #: Memory is flat when the mean of the last quarter of the run is at most this much above
 #: the first quarter's (after a warm-up tenth): 20%, or 50 MiB for a small process tree.
 RSS_GROWTH = (0.2, 50 * 2**20)

@@ -272,7 +272,18 @@ def test_a_failed_fit_leaves_the_estimator_unfitted(frame):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["estimators.linear_model._linear", "estimators.linear_model._hierarchical"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "estimators.linear_model._linear",
+        "estimators.linear_model._hierarchical",
+        "estimators.neural_network._multilayer_perceptron",
+        "estimators.naive_bayes._gaussian",
+        "estimators.mixture._gaussian_mixture",
+        "estimators.gaussian_process._gpr",
+        "estimators.gaussian_process._sparse",
+    ],
+)
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
