@@ -28,20 +28,21 @@ def training_constant(value: np.ndarray | float) -> pt.TensorVariable:
     return pytensor.shared(np.asarray(value, dtype=np.float64))
 
 
-def standardized(container: pt.TensorVariable) -> tuple[pt.TensorVariable, np.ndarray, np.ndarray]:
+def standardized(container: pt.TensorVariable) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable]:
     """The data in ``container`` centred and scaled by its training mean and standard deviation.
 
-    The mean and standard deviation are constants taken from the training values, so new
-    rows put in the container at prediction time are scaled the same way.
+    The mean and standard deviation are taken from the training values (see
+    :func:`training_constant`), so new rows put in the container at prediction time are
+    scaled the same way.
 
     Returns
     -------
     standardized : TensorVariable
-    location, scale : ndarray
-        The constants used, to map coefficients back to the original units.
+    location, scale : TensorVariable
+        The training statistics used, to map coefficients back to the original units.
     """
-    location, scale = location_scale(np.asarray(container.get_value()))
-    return (container - training_constant(location)) / training_constant(scale), location, scale
+    location, scale = map(training_constant, location_scale(np.asarray(container.get_value())))
+    return (container - location) / scale, location, scale
 
 
 def class_likelihood(

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from estimators.base import TARGET, BayesianEstimator, BayesianRegressorMixin
 from estimators.gaussian_process._kernels import JITTER, KERNELS, covariance, gaussian_log_likelihood
-from estimators.modeling import location_scale, standardized
+from estimators.modeling import location_scale, standardized, training_constant
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
@@ -48,13 +48,18 @@ class _GaussianProcessMixin:
         location, scale = location_scale(y)
         return float(location), float(scale)
 
-    def _hyperpriors(self, x_scale: np.ndarray, y_scale: float):
+    def _target_standardization(self, y: pt.TensorVariable) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+        """The target's training location and scale, as training constants of the graph."""
+        location, scale = self._target_location_scale(np.asarray(y.get_value()))
+        return training_constant(location), training_constant(scale)
+
+    def _hyperpriors(self, x_scale: pt.TensorVariable, y_scale: pt.TensorVariable):
         """Priors of the length scale(s), amplitude and noise (standardised units).
 
         Length scale: LogNormal with median ``prior_length_scale`` and log-scale 1 (one per
         feature with ``ard=True``); amplitude and noise standard deviation: HalfNormal.
         """
-        shape = (len(x_scale),) if self.ard else ()
+        shape = x_scale.get_value().shape if self.ard else ()
         length_scale = pm.LogNormal(LENGTH_SCALE, mu=np.log(self.prior_length_scale), sigma=1.0, shape=shape)
         amplitude = pm.HalfNormal(AMPLITUDE, self.prior_scale_amplitude)
         noise = pm.HalfNormal(NOISE, self.prior_scale_noise)
@@ -72,12 +77,12 @@ class _GaussianProcessMixin:
             Standardised with the training statistics; ``X_new`` is None without ``inputs``.
         target : TensorVariable
             The standardised training targets.
-        y_location, y_scale : float
+        y_location, y_scale : TensorVariable
         """
         X = model["X"]
         X_train, x_location, x_scale = standardized(X)
         X_new = None if inputs is None else (inputs[X] - x_location) / x_scale
-        y_location, y_scale = self._target_location_scale(np.asarray(model[TARGET].get_value()))
+        y_location, y_scale = self._target_standardization(model[TARGET])
         target = (model[TARGET] - y_location) / y_scale
         return X_train, X_new, target, y_location, y_scale
 
@@ -213,14 +218,14 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
 
     def build_model(self, X, y):
         X_std, _, x_scale = standardized(X)
-        y_location, y_scale = self._target_location_scale(np.asarray(y.get_value()))
+        y_location, y_scale = self._target_standardization(y)
         length_scale, amplitude, noise = self._hyperpriors(x_scale, y_scale)
         K = covariance(self._kernel_name(), X_std, X_std, length_scale, amplitude)
         K = K + (noise**2 + JITTER) * pt.eye(X.shape[0])
 
         def logp(value, K):
             standardized_value = (value - y_location) / y_scale
-            return gaussian_log_likelihood(K, standardized_value)[0] - value.shape[0] * np.log(y_scale)
+            return gaussian_log_likelihood(K, standardized_value)[0] - value.shape[0] * pt.log(y_scale)
 
         pm.CustomDist("y_obs", K, logp=logp, observed=y, signature="(n,n)->(n)")
 
@@ -341,7 +346,7 @@ class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
 
     def build_model(self, X, y):
         X_std, _, x_scale = standardized(X)
-        y_location, y_scale = self._target_location_scale(np.asarray(y.get_value()))
+        y_location, y_scale = self._target_standardization(y)
         length_scale, amplitude, noise = self._hyperpriors(x_scale, y_scale)
         nu = pm.Deterministic("nu", 1.0 + pm.Exponential("nu_minus_one", self.nu_rate))
         n_rows = len(X.get_value())

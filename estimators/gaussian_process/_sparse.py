@@ -204,14 +204,14 @@ class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMix
     def build_model(self, X, y):
         X_std, x_location, x_scale = standardized(X)
         Z = (pm.Data(INDUCING_POINTS, self.inducing_points_) - x_location) / x_scale
-        y_location, y_scale = self._target_location_scale(np.asarray(y.get_value()))
+        y_location, y_scale = self._target_standardization(y)
         length_scale, amplitude, noise = self._hyperpriors(x_scale, y_scale)
         kernel, approx = self._kernel_name(), self.approx
 
         def logp(value, X_std, Z, length_scale, amplitude, noise):
             target = (value - y_location) / y_scale
             *_, log_likelihood = _inducing_factors(kernel, X_std, Z, target, length_scale, amplitude, noise, approx)
-            return log_likelihood - value.shape[0] * np.log(y_scale)
+            return log_likelihood - value.shape[0] * pt.log(y_scale)
 
         pm.CustomDist(
             "y_obs", X_std, Z, pt.atleast_1d(length_scale), amplitude, noise,

@@ -164,8 +164,8 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
         return frame
 
     def build_model(self, X, group, y):
-        X_std, x_loc, x_scale = standardized(X)
-        n_features, n_logits = len(x_loc), len(self.classes_) - 1
+        X_std, _, _ = standardized(X)
+        n_features, n_logits = X.get_value().shape[1], len(self.classes_) - 1
         # One slot per training group, plus one with no data: the population draw for unseen groups.
         n_slots = len(self.groups_) + 1
         intercept_mu = pm.Normal("intercept_mu", 0.0, self.prior_scale_intercept, shape=n_logits)

@@ -102,8 +102,7 @@ class LinearRegression(_CoefficientsMixin, BayesianRegressorMixin, BayesianEstim
     def build_model(self, X, y):
         X_std, x_loc, x_scale = standardized(X)
         y_loc, y_scale = map(training_constant, location_scale(np.asarray(y.get_value())))
-        n_features = len(x_loc)
-        x_loc, x_scale = training_constant(x_loc), training_constant(x_scale)
+        n_features = X.get_value().shape[1]
         intercept_std = pm.Normal("intercept_std", 0.0, self.prior_scale_intercept)
         coef_std = pm.Normal("coef_std", 0.0, self.prior_scale_coef, shape=n_features)
         noise_std = pm.HalfNormal("noise_std", self.prior_scale_noise)
@@ -175,8 +174,8 @@ class LogisticRegression(_CoefficientsMixin, BayesianClassifierMixin, BayesianEs
         X_std, x_loc, x_scale = standardized(X)
         n_logits = len(self.classes_) - 1
         intercept_std = pm.Normal("intercept_std", 0.0, self.prior_scale_intercept, shape=n_logits)
-        coef_std = pm.Normal("coef_std", 0.0, self.prior_scale_coef, shape=(len(x_loc), n_logits))
-        pm.Deterministic("coef", (coef_std / training_constant(x_scale)[:, None]).T)
-        pm.Deterministic("intercept", intercept_std - pt.dot(training_constant(x_loc / x_scale), coef_std))
+        coef_std = pm.Normal("coef_std", 0.0, self.prior_scale_coef, shape=(X.get_value().shape[1], n_logits))
+        pm.Deterministic("coef", (coef_std / x_scale[:, None]).T)
+        pm.Deterministic("intercept", intercept_std - pt.dot(x_loc / x_scale, coef_std))
         logits = intercept_std + pt.dot(X_std, coef_std)
         class_likelihood("y_obs", logits, y, n_classes=len(self.classes_))

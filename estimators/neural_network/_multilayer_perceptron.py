@@ -148,9 +148,9 @@ class MLPClassifier(BayesianClassifierMixin, BayesianEstimator):
         return tuple(int(size) for size in sizes)
 
     def build_model(self, X, y):
-        X_std, x_loc, _ = standardized(X)
+        X_std, _, _ = standardized(X)
         n_classes = len(self.classes_)
-        widths = [len(x_loc), *self._hidden_widths(), 1 if n_classes == 2 else n_classes - 1]
+        widths = [X.get_value().shape[1], *self._hidden_widths(), 1 if n_classes == 2 else n_classes - 1]
         activation = ACTIVATIONS[self.activation]
         units = X_std
         n_layers = len(widths) - 1

@@ -23,7 +23,7 @@ import pytensor.tensor as pt
 from sklearn.utils._param_validation import Interval
 
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
-from estimators.modeling import standardized
+from estimators.modeling import standardized, training_constant
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
@@ -105,12 +105,14 @@ class RobustRegression(BayesianRegressorMixin, BayesianEstimator):
 
     def build_model(self, X, y):
         X_std, x_loc, x_scale = standardized(X)
-        # Robust location and scale of the training target: constants, not symbolic.
+        # Robust location and scale of the training target, as training constants: shared
+        # values, so that a refit on new data reuses the C code PyTensor compiled.
         y_train = np.asarray(y.get_value())
-        y_loc = float(np.median(y_train))
-        y_scale = float(1.4826 * np.median(np.abs(y_train - y_loc))) or 1.0
+        median = np.median(y_train)
+        y_loc = training_constant(median)
+        y_scale = training_constant(1.4826 * np.median(np.abs(y_train - median)) or 1.0)
         intercept_std = pm.Normal("intercept_std", 0.0, self.prior_scale)
-        coef_std = pm.Normal("coef_std", 0.0, self.prior_scale, shape=len(x_loc))
+        coef_std = pm.Normal("coef_std", 0.0, self.prior_scale, shape=X.get_value().shape[1])
         noise_std = pm.HalfNormal("noise_std", self.prior_scale_noise)
         nu = pm.Deterministic("nu", 1.0 + pm.Exponential("nu_minus_one", self.nu_rate))
         coef = pm.Deterministic("coef", coef_std * y_scale / x_scale)
