@@ -35,7 +35,9 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 from mlflow.entities import Metric, Param, RunStatus
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_AUTOLOGGING, MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from pytensor.graph.basic import Constant
@@ -57,6 +59,8 @@ MAX_RANK_PANELS = 12
 MAX_FOREST_ROWS = 60
 #: Interval whose training-data coverage regressors report.
 COVERAGE_PROB = 0.94
+#: Rows of the training data from which its dataset's column types are inferred.
+SCHEMA_SAMPLE_ROWS = 1000
 #: Training rows, and posterior draws of each, drawn in the posterior predictive check plot.
 PPC_ROWS, PPC_DRAWS = 2000, 50
 #: Posterior predictive values held in memory at once while checking the training data.
@@ -524,7 +528,27 @@ def training_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset
     if y is not None:
         targets = "target" if "target" not in frame.columns else "__target__"
         frame[targets] = np.asarray(y).ravel()  # by position, whatever y's index
-    return mlflow.data.from_pandas(frame, targets=targets, name="training")
+    dataset = mlflow.data.from_pandas(frame, targets=targets, name="training")
+    # Seed the dataset's cached schema: MLflow would test each value for missingness in a
+    # Python loop (0.14 s at 10,000 x 11 values, growing with the rows).
+    dataset.__dict__["schema"] = dataset_schema(frame)
+    return dataset
+
+
+def dataset_schema(frame: pd.DataFrame) -> Schema | None:
+    """The MLflow schema of ``frame``: types from its first rows, required-ness from all of them.
+
+    The same schema as MLflow infers from the whole frame (for columns of one type each),
+    with the missing values found by one vectorised check. None where MLflow cannot infer one.
+    """
+    try:
+        with warnings.catch_warnings():  # MLflow's hint about integer columns concerns serving
+            warnings.simplefilter("ignore")
+            sample_schema = infer_signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs
+    except Exception:
+        return None
+    missing = frame.isna().any()
+    return Schema([ColSpec(spec.type, spec.name, required=not missing[spec.name]) for spec in sample_schema.inputs])
 
 
 def _log_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset:

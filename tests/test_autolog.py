@@ -207,6 +207,20 @@ def test_training_data_is_a_dataset_input_with_source_and_digest(advi_fit, regre
     assert '"name": "target"' in dataset.schema and '"name": "x0"' in dataset.schema
 
 
+def test_dataset_schema_is_the_one_mlflow_infers():
+    rows = 3 * autologging.SCHEMA_SAMPLE_ROWS  # missing values beyond the rows types are read from
+    rng = np.random.default_rng(0)
+    with_nan = rng.normal(size=rows)
+    with_nan[-1] = np.nan
+    with_none = np.array(["a", "b"] * (rows // 2), dtype=object)
+    with_none[-1] = None
+    frame = pd.DataFrame({
+        "float": rng.normal(size=rows), "int": np.arange(rows), "bool": np.arange(rows) % 2 == 0,
+        "text": ["a", "b", "c"] * (rows // 3), "float_with_nan": with_nan, "text_with_none": with_none,
+    })
+    assert autologging.dataset_schema(frame) == mlflow.data.from_pandas(frame).schema
+
+
 def test_model_loads_through_pyfunc_and_predicts_as_the_estimator(advi_fit, regression_data):
     estimator, run = advi_fit
     X, _, _ = regression_data
