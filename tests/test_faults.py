@@ -199,6 +199,10 @@ from estimators import inference
 from estimators.linear_model import LinearRegression
 
 handling, name, method = sys.argv[1:]
+# Ctrl-C as a terminal's foreground process gets it, whatever the test process passed on:
+# an ignored SIGINT is inherited (and Python then installs no KeyboardInterrupt handler).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 if handling == "sigterm-exits":  # what many applications do: SIGTERM -> SystemExit
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
