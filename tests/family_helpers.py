@@ -1,11 +1,44 @@
-"""Shared by the tests of the model families: what a saved built-in model must (not) hold."""
+"""Shared by the tests of the model families: every built-in estimator in a small
+configuration, and what a saved built-in model must (not) hold."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from estimators.base import BayesianEstimator
+from estimators.gaussian_process import (
+    GaussianProcessRegressor,
+    SparseGaussianProcessRegressor,
+    StudentTProcessRegressor,
+)
+from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
+from estimators.mixture import DirichletProcessMixture, GaussianMixture
+from estimators.naive_bayes import GaussianNB
+from estimators.neural_network import MLPClassifier
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE
+
+
+def every_estimator(**settings) -> list[BayesianEstimator]:
+    """Each built-in estimator, small, with the inference ``settings``.
+
+    Each runs its own model, validation and prediction code (a network on minibatches, a
+    sparse GP, ...). The mixtures have diagonal covariances: the API contract does not
+    depend on the covariance type, and an LKJ prior costs each fit twice the compile time
+    (full covariances are tested in test_mixture).
+    """
+    return [
+        LinearRegression(**settings),
+        LogisticRegression(**settings),
+        HierarchicalLogisticRegression(group_col=0, **settings),
+        MLPClassifier(hidden_layer_sizes=4, batch_size=8, **settings),
+        GaussianNB(**settings),
+        GaussianMixture(n_components=2, covariance_type="diag", **settings),
+        DirichletProcessMixture(n_components=3, covariance_type="diag", **settings),
+        GaussianProcessRegressor(**settings),
+        StudentTProcessRegressor(**settings),
+        SparseGaussianProcessRegressor(n_inducing=10, **settings),
+    ]
 
 
 def assert_saved_without_pickle(model_dir: Path) -> None:

@@ -13,30 +13,9 @@ import pytest
 from pytensor.link.c.cmodule import GCC_compiler
 from sklearn.base import is_classifier, is_regressor
 
-from estimators.gaussian_process import (
-    GaussianProcessRegressor,
-    SparseGaussianProcessRegressor,
-    StudentTProcessRegressor,
-)
-from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
-from estimators.mixture import DirichletProcessMixture, GaussianMixture
-from estimators.naive_bayes import GaussianNB
-from estimators.neural_network import MLPClassifier
+from family_helpers import every_estimator
 
 TINY = {"n_draws": 10, "max_iter": 30, "random_seed": 0, "progressbar": False}
-
-ESTIMATORS = [
-    LinearRegression(**TINY),
-    LogisticRegression(**TINY),
-    HierarchicalLogisticRegression(group_col=0, **TINY),
-    MLPClassifier(hidden_layer_sizes=3, batch_size=16, **TINY),
-    GaussianNB(**TINY),
-    GaussianMixture(n_components=2, covariance_type="diag", **TINY),
-    DirichletProcessMixture(n_components=3, covariance_type="diag", **TINY),
-    GaussianProcessRegressor(**TINY),
-    StudentTProcessRegressor(**TINY),
-    SparseGaussianProcessRegressor(n_inducing=5, **TINY),
-]
 
 
 def _training_set(estimator, seed: int):
@@ -52,7 +31,7 @@ def _training_set(estimator, seed: int):
     return X, None
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda estimator: type(estimator).__name__)
+@pytest.mark.parametrize("estimator", every_estimator(**TINY), ids=lambda estimator: type(estimator).__name__)
 def test_refit_on_new_data_compiles_no_new_c_code(estimator, monkeypatch):
     X, y = _training_set(estimator, seed=1)
     estimator.fit(X, y).predict(X)  # compiles, or finds in the cache, everything the estimator needs

@@ -10,15 +10,8 @@ from __future__ import annotations
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from estimators.gaussian_process import (
-    GaussianProcessRegressor,
-    SparseGaussianProcessRegressor,
-    StudentTProcessRegressor,
-)
-from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
-from estimators.mixture import DirichletProcessMixture, GaussianMixture
-from estimators.naive_bayes import GaussianNB
-from estimators.neural_network import MLPClassifier
+from estimators.linear_model import HierarchicalLogisticRegression
+from family_helpers import every_estimator
 
 pytestmark = pytest.mark.slow  # minutes, not seconds: each check fits and compiles
 
@@ -43,23 +36,8 @@ def expected_failed_checks(estimator) -> dict[str, str]:
     return {}
 
 
-#: Every built-in estimator, in a small configuration: the checks exercise each one's own
-#: model, validation and prediction code (a network on minibatches, a sparse GP, ...).
-#: The mixtures are checked with diagonal covariances: the API contract does not depend on
-#: the covariance type, and an LKJ prior costs each of the checks' ~50 fits twice the
-#: compile time (full covariances are tested in test_mixture).
-CHECKED = [
-    LinearRegression(**CHECK_SETTINGS),
-    LogisticRegression(**CHECK_SETTINGS),
-    HierarchicalLogisticRegression(group_col=0, **CHECK_SETTINGS),
-    MLPClassifier(hidden_layer_sizes=4, batch_size=8, **CHECK_SETTINGS),
-    GaussianNB(**CHECK_SETTINGS),
-    GaussianMixture(n_components=2, covariance_type="diag", **CHECK_SETTINGS),
-    DirichletProcessMixture(n_components=3, covariance_type="diag", **CHECK_SETTINGS),
-    GaussianProcessRegressor(**CHECK_SETTINGS),
-    StudentTProcessRegressor(**CHECK_SETTINGS),
-    SparseGaussianProcessRegressor(n_inducing=10, **CHECK_SETTINGS),
-]
+#: Every built-in estimator, in a small configuration.
+CHECKED = every_estimator(**CHECK_SETTINGS)
 
 
 def _check_class(estimator) -> type:
