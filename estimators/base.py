@@ -13,7 +13,6 @@ import threading
 from numbers import Integral, Real
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -544,7 +543,7 @@ class BayesianEstimator(BaseEstimator):
                 model = self.pymc_model()
                 cache[key] = PosteriorPredictor(
                     model,
-                    self.idata_.posterior,
+                    self.idata_["posterior"].to_dataset(),
                     input_names,
                     lambda inputs, uniform: build_outputs(model, inputs, uniform),
                     seed=int(self.idata_.posterior.attrs["pmlearn_seed"]),
@@ -574,9 +573,9 @@ class BayesianEstimator(BaseEstimator):
     def n_iter_(self) -> int:
         """Iterations the fit ran: ADVI steps, or NUTS tuning steps plus draws per chain."""
         check_is_fitted(self)
-        if "fit_history" in self.idata_.groups():
+        if "fit_history" in self.idata_.children:
             return int(self.idata_.fit_history.sizes["iteration"])
-        tuning = self.idata_.sample_stats.attrs.get("tuning_steps", 0) if "sample_stats" in self.idata_.groups() else 0
+        tuning = self.idata_.sample_stats.attrs.get("tuning_steps", 0) if "sample_stats" in self.idata_.children else 0
         return int(tuning) + int(self.idata_.posterior.sizes["draw"])
 
     # -- state for saving and loading --------------------------------------------------
@@ -598,7 +597,7 @@ class BayesianEstimator(BaseEstimator):
 
     @classmethod
     def from_fitted_state(
-        cls, params: dict[str, Any], state: dict[str, Any], idata: az.InferenceData
+        cls, params: dict[str, Any], state: dict[str, Any], idata: xr.DataTree
     ) -> BayesianEstimator:
         """Rebuild a fitted estimator from its parameters, fitted state and trace.
 
@@ -608,7 +607,7 @@ class BayesianEstimator(BaseEstimator):
             Output of ``get_params(deep=False)``.
         state : dict
             Output of :meth:`get_fitted_state`.
-        idata : InferenceData
+        idata : xarray.DataTree
             The fitted trace, ``idata_``.
 
         Returns
@@ -809,9 +808,9 @@ def _check_feature_state(state: dict[str, Any]) -> None:
         raise ValueError(f"feature_names_in_ has {len(names)} names but n_features_in_ is {n_features}.")
 
 
-def _keep_training_inputs(idata: az.InferenceData, inputs: dict[str, np.ndarray]) -> None:
+def _keep_training_inputs(idata: xr.DataTree, inputs: dict[str, np.ndarray]) -> None:
     """Make sure ``constant_data`` holds every input, also one the model observes (density models)."""
-    group = idata.constant_data if "constant_data" in idata.groups() else None
+    group = idata["constant_data"].to_dataset() if "constant_data" in idata.children else None
     missing = {
         name: xr.DataArray(value, dims=[f"{name}_dim_{axis}" for axis in range(value.ndim)])
         for name, value in inputs.items()
@@ -819,10 +818,7 @@ def _keep_training_inputs(idata: az.InferenceData, inputs: dict[str, np.ndarray]
     }
     if not missing:
         return
-    if group is None:
-        idata.add_groups(constant_data=xr.Dataset(missing))
-    else:
-        idata.constant_data = group.assign(missing)
+    idata["constant_data"] = xr.Dataset(missing) if group is None else group.assign(missing)
 
 
 def log_mean_exp_over_draws(log_values: np.ndarray) -> np.ndarray:

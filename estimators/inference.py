@@ -1,8 +1,9 @@
 """The ways to fit a PyMC model: ADVI with a convergence stop, and NUTS.
 
-Both return an ArviZ ``InferenceData`` whose ``posterior`` group holds the draws and whose
-``constant_data`` / ``observed_data`` groups hold the training data, as ``pm.sample`` does.
-ADVI adds a ``fit_history`` group with the loss (negative ELBO) at every iteration.
+Both return the trace as PyMC returns it, an ``xarray.DataTree`` (ArviZ 1's trace type)
+whose ``posterior`` group holds the draws and whose ``constant_data`` / ``observed_data``
+groups hold the training data. ADVI adds a ``fit_history`` group with the loss (negative
+ELBO) at every iteration.
 
 A Ctrl-C (``KeyboardInterrupt``) that PyMC catches to stop early is raised again: a fit
 either completes or raises, never returns a half-fitted posterior.
@@ -14,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import arviz as az
 import numpy as np
 import pymc as pm
 import pytensor
@@ -120,7 +120,7 @@ def minibatch_replacements(model: pm.Model, row_data: Sequence[str], batch_size:
     return dict(zip(containers, batches if len(containers) > 1 else [batches]))
 
 
-def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> az.InferenceData:
+def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> xr.DataTree:
     """Fit mean-field ADVI until the loss converges, then draw from the approximation.
 
     With ``settings.batch_size``, each step uses a random minibatch of the rows of the
@@ -154,21 +154,19 @@ def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
         if history.size < settings.max_iter and not schedule.converged:
             _interrupted(f"ADVI at iteration {history.size:,} of {settings.max_iter:,}")
         idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
-    idata.add_groups(
-        fit_history=xr.Dataset(
-            {"loss": ("iteration", history)},
-            coords={"iteration": np.arange(1, history.size + 1)},
-            attrs={
-                "converged": int(schedule.converged),
-                "max_iter": settings.max_iter,
-                **({"batch_size": settings.batch_size, "plateau_window": window} if replacements else {}),
-            },
-        )
+    idata["fit_history"] = xr.Dataset(
+        {"loss": ("iteration", history)},
+        coords={"iteration": np.arange(1, history.size + 1)},
+        attrs={
+            "converged": int(schedule.converged),
+            "max_iter": settings.max_iter,
+            **({"batch_size": settings.batch_size, "plateau_window": window} if replacements else {}),
+        },
     )
     return idata
 
 
-def fit_nuts(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> az.InferenceData:
+def fit_nuts(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> xr.DataTree:
     """Sample the posterior with PyMC's NUTS sampler (on the full data: no minibatches)."""
     if settings.batch_size is not None:
         raise ValueError(
@@ -203,7 +201,7 @@ def _interrupted(where: str) -> None:
     raise KeyboardInterrupt(f"The fit was interrupted: {where}; no estimator was fitted.")
 
 
-def fit_posterior(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> az.InferenceData:
+def fit_posterior(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> xr.DataTree:
     """Fit ``model`` with the method named in ``settings``.
 
     ``row_data`` names the data containers indexed by training row (inputs and target):

@@ -164,7 +164,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws, training data and fit history.
     length_scale_ : ndarray of shape (n_features,)
         Posterior mean length scale of each feature, in its units.
@@ -278,7 +278,7 @@ class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws (hyper-parameters and the whitened latent values ``f_whitened``),
         training data and fit history.
     length_scale_ : ndarray of shape (n_features,)

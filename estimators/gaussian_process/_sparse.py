@@ -116,7 +116,7 @@ class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMix
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws, training data (with the inducing points) and fit history.
     inducing_points_ : ndarray of shape (n_inducing, n_features)
         The inducing points, in the units of the features.

@@ -43,7 +43,7 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws, training data and fit history.
     classes_ : ndarray of shape (n_classes,)
         Class labels.

@@ -51,7 +51,7 @@ class LinearRegression(_CoefficientsMixin, BayesianRegressorMixin, BayesianEstim
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws, training data and fit history.
     coef_ : ndarray of shape (n_features,)
         Posterior mean of the coefficients.
@@ -130,7 +130,7 @@ class LogisticRegression(_CoefficientsMixin, BayesianClassifierMixin, BayesianEs
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws, training data and fit history.
     classes_ : ndarray of shape (n_classes,)
         Class labels.

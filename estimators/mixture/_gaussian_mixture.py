@@ -214,7 +214,7 @@ class GaussianMixture(_GaussianComponentsMixin, BayesianDensityMixin, BayesianEs
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws, training data and fit history.
     weights_ : ndarray of shape (n_components,)
         Posterior mean of the weights.
@@ -292,7 +292,7 @@ class DirichletProcessMixture(_GaussianComponentsMixin, BayesianDensityMixin, Ba
     expectation) and identifies them. The fit starts from scikit-learn's coordinate-ascent
     variational fit of the same kind of model, its components in that order (see
     :func:`initial_means`). With several NUTS chains, check that they agree
-    (``az.summary(idata_)``).
+    (``arviz_stats.summary(idata_)``).
 
     :meth:`predict_proba`, :meth:`predict`, :meth:`score_samples` and :meth:`score` are
     as in :class:`GaussianMixture`, over all ``n_components`` components.
@@ -322,7 +322,7 @@ class DirichletProcessMixture(_GaussianComponentsMixin, BayesianDensityMixin, Ba
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws (``concentration``, ``weights``, ...), training data and fit history.
     weights_ : ndarray of shape (n_components,)
         Posterior mean of the weights.

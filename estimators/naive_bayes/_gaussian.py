@@ -54,7 +54,7 @@ class GaussianNB(BayesianClassifierMixin, BayesianEstimator):
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws, training data and fit history.
     classes_ : ndarray of shape (n_classes,)
         Class labels.

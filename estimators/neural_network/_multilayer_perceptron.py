@@ -62,7 +62,7 @@ class MLPClassifier(BayesianClassifierMixin, BayesianEstimator):
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws of the weights (``w_1``, ``b_1``, ..., ``w_out``, ``b_out``, in
         standardised feature units), training data and fit history.
     classes_ : ndarray of shape (n_classes,)
