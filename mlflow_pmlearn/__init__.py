@@ -84,7 +84,7 @@ def get_default_pip_requirements(serialization_format: str = "json") -> list[str
     list of str
         Pinned requirements.
     """
-    packages = ["pymc", "pytensor", "arviz", "h5netcdf", "scikit-learn", "pandas", "numpy"]
+    packages = ["pymc", "pytensor", "arviz", "xarray", "h5netcdf", "scikit-learn", "pandas", "numpy"]
     if serialization_format == "cloudpickle":
         packages.append("cloudpickle")
     return [_get_pinned_requirement(package) for package in packages]
@@ -390,7 +390,7 @@ def autolog(
       ``mean_tree_depth``, ``step_size``, ``sampling_time_s``, ``draws_per_second``; and
       ``fit_time_s``, ``training_score`` and, for regressors, ``training_coverage_94`` (the
       share of training targets inside the central 94% posterior predictive interval);
-    - artifacts: ``trace/trace.nc`` (``az.from_netcdf`` reloads it), ``trace/summary.csv``
+    - artifacts: ``trace/trace.nc`` (``xarray.open_datatree`` reloads it), ``trace/summary.csv``
       and ``.html``; PNG plots under ``plots/`` (ELBO, or trace and rank plots; posteriors;
       a posterior predictive check) and the model graph (PNG with graphviz, else text);
     - the training data as a dataset input (source: the code that ran; with its digest);
@@ -429,7 +429,7 @@ def autolog(
         training data. A bespoke estimator whose class is in a top-level module file ships
         that file with the model (``code_paths``), so the model loads elsewhere.
     log_traces : bool, default=True
-        Log ``trace/trace.nc`` and ``az.summary`` as ``trace/summary.csv`` and ``.html``
+        Log ``trace/trace.nc`` and ``arviz_stats.summary`` as ``trace/summary.csv`` and ``.html``
         (with R-hat and effective sample sizes for NUTS).
     log_plots : bool, default=True
         Log PNG plots under ``plots/``, drawn off-screen (no pyplot state).

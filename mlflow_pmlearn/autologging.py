@@ -28,12 +28,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import arviz as az
+import arviz_plots
+import arviz_stats
 import mlflow
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -49,6 +51,7 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators.base import BayesianDensityMixin, BayesianEstimator
+from mlflow_pmlearn.serialization import NETCDF_ENGINE
 
 FLAVOR_NAME = "pmlearn"
 #: Most points of the ELBO curve logged as a metric history.
@@ -183,7 +186,7 @@ def _shape(X: Any) -> tuple[int, int]:
     return int(shape[0]), int(np.prod(shape[1:], dtype=int))
 
 
-def _elbo_metrics(idata: az.InferenceData, timestamp: int) -> list[Metric]:
+def _elbo_metrics(idata: xr.DataTree, timestamp: int) -> list[Metric]:
     loss = idata.fit_history["loss"].values
     step = max(1, int(np.ceil(len(loss) / MAX_ELBO_POINTS)))
     iterations = np.arange(0, len(loss), step)
@@ -192,15 +195,15 @@ def _elbo_metrics(idata: az.InferenceData, timestamp: int) -> list[Metric]:
     return [Metric("elbo", float(v), timestamp, int(i) + 1) for i, v in zip(iterations, elbo)]
 
 
-def posterior_summary(idata: az.InferenceData) -> pd.DataFrame:
-    """``az.summary`` of the posterior: with the convergence diagnostics for MCMC draws.
+def posterior_summary(idata: xr.DataTree) -> pd.DataFrame:
+    """``arviz_stats.summary`` of the posterior: with the convergence diagnostics for MCMC draws.
 
     ADVI draws are independent draws from the approximation (one "chain"), for which
-    R-hat and effective sample sizes say nothing; they get the statistics only.
+    R-hat and effective sample sizes say nothing; they get the statistics only. The
+    interval is ArviZ's default (equal-tailed, 89%); values are not rounded.
     """
-    if "sample_stats" in idata.groups():
-        return az.summary(idata)
-    return az.summary(idata, kind="stats")
+    kind = "all" if "sample_stats" in idata.children else "stats"
+    return arviz_stats.summary(idata, kind=kind, round_to="none")
 
 
 @dataclass
@@ -308,12 +311,12 @@ def fit_metrics(
     """
     idata = estimator.idata_
     metrics: dict[str, float] = {"fit_time_s": fit_seconds}
-    if "fit_history" in idata.groups():
+    if "fit_history" in idata.children:
         loss = idata.fit_history["loss"].values
         metrics["elbo_final"] = float(-np.mean(loss[-100:]))
         metrics["advi_iterations"] = float(len(loss))
         metrics["advi_converged"] = float(idata.fit_history.attrs.get("converged", 0))
-    if "sample_stats" in idata.groups():
+    if "sample_stats" in idata.children:
         stats = idata.sample_stats
         if summary is None:
             summary = posterior_summary(idata)
@@ -340,6 +343,21 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+def _arviz_png(plot: Callable, idata: xr.DataTree, title: str | None = None, **kwargs) -> bytes:
+    """PNG of an ``arviz_plots`` plot, drawn with matplotlib; its figure is then closed
+    (``arviz_plots`` creates figures through pyplot, which would otherwise keep them)."""
+    from matplotlib import pyplot
+
+    collection = plot(idata, backend="matplotlib", **kwargs)
+    if title is not None:
+        collection.add_title(title)
+    figure = collection.viz["figure"].item()
+    try:
+        return _png(figure)
+    finally:
+        pyplot.close(figure)
+
+
 def _figure(rows: int = 1, columns: int = 1, *, width: float = 8.0, height: float = 3.0, layout: str | None = None):
     """A figure drawn off-screen (no pyplot state, no window); ``layout="constrained"`` for
     grids of panels, whose titles and labels would otherwise overlap."""
@@ -352,7 +370,7 @@ def _figure(rows: int = 1, columns: int = 1, *, width: float = 8.0, height: floa
     return figure, axes
 
 
-def _forest_variables(idata: az.InferenceData, names: list[str]) -> tuple[list[str], list[str]]:
+def _forest_variables(idata: xr.DataTree, names: list[str]) -> tuple[list[str], list[str]]:
     """The variables that fit in the forest plot (``MAX_FOREST_ROWS`` rows), and those left out."""
     shown, left_out, rows = [], [], 0
     for name in names:
@@ -379,7 +397,7 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
     model = estimator.pymc_model()
     free = [rv.name for rv in model.free_RVs]
     plots = {}
-    if "fit_history" in idata.groups():
+    if "fit_history" in idata.children:
         figure, axes = _figure()
         loss = idata.fit_history["loss"].values
         axes[0, 0].plot(np.arange(1, len(loss) + 1), -loss, lw=0.6)
@@ -387,10 +405,8 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
         low, high = np.percentile(-loss[len(loss) // 10 :], [1, 100])
         axes[0, 0].set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
         plots["elbo.png"] = _png(figure)
-    if "sample_stats" in idata.groups():
-        figure, axes = _figure(len(free), 2, width=10, height=2.2, layout="constrained")
-        az.plot_trace(idata, var_names=free, axes=axes, compact=True)
-        plots["trace.png"] = _png(figure)
+    if "sample_stats" in idata.children:
+        plots["trace.png"] = _arviz_png(arviz_plots.plot_trace_dist, idata, var_names=free, compact=True)
         ranked, n_panels = [], 0
         for name in free:  # rank plots of the first dozen scalar components
             size = int(np.prod(idata.posterior[name].shape[2:]))
@@ -399,19 +415,13 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
             ranked.append(name)
             n_panels += size
         if ranked:
-            figure, axes = _figure(1, n_panels, width=2.6 * n_panels, height=2.6, layout="constrained")
-            az.plot_rank(idata, var_names=ranked, ax=axes[0])
-            plots["rank.png"] = _png(figure)
+            plots["rank.png"] = _arviz_png(arviz_plots.plot_rank, idata, var_names=ranked)
     shown, left_out = _forest_variables(idata, free)
     if shown:
-        n_rows = sum(int(np.prod(idata.posterior[v].shape[2:])) for v in shown)
-        figure, axes = _figure(height=max(3.0, 0.25 * n_rows))
-        az.plot_forest(idata, var_names=shown, combined=True, ax=axes[0, 0])
-        title = "posterior of each prior-governed variable (94% HDI)"
+        title = "posterior of each prior-governed variable"
         if left_out:
             title += f"\nnot shown (too many components): {', '.join(left_out)}"
-        axes[0, 0].set_title(title)
-        plots["posterior.png"] = _png(figure)
+        plots["posterior.png"] = _arviz_png(arviz_plots.plot_forest, idata, title, var_names=shown, combined=True)
     if checks is not None and checks.draws is not None:
         plots["posterior_predictive_check.png"] = _ppc_plot(estimator, checks)
     return plots
@@ -615,7 +625,7 @@ def log_fit(
 
     def log_metrics() -> None:
         values = {**fit_metrics(estimator, fit_seconds, summary, checks), **(metrics or {})}
-        has_history = "fit_history" in estimator.idata_.groups()
+        has_history = "fit_history" in estimator.idata_.children
         _log_metrics(values, dataset, _elbo_metrics(estimator.idata_, int(time.time() * 1000)) if has_history else [])
 
     _attempt("the metrics", log_metrics)
@@ -676,9 +686,9 @@ def _log_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None) ->
 
 
 def _log_trace(estimator: BayesianEstimator, summary: pd.DataFrame | None) -> None:
-    """The trace as NetCDF (reloads with ``az.from_netcdf``) and ``az.summary`` as CSV and HTML."""
+    """The trace as NetCDF (reloads with ``xarray.open_datatree``) and its summary as CSV and HTML."""
     with tempfile.TemporaryDirectory() as directory:
-        estimator.idata_.to_netcdf(str(Path(directory) / "trace.nc"))
+        estimator.idata_.to_netcdf(Path(directory) / "trace.nc", engine=NETCDF_ENGINE)
         if summary is not None:
             summary.to_csv(Path(directory) / "summary.csv")
             (Path(directory) / "summary.html").write_text(summary.to_html(float_format=lambda v: f"{v:.4g}"))

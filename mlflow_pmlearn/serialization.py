@@ -1,4 +1,4 @@
-"""Estimator <-> directory: a JSON document and the ArviZ trace as NetCDF.
+"""Estimator <-> directory: a JSON document and the trace (an ``xarray.DataTree``) as NetCDF.
 
 ``estimator.json`` holds the class, the hyper-parameters, the fitted state (feature
 names, classes, ...), the format version and the versions of the libraries that wrote
@@ -29,8 +29,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import numpy as np
+import xarray as xr
 from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
@@ -42,6 +42,8 @@ CONFIG_FILE = "estimator.json"
 TRACE_FILE = "trace.nc"
 PICKLED_CLASS_FILE = "estimator_class.pkl"
 SERIALIZATION_FORMATS = ("json", "cloudpickle")
+#: The NetCDF library that writes and reads traces (HDF5 through h5py, no netCDF4 C library).
+NETCDF_ENGINE = "h5netcdf"
 
 #: The built-in estimators, by the public path recorded in ``estimator.json``.
 BUILTIN_ESTIMATORS = (
@@ -153,7 +155,7 @@ def save_estimator(estimator: BayesianEstimator, directory: str | os.PathLike, s
         finally:
             if by_value:
                 cloudpickle.unregister_pickle_by_value(module)
-    estimator.idata_.to_netcdf(str(directory / TRACE_FILE))
+    estimator.idata_.to_netcdf(directory / TRACE_FILE, engine=NETCDF_ENGINE)
     config["trace_sha256"] = _sha256(directory / TRACE_FILE)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
@@ -322,10 +324,10 @@ def validate_config(config: Any, path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def _read_trace(path: Path, expected_sha256: str | None) -> az.InferenceData:
+def _read_trace(path: Path, expected_sha256: str | None) -> xr.DataTree:
     """The whole trace, read into memory (its file closed), or an error naming the problem.
 
-    Read eagerly: ArviZ opens NetCDF lazily, so a damaged data block would otherwise
+    Read eagerly (``load_datatree``): opened lazily, a damaged data block would otherwise
     surface at the first prediction, and the file would stay open.
     """
     _existing(path, "trace")
@@ -335,16 +337,10 @@ def _read_trace(path: Path, expected_sha256: str | None) -> az.InferenceData:
             f"the one recorded in {CONFIG_FILE}."
         )
     try:
-        idata = az.from_netcdf(str(path))
-        try:
-            for group in idata.groups():
-                idata[group].load()
-        finally:
-            for group in idata.groups():
-                idata[group].close()
+        idata = xr.load_datatree(path, engine=NETCDF_ENGINE)
     except Exception as error:  # netCDF/HDF5 raise many types for a damaged file
         raise MlflowException(
-            f"{path} could not be read as an ArviZ NetCDF trace (truncated or corrupted?): "
+            f"{path} could not be read as a NetCDF trace (truncated or corrupted?): "
             f"{type(error).__name__}: {error}"
         ) from None
     return idata
@@ -380,9 +376,9 @@ def check_trace_fits_model(estimator: BayesianEstimator, trace_path: str | os.Pa
     required = ["posterior", "constant_data"]
     if estimator.__sklearn_tags__().target_tags.required:
         required.append("observed_data")
-    if missing := [group for group in required if group not in idata.groups()]:
+    if missing := [group for group in required if group not in idata.children]:
         raise MlflowException(f"{trace_path} has no {' or '.join(missing)} group; a fitted {name} trace has.")
-    posterior = idata.posterior
+    posterior = idata["posterior"].to_dataset()
     if not {"chain", "draw"} <= set(posterior.dims):
         raise MlflowException(
             f"{trace_path}: the posterior must have the dimensions chain and draw; it has {list(posterior.dims)}."

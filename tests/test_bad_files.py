@@ -14,10 +14,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import arviz as az
 import mlflow.pyfunc
 import numpy as np
 import pytest
+import xarray as xr
 from mlflow.exceptions import MlflowException
 
 import mlflow_pmlearn
@@ -100,51 +100,51 @@ def _without_checksum(damage: Callable[[Path], None]) -> Callable[[Path], None]:
     return damage_unchecked
 
 
-def _rewrite_trace(edit: Callable[[az.InferenceData], az.InferenceData]) -> Callable[[Path], None]:
+def _rewrite_trace(edit: Callable[[xr.DataTree], xr.DataTree]) -> Callable[[Path], None]:
     """A trace rewritten consistently (checksum updated): the files agree, the model does not."""
 
     def damage(model_dir: Path) -> None:
         path = _data(model_dir) / TRACE_FILE
-        idata = edit(az.from_netcdf(str(path)).copy())
+        idata = edit(xr.load_datatree(path, engine="h5netcdf"))
         path.unlink()
-        idata.to_netcdf(str(path))
+        idata.to_netcdf(path, engine="h5netcdf")
         _set_config(trace_sha256=hashlib.sha256(path.read_bytes()).hexdigest())(model_dir)
 
     return damage
 
 
 def _rename_posterior(old: str, new: str) -> Callable[[Path], None]:
-    return _rewrite_trace(lambda idata: _assign(idata, "posterior", idata.posterior.rename({old: new})))
+    return _rewrite_trace(lambda idata: _assign(idata, "posterior", idata["posterior"].to_dataset().rename({old: new})))
 
 
-def _narrow_coefficients(idata: az.InferenceData) -> az.InferenceData:
-    posterior = idata.posterior
+def _narrow_coefficients(idata: xr.DataTree) -> xr.DataTree:
+    posterior = idata["posterior"].to_dataset()
     narrower = posterior["coef_std"].isel(coef_std_dim_0=slice(0, 2))
     return _assign(idata, "posterior", posterior.drop_vars(["coef_std", "coef_std_dim_0"]).assign(coef_std=narrower))
 
 
-def _nan_draw(idata: az.InferenceData) -> az.InferenceData:
-    posterior = idata.posterior
+def _nan_draw(idata: xr.DataTree) -> xr.DataTree:
+    posterior = idata["posterior"].to_dataset()
     noise = posterior["noise_std"].copy()
     noise[0, 5] = np.nan
     return _assign(idata, "posterior", posterior.assign(noise_std=noise))
 
 
-def _narrow_training_data(idata: az.InferenceData) -> az.InferenceData:
-    constant = idata.constant_data
+def _narrow_training_data(idata: xr.DataTree) -> xr.DataTree:
+    constant = idata["constant_data"].to_dataset()
     return _assign(idata, "constant_data", constant.isel({constant["X"].dims[1]: slice(0, 2)}))
 
 
 def _drop_group(group: str) -> Callable[[Path], None]:
-    def edit(idata: az.InferenceData) -> az.InferenceData:
+    def edit(idata: xr.DataTree) -> xr.DataTree:
         del idata[group]
         return idata
 
     return _rewrite_trace(edit)
 
 
-def _assign(idata: az.InferenceData, group: str, dataset) -> az.InferenceData:
-    setattr(idata, group, dataset)
+def _assign(idata: xr.DataTree, group: str, dataset) -> xr.DataTree:
+    idata[group] = dataset
     return idata
 
 

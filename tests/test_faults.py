@@ -111,18 +111,18 @@ def _press_ctrl_c(process: subprocess.Popen, iterating: Path, *, presses: int = 
 
 SAVE = """
 import sys, time
-import arviz as az
+import xarray as xr
 import mlflow_pmlearn
 
 source, target, stall = sys.argv[1:]
 model = mlflow_pmlearn.load_model(source)
 if stall == "after-trace":  # hold the save still once the trace is written, to kill it there
-    write = az.InferenceData.to_netcdf
+    write = xr.DataTree.to_netcdf
     def write_then_stall(self, *args, **kwargs):
         result = write(self, *args, **kwargs)
         time.sleep(60)
         return result
-    az.InferenceData.to_netcdf = write_then_stall
+    xr.DataTree.to_netcdf = write_then_stall
 print("SAVING", flush=True)
 mlflow_pmlearn.save_model(model, target)
 print("SAVED", flush=True)

@@ -182,23 +182,23 @@ def test_posterior_groups_by_inference_method(inference, regression_data):
     X, y, _ = regression_data
     model = LinearRegression(**{**SETTINGS[inference], "n_draws": 50, "n_tune": 100}).fit(X.iloc[:100], y.iloc[:100])
     idata = model.idata_
-    assert "posterior" in idata.groups()
+    assert "posterior" in idata.children
     assert set(idata.posterior.data_vars) >= {"coef", "intercept", "sigma"}
     assert idata.posterior.attrs["pmlearn_inference"] == inference
     if inference == "advi":
-        assert "fit_history" in idata.groups()
+        assert "fit_history" in idata.children
         loss = idata.fit_history["loss"].values
         assert loss.ndim == 1 and loss.size == model.n_iter_ > 0
         assert np.all(np.isfinite(loss))
         assert loss[-100:].mean() < loss[:100].mean()  # the ELBO improved
         assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 50
-        assert "sample_stats" not in idata.groups()
+        assert "sample_stats" not in idata.children
     else:
-        assert "sample_stats" in idata.groups()
+        assert "sample_stats" in idata.children
         assert "diverging" in idata.sample_stats
         assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 50
         assert model.n_iter_ == 100 + 50
-        assert "fit_history" not in idata.groups()
+        assert "fit_history" not in idata.children
     assert model.n_posterior_draws_ == idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
 
 
