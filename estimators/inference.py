@@ -154,6 +154,8 @@ def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
         if history.size < settings.max_iter and not schedule.converged:
             _interrupted(f"ADVI at iteration {history.size:,} of {settings.max_iter:,}")
         idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
+    if "sample_stats" in idata.children:  # PyMC 6 adds an empty one; ADVI has no sampler statistics
+        del idata["sample_stats"]
     idata["fit_history"] = xr.Dataset(
         {"loss": ("iteration", history)},
         coords={"iteration": np.arange(1, history.size + 1)},
