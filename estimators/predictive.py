@@ -160,7 +160,8 @@ def conditional_likelihood(likelihood: TensorVariable, replacements: Mapping) ->
             "Override predictive_distribution for other models."
         )
     params = graph_replace(node.op.dist_params(node), dict(replacements), strict=False)
-    return node.op(*params)
+    _, value = node.op(*params, rng=node.op.rng_param(node), return_next_rng=True)
+    return value
 
 
 class PosteriorPredictor:

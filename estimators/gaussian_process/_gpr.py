@@ -7,7 +7,7 @@ from numbers import Real
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-from pytensor.tensor.slinalg import cho_solve, cholesky, solve_triangular
+from pytensor.tensor.linalg import cho_solve, cholesky, solve_triangular
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from estimators.base import TARGET, BayesianEstimator, BayesianRegressorMixin

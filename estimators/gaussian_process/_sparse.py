@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-from pytensor.tensor.slinalg import cholesky, solve_triangular
+from pytensor.tensor.linalg import cholesky, solve_triangular
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
