@@ -53,7 +53,7 @@ class RobustRegression(BayesianRegressorMixin, BayesianEstimator):
 
     Attributes
     ----------
-    idata_ : arviz.InferenceData
+    idata_ : xarray.DataTree
         Posterior draws, training data and fit history.
     coef_ : ndarray of shape (n_features,)
         Posterior mean of the coefficients.
