@@ -169,7 +169,7 @@ def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
 
 
 def fit_nuts(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> xr.DataTree:
-    """Sample the posterior with PyMC's NUTS sampler (on the full data: no minibatches)."""
+    """Sample the posterior with PyMC's own NUTS sampler (on the full data: no minibatches)."""
     if settings.batch_size is not None:
         raise ValueError(
             f"batch_size={settings.batch_size} applies to ADVI only: NUTS samples the exact "
@@ -184,6 +184,9 @@ def fit_nuts(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
             random_seed=settings.random_seed,
             progressbar=settings.progressbar,
             compute_convergence_checks=False,
+            # PyMC 6 would pick nutpie whenever it is installed: the draws for a seed would
+            # then depend on the environment, and nutpie recompiles the model at every fit.
+            nuts_sampler="pymc",
         )
     posterior = idata.posterior
     if posterior.sizes["draw"] < settings.n_draws or posterior.sizes["chain"] < settings.n_chains:
