@@ -85,7 +85,7 @@ def test_density_and_responsibilities_average_over_the_posterior(mixture, cluste
     X, _ = clusters
     rows = X.iloc[:6]
     summary = mixture.predict_summary(rows)
-    posterior = mixture.idata_.posterior.stack(sample=("chain", "draw"))
+    posterior = mixture.idata_["posterior"].to_dataset().stack(sample=("chain", "draw"))
     weights = posterior["weights"].transpose("sample", ...).values
     means = posterior["means"].transpose("sample", ...).values
     covariances = posterior["covariances"].transpose("sample", ...).values

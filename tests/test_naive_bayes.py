@@ -60,7 +60,7 @@ def test_probabilities_integrate_over_the_posterior(fitted):
     plug_in = SklearnGaussianNB().fit(X, y)
     assert np.abs(proba - plug_in.predict_proba(X)).max() < 0.05
     # The average of per-draw class posteriors, each from Bayes' rule at that draw's statistics.
-    posterior = model.idata_.posterior.stack(sample=("chain", "draw"))
+    posterior = model.idata_["posterior"].to_dataset().stack(sample=("chain", "draw"))
     rows = X.to_numpy()[:5]
     prior = posterior["class_prior"].transpose("sample", ...).values
     theta = posterior["theta"].transpose("sample", ...).values
