@@ -84,7 +84,7 @@ def get_default_pip_requirements(serialization_format: str = "json") -> list[str
     list of str
         Pinned requirements.
     """
-    packages = ["pymc", "pytensor", "arviz", "xarray", "h5netcdf", "scikit-learn", "pandas", "numpy"]
+    packages = ["pymc", "pytensor", "arviz", "xarray", "h5netcdf", "h5py", "scikit-learn", "pandas", "numpy"]
     if serialization_format == "cloudpickle":
         packages.append("cloudpickle")
     return [_get_pinned_requirement(package) for package in packages]

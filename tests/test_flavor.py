@@ -276,7 +276,7 @@ def test_environment_and_shipped_code(saved):
     path = saved["linear"]
     requirements = (path / "requirements.txt").read_text().splitlines()
     names = {line.split("==")[0].split(">")[0].split("<")[0].strip().lower() for line in requirements}
-    assert {"pymc", "arviz", "scikit-learn", "mlflow"} <= names
+    assert {"pymc", "pytensor", "arviz", "xarray", "h5netcdf", "h5py", "scikit-learn", "mlflow"} <= names
     conda = yaml.safe_load((path / "conda.yaml").read_text())
     assert any("pymc" in str(dep) for dep in conda["dependencies"])
     for package in ("estimators", "mlflow_pmlearn"):
