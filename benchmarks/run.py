@@ -209,6 +209,7 @@ def bench_scaling(quick: bool, rows: list[dict]) -> None:
 
 def bench_fitting(quick: bool, rows: list[dict]) -> None:
     import pymc as pm
+    from pymc.variational.callbacks import CheckParametersConvergence
 
     from estimators.linear_model import LinearRegression
 
@@ -228,7 +229,7 @@ def bench_fitting(quick: bool, rows: list[dict]) -> None:
             pm.Normal("y", intercept + X.to_numpy() @ weights, sigma, observed=y)
             approx = pm.fit(
                 n=50_000,
-                callbacks=[pm.callbacks.CheckParametersConvergence(diff="absolute", tolerance=1e-3)],
+                callbacks=[CheckParametersConvergence(diff="absolute", tolerance=1e-3)],
                 progressbar=False,
                 random_seed=0,
             )
