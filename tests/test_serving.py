@@ -18,6 +18,7 @@ import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
 from model_server import ModelServer
 from tests.conftest import FAST
+from tests.references import assert_within_monte_carlo_error, linear_regression_draws, logistic_regression_proba
 
 pytestmark = pytest.mark.slow
 MAX_ROWS = 1000
@@ -77,6 +78,10 @@ def test_every_documented_input_format_gives_the_posterior_frame(served):
         np.testing.assert_allclose(frame["prediction"], expected["mean"], rtol=1e-9, err_msg=name)
         np.testing.assert_allclose(frame["std"], expected["std"], rtol=1e-9, err_msg=name)
         np.testing.assert_allclose(frame[["lower", "upper"]], np.column_stack([expected["lower"], expected["upper"]]), rtol=1e-9)
+    # And the served numbers are the posterior predictive's, computed independently from the draws.
+    mu, sigma = linear_regression_draws(model, rows)
+    served_summary = {"mean": frame["prediction"], "std": frame["std"], "lower": frame["lower"], "upper": frame["upper"]}
+    assert_within_monte_carlo_error({k: v.to_numpy() for k, v in served_summary.items()}, mu, sigma, interval_prob=0.9)
     csv = _frame(server.invoke(rows.to_csv(index=False), content_type="text/csv"))
     assert list(csv.columns) == ["prediction"]
     np.testing.assert_allclose(csv["prediction"], expected["mean"], rtol=1e-9)
@@ -88,6 +93,7 @@ def test_classifier_endpoint_returns_labels_and_probabilities(served):
     frame = _frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))}))
     assert list(frame.columns) == ["prediction", *[f"proba_{c}" for c in model.classes_]]
     np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), model.predict_proba(rows), rtol=1e-9)
+    np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), logistic_regression_proba(model, rows), atol=1e-9)
     assert list(frame["prediction"]) == list(model.predict(rows))
 
 
