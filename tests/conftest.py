@@ -34,6 +34,16 @@ FAST = {"n_draws": 200, "max_iter": 5000, "random_seed": 0, "progressbar": False
 FAST_NUTS = {"inference": "nuts", "n_draws": 200, "n_tune": 300, "n_chains": 2, "random_seed": 0, "progressbar": False}
 
 
+def isolated_environment(tracking_uri: str | None = None) -> dict[str, str]:
+    """This process's environment for a child process, without the ``MLFLOW_*`` variables that
+    the suite's fixtures set (tracking and registry URIs, experiment, run), and with
+    ``MLFLOW_TRACKING_URI`` set to ``tracking_uri`` when given."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("MLFLOW_")}
+    if tracking_uri is not None:
+        environment["MLFLOW_TRACKING_URI"] = tracking_uri
+    return environment
+
+
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory) -> str:
     """One sqlite tracking store and registry for the session (creating its tables is slow)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from sklearn.datasets import load_iris
+
+from tests.conftest import isolated_environment
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -30,8 +31,7 @@ def _mlflow_run(project: str, parameters: dict, tmp_path: Path) -> MlflowClient:
     for name, value in parameters.items():
         command += ["-P", f"{name}={value}"]
     # Only this test's store: no tracking/registry URI, experiment or run left by other tests.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env = {**inherited, "MLFLOW_TRACKING_URI": uri}
+    env = isolated_environment(uri)
     finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

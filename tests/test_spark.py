@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from scipy.stats import norm
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
-from tests.conftest import FAST
+from tests.conftest import FAST, isolated_environment
 
 pytest.importorskip("pyspark", reason="pip install mlflow-pmlearn[spark]")
 pytestmark = pytest.mark.slow
@@ -99,7 +98,7 @@ def test_score_table_example_registers_its_champion_and_scores_like_pyfunc(spark
     rows, partitions = 300, 1
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # Only this test's store: no tracking/registry URI, experiment or run left by other tests.
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "MLFLOW_TRACKING_URI": uri}
+    env = isolated_environment(uri)
     command = [sys.executable, str(SCORE_TABLE), "--rows", str(rows), "--partitions", str(partitions)]
     finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
