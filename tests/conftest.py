@@ -17,7 +17,9 @@ warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor"
 # pools of their own would oversubscribe them, and OpenBLAS then slows down by orders of
 # magnitude (a 200 x 200 Cholesky factorisation took 0.2 ms alone, 250 ms oversubscribed).
 # One BLAS/OpenMP thread per process, here and (through the environment) in its children.
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+#: The variables that set BLAS's and OpenMP's thread counts (users' machines leave them unset).
+THREAD_COUNT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+for _variable in THREAD_COUNT_VARIABLES:
     os.environ.setdefault(_variable, "1")
 threadpool_limits(limits=1)
 
@@ -25,7 +27,8 @@ threadpool_limits(limits=1)
 # the C code of the models' functions, and GCC's optimiser is a third of it: unoptimised
 # C (-O0) compiled a sparse GP's and a mixture's functions in 93 s instead of 136 s, and
 # the tests' small models ran no slower with it. Set before PyTensor is imported, and
-# inherited by the processes the tests start (servers, Spark workers, `mlflow run`).
+# inherited by the processes the tests start (servers, Spark workers, `mlflow run`). The
+# `user_build` tests (tests/test_reproducibility.py) run PyTensor's own flags and BLAS threads.
 if "gcc__cxxflags" not in os.environ.get("PYTENSOR_FLAGS", ""):
     os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [os.environ.get("PYTENSOR_FLAGS"), "gcc__cxxflags=-O0"]))
 

@@ -2,15 +2,23 @@
 
 Statistics of the training data (means, scales) enter the models as shared values, not
 literal constants: PyTensor keys its cache of compiled C code by the values of a graph's
-constants, so a literal training mean would make every fit on new data compile afresh
-(seconds per fit, and minutes on a cold cache).
+scalar constants, so a literal training mean would make every fit on new data compile
+afresh (seconds per fit, and minutes on a cold cache).
+
+The training data are drawn afresh in each run, so a literal statistic is new to any
+compile cache, warm or cold, and the check does not depend on what earlier runs compiled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
 import pytest
-from pytensor.link.c.cmodule import GCC_compiler
+from pytensor.link.c.basic import CLinker
 from sklearn.base import is_classifier, is_regressor
 
 from family_helpers import every_estimator
@@ -18,12 +26,31 @@ from family_helpers import every_estimator
 TINY = {"n_draws": 10, "max_iter": 30, "random_seed": 0, "progressbar": False}
 
 
-def _training_set(estimator, seed: int):
-    """40 rows of 3 features whose location and scale depend on ``seed``; ``y`` as the estimator needs."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(loc=rng.normal(scale=5.0), scale=rng.uniform(0.5, 5.0), size=(40, 3))
-    X[:, 0] = np.arange(40) % 3  # the hierarchical model's group column
-    response = X[:, 1] * rng.uniform(1.0, 3.0) + rng.normal(size=40) + rng.normal(scale=5.0)
+@contextmanager
+def compiled_c_modules() -> Iterator[list[str]]:
+    """The graphs of the C modules PyTensor compiles inside the block (cache hits compile none)."""
+    compiled = []
+    compile_cmodule = CLinker.compile_cmodule
+
+    def recording(linker, *args, **kwargs):
+        compiled.append(str(linker.fgraph)[:300])
+        return compile_cmodule(linker, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CLinker, "compile_cmodule", recording)
+        yield compiled
+
+
+def _training_set(estimator, rng: np.random.Generator):
+    """40 rows of one feature with a random location and scale; ``y`` as the estimator needs.
+
+    One feature, so the feature statistics are scalars: PyTensor writes a scalar literal into
+    the C code it compiles, and keys its cache by it, but not a vector literal's values. The
+    hierarchical model gets a group column in front of the feature.
+    """
+    feature = rng.normal(loc=rng.normal(scale=5.0), scale=rng.uniform(0.5, 5.0), size=40)
+    response = feature * rng.uniform(1.0, 3.0) + rng.normal(size=40) + rng.normal(scale=5.0)
+    X = np.column_stack([np.arange(40) % 3, feature] if hasattr(estimator, "group_col") else [feature])
     if is_regressor(estimator):
         return X, response
     if is_classifier(estimator):
@@ -31,17 +58,35 @@ def _training_set(estimator, seed: int):
     return X, None
 
 
+def _compiled_by_fit(estimator, rng: np.random.Generator) -> list[str]:
+    """The C modules compiled to fit ``estimator`` on a new training set and predict its rows."""
+    X, y = _training_set(estimator, rng)
+    with compiled_c_modules() as compiled:
+        estimator.fit(X, y).predict(X)
+    return compiled
+
+
+def test_a_new_literal_compiles_a_module_the_probe_records():
+    """The probe sees compilations: a scalar literal new to the cache compiles a C module."""
+    x = pt.dvector("x")
+    with compiled_c_modules() as compiled:
+        pytensor.function([x], pt.exp(x) * np.random.default_rng().uniform())(np.ones(2))
+    assert any("exp" in graph for graph in compiled), compiled
+
+
 @pytest.mark.parametrize("estimator", every_estimator(**TINY), ids=lambda estimator: type(estimator).__name__)
-def test_refit_on_new_data_compiles_no_new_c_code(estimator, monkeypatch):
-    X, y = _training_set(estimator, seed=1)
-    estimator.fit(X, y).predict(X)  # compiles, or finds in the cache, everything the estimator needs
+def test_refit_on_new_data_compiles_no_new_c_code(estimator):
+    entropy = np.random.SeedSequence().entropy
+    rng = np.random.default_rng(entropy)
+    _compiled_by_fit(estimator, rng)  # compiles, or finds in the cache, everything the estimator needs
 
-    compiled = []
-    original = GCC_compiler.compile_str
-    monkeypatch.setattr(
-        GCC_compiler, "compile_str", staticmethod(lambda name, *a, **k: compiled.append(name) or original(name, *a, **k))
-    )
-    X_new, y_new = _training_set(estimator, seed=2)
-    estimator.fit(X_new, y_new).predict(X_new)
-
-    assert compiled == [], f"fitting on new data compiled {len(compiled)} new C module(s)"
+    compiled = _compiled_by_fit(estimator, rng)
+    if compiled:
+        # PyTensor's graph rewrites are not deterministic (pymc-devs/pytensor#1581): on a
+        # cold cache a refit can compile a variant of a data-independent graph, once. A
+        # literal training statistic compiles again on every new training set.
+        compiled_again = _compiled_by_fit(estimator, rng)
+        assert compiled_again == [], (
+            f"each of two fits on new data compiled new C modules ({len(compiled)}, then "
+            f"{len(compiled_again)}; data from np.random.default_rng({entropy})): {compiled_again}"
+        )
