@@ -195,6 +195,16 @@ def _importable_from(module_name: str, code_directory: Path | None) -> bool:
     return True
 
 
+def _import_without_bytecode(module_name: str) -> Any:
+    """Import ``module_name`` without writing ``.pyc`` files: loading leaves a model's files as they are."""
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
+
+
 def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path | None) -> type:
     class_path = config["estimator_class"]
     if class_path in BUILTIN_ESTIMATORS:
@@ -225,7 +235,7 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
                 'serialization_format="cloudpickle").',
                 INVALID_PARAMETER_VALUE,
             )
-        estimator_class = getattr(importlib.import_module(module_name), attribute, None)
+        estimator_class = getattr(_import_without_bytecode(module_name), attribute, None)
     if not (isinstance(estimator_class, type) and issubclass(estimator_class, BayesianEstimator)):
         raise MlflowException(
             f"{class_path!r} in {directory} is not a BayesianEstimator subclass.", INVALID_PARAMETER_VALUE

@@ -17,7 +17,9 @@ warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor"
 # pools of their own would oversubscribe them, and OpenBLAS then slows down by orders of
 # magnitude (a 200 x 200 Cholesky factorisation took 0.2 ms alone, 250 ms oversubscribed).
 # One BLAS/OpenMP thread per process, here and (through the environment) in its children.
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+#: The variables that set BLAS's and OpenMP's thread counts (users' machines leave them unset).
+THREAD_COUNT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+for _variable in THREAD_COUNT_VARIABLES:
     os.environ.setdefault(_variable, "1")
 threadpool_limits(limits=1)
 
@@ -25,13 +27,24 @@ threadpool_limits(limits=1)
 # the C code of the models' functions, and GCC's optimiser is a third of it: unoptimised
 # C (-O0) compiled a sparse GP's and a mixture's functions in 93 s instead of 136 s, and
 # the tests' small models ran no slower with it. Set before PyTensor is imported, and
-# inherited by the processes the tests start (servers, Spark workers, `mlflow run`).
+# inherited by the processes the tests start (servers, Spark workers, `mlflow run`). The
+# `user_build` tests (tests/test_reproducibility.py) run PyTensor's own flags and BLAS threads.
 if "gcc__cxxflags" not in os.environ.get("PYTENSOR_FLAGS", ""):
     os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [os.environ.get("PYTENSOR_FLAGS"), "gcc__cxxflags=-O0"]))
 
 #: Inference settings that keep the suite inside the CI budget: few draws, capped ADVI.
 FAST = {"n_draws": 200, "max_iter": 5000, "random_seed": 0, "progressbar": False}
 FAST_NUTS = {"inference": "nuts", "n_draws": 200, "n_tune": 300, "n_chains": 2, "random_seed": 0, "progressbar": False}
+
+
+def isolated_environment(tracking_uri: str | None = None) -> dict[str, str]:
+    """This process's environment for a child process, without the ``MLFLOW_*`` variables that
+    the suite's fixtures set (tracking and registry URIs, experiment, run), and with
+    ``MLFLOW_TRACKING_URI`` set to ``tracking_uri`` when given."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("MLFLOW_")}
+    if tracking_uri is not None:
+        environment["MLFLOW_TRACKING_URI"] = tracking_uri
+    return environment
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,9 @@ import pytest
 import xarray as xr
 from mlflow.tracking import MlflowClient
 from PIL import Image
+from scipy.stats import loguniform
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -82,6 +83,11 @@ def _artifact_bytes(run_id: str, path: str, tmp_path) -> bytes:
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(tmp_path))
     with open(local, "rb") as file:
         return file.read()
+
+
+def _broken_plots(*args, **kwargs):
+    """Stands in for ``autologging.fit_plots``: a part of the logging that fails."""
+    raise RuntimeError("plotting broke on purpose")
 
 
 def _autologged_fit(tmp_path_factory, label: str, estimator, X, y, **settings):
@@ -151,7 +157,9 @@ def test_elbo_history_is_thinned_stepped_by_iteration_and_rises(advi_fit):
     metrics = run.data.metrics
     assert metrics["advi_iterations"] == n_iterations
     assert metrics["elbo_final"] == pytest.approx(-estimator.idata_.fit_history["loss"].values[-100:].mean())
-    assert metrics["advi_converged"] in (0.0, 1.0)
+    # This fit stops on its ELBO plateau, well before max_iter: it converged, and the metric says so.
+    assert n_iterations < FAST["max_iter"]
+    assert metrics["advi_converged"] == estimator.idata_.fit_history.attrs["converged"] == 1.0
     assert metrics["fit_time_s"] > 0
 
 
@@ -297,10 +305,7 @@ def test_failing_fit_propagates_and_marks_the_run_failed(tracking_uri, tmp_path_
 def test_logging_failure_warns_and_leaves_the_fit_and_the_rest_of_the_run(
     tracking_uri, tmp_path_factory, regression_data, plain_fit, autolog_warnings, monkeypatch
 ):
-    def broken_plots(*args, **kwargs):
-        raise RuntimeError("plotting broke on purpose")
-
-    monkeypatch.setattr(autologging, "fit_plots", broken_plots)
+    monkeypatch.setattr(autologging, "fit_plots", _broken_plots)
     X, y, _ = regression_data
     estimator = LinearRegression(**FAST)
     estimator, run = _autologged_fit(tmp_path_factory, "broken-plots", estimator, X, y)
@@ -337,6 +342,62 @@ def test_log_models_false_logs_into_the_active_run_without_a_model(tracking_uri,
     assert "prior.coef_std" in logged.data.params and "training_score" in logged.data.metrics
     assert _logged_models(experiment_id) == []
     assert MlflowClient().list_artifacts(run.info.run_id) == []
+
+
+def test_log_datasets_false_logs_no_dataset_input(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    _, run = _autologged_fit(
+        tmp_path_factory, "no-dataset", LinearRegression(**QUICK), X.iloc[:100], y.iloc[:100],
+        log_datasets=False, log_models=False, log_plots=False, log_traces=False,
+    )
+    assert mlflow.get_run(run.info.run_id).inputs.dataset_inputs == []
+    assert "prior.coef_std" in run.data.params and "training_score" in run.data.metrics  # the rest is logged
+
+
+def test_exclusive_logs_nothing_into_a_run_the_user_started(tracking_uri, tmp_path_factory, regression_data):
+    X, y, _ = regression_data
+    X, y = X.iloc[:100], y.iloc[:100]
+    experiment_id = _new_experiment(tmp_path_factory, "exclusive")
+    mlflow_pmlearn.autolog(exclusive=True, log_models=False, log_plots=False, log_traces=False)
+    with mlflow.start_run() as user_run:
+        estimator = LinearRegression(**QUICK).fit(X, y)
+    assert estimator.idata_ is not None
+    logged = mlflow.get_run(user_run.info.run_id)
+    assert logged.data.params == {} and logged.data.metrics == {}
+    assert "mlflow.autologging" not in logged.data.tags and logged.inputs.dataset_inputs == []
+    assert [r.info.run_id for r in _runs(experiment_id)] == [user_run.info.run_id]
+    # Without a run of the user's, the fit is logged as usual, in a run of its own.
+    LinearRegression(**QUICK).fit(X, y)
+    (own,) = [r for r in _runs(experiment_id) if r.info.run_id != user_run.info.run_id]
+    assert own.data.tags["mlflow.autologging"] == "pmlearn" and "prior.coef_std" in own.data.params
+
+
+def test_silent_prints_and_logs_nothing_beyond_the_fit_itself(
+    tracking_uri, tmp_path_factory, regression_data, monkeypatch, capfd, caplog
+):
+    """With a part of the logging failing, autolog prints a warning; with ``silent=True`` the
+    output is the fit's own, exactly as without autolog: stdout, stderr, and the log records
+    (which pytest's log capture would otherwise keep off stderr)."""
+    monkeypatch.setattr(autologging, "fit_plots", _broken_plots)
+    X, y, _ = regression_data
+    X, y = X.iloc[:100], y.iloc[:100]
+    light = {"log_models": False, "log_traces": False}
+
+    def output() -> tuple[str, str, list[tuple[str, int, str]]]:
+        captured = capfd.readouterr()
+        records = [(record.name, record.levelno, record.getMessage()) for record in caplog.records]
+        caplog.clear()
+        return captured.out, captured.err, records
+
+    output()
+    LinearRegression(**QUICK).fit(X, y)
+    fit_alone = output()
+    _autologged_fit(tmp_path_factory, "loud", LinearRegression(**QUICK), X, y, **light)
+    loud_err = output()[1]
+    _autologged_fit(tmp_path_factory, "silent", LinearRegression(**QUICK), X, y, silent=True, **light)
+    silent = output()
+    assert "pmlearn autologging could not log the plots: RuntimeError: plotting broke on purpose" in loud_err
+    assert silent == fit_alone
 
 
 def test_registered_model_name_registers_a_version(tracking_uri, tmp_path_factory, regression_data):
@@ -441,6 +502,36 @@ def test_grid_search_logs_a_parent_run_and_capped_child_runs(tracking_uri, tmp_p
     assert child.data.metrics["rank_test_score"] == 1
     assert child.data.metrics["mean_test_score"] == pytest.approx(search.best_score_)
     assert {"std_test_score", "split0_test_score", "mean_fit_time"} <= set(child.data.metrics)
+    assert parent.data.tags["pmlearn.child_runs"].startswith("1 of 2")
+
+
+def test_randomized_search_logs_a_parent_run_and_capped_child_runs(tracking_uri, tmp_path_factory, regression_data, tmp_path):
+    X, y, _ = regression_data
+    X, y = X.iloc[:120], y.iloc[:120]
+    search = RandomizedSearchCV(
+        LinearRegression(**QUICK), {"prior_scale_coef": loguniform(0.01, 10.0)}, n_iter=2, cv=2, random_state=0
+    )
+    experiment_id = _new_experiment(tmp_path_factory, "randomized")
+    mlflow_pmlearn.autolog(max_tuning_runs=1, log_models=False, log_plots=False, log_traces=False)
+    search.fit(X, y)
+    runs = _runs(experiment_id)
+    assert len(runs) == 2  # no run for any of the five fits inside the search
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    # The parent: the search, the drawn candidates, and the refitted best estimator.
+    params, metrics = parent.data.params, parent.data.metrics
+    best = search.best_params_["prior_scale_coef"]
+    assert params["best_prior_scale_coef"] == str(best)
+    assert params["estimator"] == "LinearRegression" and params["n_iter"] == "2" and params["cv"] == "2"
+    assert params["prior.coef_std"] == f"Normal(loc=0.0, scale={float(best)})"
+    assert metrics["best_cv_score"] == pytest.approx(search.best_score_)
+    assert metrics["training_score"] == pytest.approx(search.best_estimator_.score(X, y), rel=1e-9)
+    cv_results = pd.read_csv(io.BytesIO(_artifact_bytes(parent.info.run_id, "cv_results.csv", tmp_path)))
+    np.testing.assert_allclose(cv_results["param_prior_scale_coef"], search.cv_results_["param_prior_scale_coef"].astype(float))
+    # The child: the best of the two drawn candidates only (max_tuning_runs=1).
+    assert child.data.params["prior_scale_coef"] == str(best)
+    assert child.data.metrics["rank_test_score"] == 1
+    assert child.data.metrics["mean_test_score"] == pytest.approx(search.best_score_)
     assert parent.data.tags["pmlearn.child_runs"].startswith("1 of 2")
 
 

@@ -1,11 +1,12 @@
 """Bad input, everywhere it enters: estimator ``fit`` and ``predict``, pyfunc ``predict``, the endpoint.
 
 Each case of the tables below runs at every entry point where it applies. A refused input
-raises ``ValueError``/``TypeError`` (estimator), ``MlflowException`` with an HTTP 4xx code
-(pyfunc) or gets an HTTP 4xx answer (a real ``mlflow models serve`` process, one per
-module, which must still answer a good request afterwards); in every case the message
-names the problem: the column, the row, the value, the dtype or the shape. An accepted
-input gives the same answer as the well-formed input it stands for.
+raises ``ValueError``/``TypeError`` (estimator), ``MlflowException`` with HTTP code 400
+(pyfunc) or gets an HTTP 400 answer (415 for an unsupported content type) from a real
+``mlflow models serve`` process, one per module, which must still answer a good request
+afterwards; in every case the message names the problem: the column, the row, the value,
+the dtype or the shape. An accepted input gives the same answer as the well-formed input
+it stands for.
 
 Decisions, where an input could be read either way:
 
@@ -22,6 +23,9 @@ Decisions, where an input could be read either way:
   the pyfunc and the endpoint: MLflow's schema enforcement drops inputs the signature does
   not declare (with a warning), so the answer is the one without them.
 - **Reordered columns** are accepted everywhere and matched by name.
+- **Unknown inference parameters** (``params`` the signature does not declare, such as a
+  misspelt ``interval_probability``) are ignored by the pyfunc and the endpoint: MLflow's
+  params enforcement drops them (with a warning), so the answer is the one without them.
 - **Huge values**: a feature or regression target larger in magnitude than about 1.3e154
   (its square overflows float64) is refused at every entry point, naming column and row;
   below that, a prediction that still overflows (a steep model, a far-out row) is refused
@@ -146,12 +150,15 @@ def _request(X: Any, params: dict | None = None) -> dict:
     return body if params is None else {**body, "params": params}
 
 
-def _endpoint_answer(server: ModelServer, body: Any, content_type: str = "application/json") -> pd.DataFrame | str:
-    """The predictions of a 200 answer, or the message of a 4xx one (after checking the server still answers)."""
+def _endpoint_answer(
+    server: ModelServer, body: Any, content_type: str = "application/json", refusal_status: int = 400
+) -> pd.DataFrame | str:
+    """The predictions of a 200 answer, or the message of a refusal, which must have status
+    ``refusal_status`` (checked, as is that the server still answers a good request)."""
     response = server.invoke(body, content_type)
     if response.status_code == 200:
         return pd.DataFrame(response.json()["predictions"])
-    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.status_code == refusal_status, (response.status_code, response.text)
     _assert_server_answers_a_good_request(server)
     try:
         return response.json()["message"]
@@ -172,7 +179,7 @@ def _outcome(call: Callable[[], Any]) -> Any:
     except (ValueError, TypeError) as error:
         return f"{type(error).__name__}: {error}"
     except MlflowException as error:
-        assert 400 <= error.get_http_status_code() < 500, error
+        assert error.get_http_status_code() == 400, error
         return error.message
 
 
@@ -348,6 +355,24 @@ def test_bad_params(name, params, names, entry, request, rows):
     _assert_names_problem(message, names, f"{name} @ {entry}")
 
 
+@pytest.mark.parametrize("entry", [PYFUNC, pytest.param(ENDPOINT, marks=pytest.mark.slow)])
+def test_unknown_params_are_ignored(entry, request, rows):
+    if entry == PYFUNC:
+        pyfunc = request.getfixturevalue("pyfunc")
+
+        def answer(params: dict) -> Any:
+            return pyfunc.predict(rows, params=params)
+
+    else:
+        server = request.getfixturevalue("server")
+
+        def answer(params: dict) -> Any:
+            return _endpoint_answer(server, _request(rows, params))
+
+    got = _outcome(lambda: answer({**FULL_OUTPUT, "interval_probability": 0.5}))
+    _assert_same_answer(got, _outcome(lambda: answer(FULL_OUTPUT)), f"unknown param @ {entry}")
+
+
 # -- bad training targets (fit only) -----------------------------------------------------------
 
 
@@ -435,6 +460,16 @@ def test_prediction_that_overflows_is_refused_not_returned(steep, entry):
 # -- the size limit and malformed requests ------------------------------------------------
 
 
+def test_default_row_limit_is_100000_at_the_pyfunc(regressor_dir, monkeypatch):
+    """README: without ``MLFLOW_PMLEARN_MAX_ROWS`` a call takes at most 100,000 rows."""
+    monkeypatch.delenv(MAX_ROWS_VARIABLE, raising=False)
+    default_limited = mlflow.pyfunc.load_model(str(regressor_dir))
+    zeros = pd.DataFrame(np.zeros((100_001, 3)), columns=["x0", "x1", "x2"])
+    message = _outcome(lambda: default_limited.predict(zeros))
+    _assert_names_problem(message, ("100,001 rows", "at most 100,000", MAX_ROWS_VARIABLE), "pyfunc")
+    assert len(default_limited.predict(zeros.iloc[:100_000])) == 100_000
+
+
 def test_request_over_the_row_limit_at_the_pyfunc(regressor_dir, rows, monkeypatch):
     monkeypatch.setenv(MAX_ROWS_VARIABLE, str(ROW_LIMIT))
     limited = mlflow.pyfunc.load_model(str(regressor_dir))
@@ -445,21 +480,21 @@ def test_request_over_the_row_limit_at_the_pyfunc(regressor_dir, rows, monkeypat
 
 REQUEST_CASES = [
     ("rows over the limit", lambda rows: _request(pd.concat([rows] * 5, ignore_index=True)), "application/json",
-     ("25 rows", f"at most {ROW_LIMIT}")),
-    ("malformed JSON", lambda rows: '{"dataframe_split": {"columns": ["x0"', "application/json", ("valid JSON",)),
-    ("JSON array instead of an object", lambda rows: "[[0.1, 0.2, 0.3]]", "application/json", ("JSON dictionary", "list")),
-    ("no known input field", lambda rows: {"rows": [[0.1, 0.2, 0.3]]}, "application/json", ("dataframe_split", "rows|fields")),
-    ("params not an object", lambda rows: {**_request(rows), "params": [1, 2]}, "application/json", ("[Pp]arameters must be a dictionary",)),
-    ("body not UTF-8", lambda rows: b"\xff\xfe\x00{", "application/json", ("valid JSON|UTF-8|decode",)),
-    ("unsupported content type", lambda rows: rows.to_csv(index=False), "text/plain", ("content types", "text/plain")),
-    ("CSV with a string in a numeric column", lambda rows: "x0,x1,x2\n0.1,abc,0.3\n", "text/csv", ("abc",)),
+     ("25 rows", f"at most {ROW_LIMIT}"), 400),
+    ("malformed JSON", lambda rows: '{"dataframe_split": {"columns": ["x0"', "application/json", ("valid JSON",), 400),
+    ("JSON array instead of an object", lambda rows: "[[0.1, 0.2, 0.3]]", "application/json", ("JSON dictionary", "list"), 400),
+    ("no known input field", lambda rows: {"rows": [[0.1, 0.2, 0.3]]}, "application/json", ("dataframe_split", "rows|fields"), 400),
+    ("params not an object", lambda rows: {**_request(rows), "params": [1, 2]}, "application/json", ("[Pp]arameters must be a dictionary",), 400),
+    ("body not UTF-8", lambda rows: b"\xff\xfe\x00{", "application/json", ("valid JSON|UTF-8|decode",), 400),
+    ("unsupported content type", lambda rows: rows.to_csv(index=False), "text/plain", ("content types", "text/plain"), 415),
+    ("CSV with a string in a numeric column", lambda rows: "x0,x1,x2\n0.1,abc,0.3\n", "text/csv", ("abc",), 400),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, body, content_type, names", REQUEST_CASES, ids=[case[0] for case in REQUEST_CASES])
-def test_bad_requests_at_the_endpoint(server, rows, name, body, content_type, names):
-    _assert_names_problem(_endpoint_answer(server, body(rows), content_type), names, name)
+@pytest.mark.parametrize("name, body, content_type, names, status", REQUEST_CASES, ids=[case[0] for case in REQUEST_CASES])
+def test_bad_requests_at_the_endpoint(server, rows, name, body, content_type, names, status):
+    _assert_names_problem(_endpoint_answer(server, body(rows), content_type, status), names, name)
 
 
 def test_the_endpoint_and_the_estimator_agree_on_good_rows(server, regressor, rows):

@@ -7,9 +7,11 @@ them from the code shipped with the model.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -24,9 +26,10 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model
+from mlflow.models import Model, ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 from sklearn.exceptions import NotFittedError
 
 import mlflow_pmlearn
@@ -247,6 +250,20 @@ def test_load_by_alias(registered, regression):
     np.testing.assert_array_equal(native.predict(X), model.predict(X))
 
 
+def test_load_model_downloads_into_dst_path(registered, regression, tmp_path):
+    model, X = regression
+    uri = registered["infos"]["linear"].model_uri
+    destination = tmp_path / "destination"
+    destination.mkdir()
+    loaded = mlflow_pmlearn.load_model(uri, dst_path=str(destination))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    # The whole model is there, as stored, and loads from there alone.
+    stored = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "reference")))
+    assert (destination / "MLmodel").is_file() and _file_bytes(destination) == _file_bytes(stored)
+    from_destination = mlflow_pmlearn.load_model(str(destination))
+    np.testing.assert_array_equal(from_destination.predict(X), model.predict(X))
+
+
 # -- what is in the saved model -----------------------------------------------------------
 
 
@@ -287,6 +304,64 @@ def test_environment_and_shipped_code(saved):
     assert flavors["pmlearn"]["estimator_class"] == "LinearRegression"
     assert flavors["pmlearn"]["serialization_format"] == "json"
     assert flavors["python_function"]["loader_module"] == "mlflow_pmlearn"
+
+
+def _assert_environment(path: Path, requirements: list[str]) -> None:
+    """``requirements.txt`` is ``requirements``; ``conda.yaml`` and ``python_env.yaml`` install the same."""
+    assert (path / "requirements.txt").read_text().splitlines() == requirements
+    conda = yaml.safe_load((path / "conda.yaml").read_text())
+    assert f"python={platform.python_version()}" in conda["dependencies"]
+    assert [dep for dep in conda["dependencies"] if isinstance(dep, dict)] == [{"pip": requirements}]
+    python_env = yaml.safe_load((path / "python_env.yaml").read_text())
+    assert python_env["python"] == platform.python_version()
+    assert python_env["dependencies"] == ["-r requirements.txt"]
+
+
+def test_pip_requirements_replace_the_defaults(regression, tmp_path):
+    model, _ = regression
+    constraints = tmp_path / "my-constraints.txt"
+    constraints.write_text("numpy<3\n")
+    path = tmp_path / "model"
+    mlflow_pmlearn.save_model(
+        model, path, signature=False, pip_requirements=["pymc==5.28.0", "my-extra==1.0", f"-c {constraints}"]
+    )
+    _assert_environment(path, [f"mlflow=={mlflow.__version__}", "pymc==5.28.0", "my-extra==1.0", "-c constraints.txt"])
+    assert (path / "constraints.txt").read_text() == "numpy<3"
+
+
+def test_extra_pip_requirements_add_to_the_defaults(regression, tmp_path):
+    model, _ = regression
+    path = tmp_path / "model"
+    mlflow_pmlearn.save_model(model, path, signature=False, extra_pip_requirements=["my-extra==1.0"])
+    defaults = mlflow_pmlearn.get_default_pip_requirements()
+    assert f"pymc=={importlib.metadata.version('pymc')}" in defaults
+    _assert_environment(path, [f"mlflow=={mlflow.__version__}", *defaults, "my-extra==1.0"])
+
+
+def test_user_signature_is_kept_and_enforced(regression, tmp_path):
+    """A signature of the user's is saved as given and is the one the pyfunc enforces: here
+    ``x0`` declared an integer column (refusing fractions) and ``return_std`` on by default."""
+    model, X = regression
+    inputs = Schema([ColSpec("long", "x0"), ColSpec("double", "x1"), ColSpec("double", "x2")])
+    outputs = Schema([ColSpec("double", "prediction"), ColSpec("double", "std", required=False)])
+    signature = ModelSignature(inputs, outputs, ParamSchema([ParamSpec("return_std", "boolean", True)]))
+    as_given = signature.to_dict()
+    mlflow_pmlearn.save_model(model, tmp_path / "model", signature=signature)
+    assert Model.load(str(tmp_path / "model")).signature.to_dict() == as_given
+    served = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    with pytest.raises(MlflowException, match="column x0.*float64 to int64"):
+        served.predict(X.head(3))
+    whole = X.head(5).assign(x0=X["x0"].head(5).round().astype("int64"))
+    frame = served.predict(whole)
+    assert list(frame.columns) == ["prediction", "std"]
+    mean, std = model.predict(whole, return_std=True)
+    np.testing.assert_array_equal(frame["prediction"].to_numpy(), mean)
+    np.testing.assert_array_equal(frame["std"].to_numpy(), std)
+    # Without params of its own, a signature gets the inference params (documented).
+    mlflow_pmlearn.save_model(model, tmp_path / "no-params", signature=ModelSignature(inputs, outputs))
+    saved = Model.load(str(tmp_path / "no-params")).signature
+    assert saved.inputs == inputs and saved.outputs == outputs
+    assert {spec.name for spec in saved.params.params} == {"return_std", "interval_prob"}
 
 
 def test_builtin_models_contain_no_pickle(saved):

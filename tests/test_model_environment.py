@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -24,7 +23,15 @@ from tests.conftest import FAST
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is in the test extras")
+def _uv_folder() -> str:
+    """The folder of the ``uv`` binary that the test extras install; the test fails without it."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        pytest.fail("uv is missing: it is in the test extras (pip install -e '.[test]')")
+    return os.path.dirname(find_uv_bin())
+
+
 def test_mlflow_models_predict_in_a_fresh_uv_environment(regression_data, tmp_path):
     X, y, _ = regression_data
     model = LinearRegression(**FAST).fit(X, y)
@@ -35,6 +42,8 @@ def test_mlflow_models_predict_in_a_fresh_uv_environment(regression_data, tmp_pa
     request.write_text(json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split")), "params": {"interval_prob": 0.9}}))
     output = tmp_path / "predictions.json"
     env = {**os.environ, "MLFLOW_ENV_ROOT": str(tmp_path / "envs")}
+    # MLflow runs `uv` from PATH, which need not hold this interpreter's scripts folder.
+    env["PATH"] = os.pathsep.join([_uv_folder(), env["PATH"]])
     env.pop("PYTHONPATH", None)
     finished = subprocess.run(
         [sys.executable, "-m", "mlflow", "models", "predict", "-m", str(path), "-i", str(request),

@@ -20,6 +20,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import pytest
+from scipy.special import expit
 from sklearn.datasets import load_breast_cancer, load_iris, make_moons
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
@@ -33,6 +34,7 @@ from estimators.base import BayesianEstimator, BayesianRegressorMixin
 from estimators.linear_model import LogisticRegression
 from estimators.neural_network import MLPClassifier
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE
+from references import posterior_draws
 
 #: Rows per minibatch in the minibatch fits (the moons training set has 300 rows).
 BATCH = 50
@@ -117,6 +119,42 @@ def test_scores_like_sklearn_mlp_on_the_same_split(dataset, iris, iris_fit):
     ).fit(X_train, y_train)
     # Measured (this network vs scikit-learn's): iris 0.978 vs 1.0; breast cancer 0.953 vs 0.965.
     assert model.score(X_test, y_test) >= reference.score(X_test, y_test) - margin
+
+
+#: The hidden-layer activations in NumPy, by scikit-learn's names.
+NUMPY_ACTIVATIONS = {"identity": lambda z: z, "logistic": expit, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0.0)}
+
+
+def numpy_network_proba(model: MLPClassifier, X_train: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Posterior mean class probabilities of a fitted two-class network, computed in NumPy.
+
+    Standardises ``X`` with the training columns' mean and (population) standard deviation,
+    runs it through every posterior draw of the weights (``w_1``, ``b_1``, ..., ``w_out``,
+    ``b_out``) with the model's activation, and averages the draws' probabilities.
+    """
+    units = (X - X_train.mean(axis=0)) / X_train.std(axis=0)  # (n_samples, n_features)
+    layers = [str(layer) for layer in range(1, model.n_layers_ - 1)] + ["out"]
+    for name in layers:
+        units = units @ posterior_draws(model, f"w_{name}") + posterior_draws(model, f"b_{name}")[:, None, :]
+        if name != "out":
+            units = NUMPY_ACTIVATIONS[model.activation](units)
+    p = expit(units[..., 0])  # (n_draws, n_samples)
+    return np.column_stack([1.0 - p.mean(axis=0), p.mean(axis=0)])
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic", "identity", "tanh"])
+def test_each_activation_predicts_what_a_numpy_forward_pass_of_its_draws_gives(activation, moons):
+    """The compiled network applies the named activation: ``predict_proba`` equals a NumPy pass.
+
+    How well the network fits does not matter here (100 ADVI iterations): only that the
+    predictions are the named network's, draw by draw.
+    """
+    X_train, X_test, y_train, _ = moons
+    model = MLPClassifier(
+        hidden_layer_sizes=(4,), activation=activation, **{**FAST, "n_draws": 50, "max_iter": 100}
+    ).fit(X_train[:60], y_train[:60])
+    expected = numpy_network_proba(model, X_train[:60], X_test[:40])
+    np.testing.assert_allclose(model.predict_proba(X_test[:40]), expected, rtol=1e-10, atol=1e-12)
 
 
 # -- minibatches ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +9,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import isolated_environment
+
 pytestmark = pytest.mark.slow
 MAIN = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "main.py"
 
 
 def test_main_job_trains_registers_and_predicts_from_the_registry(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = isolated_environment()
     finished = subprocess.run([sys.executable, str(MAIN)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "registered diabetes-bayesian-regression version 1" in finished.stdout

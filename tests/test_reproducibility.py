@@ -1,15 +1,21 @@
 """The same data, hyper-parameters and ``random_seed`` give bit-identical posteriors and
-predictions in two separate Python processes, with ADVI and with NUTS.
+predictions in two separate Python processes, with ADVI and with NUTS; and the predictions
+are those of the posterior draws.
 
-Each process fits both, and writes every posterior variable and the predictive summaries
-of new rows to ``.npy`` files; the processes get different ``PYTHONHASHSEED`` values and
-no ``MLFLOW_*`` variables.
+Each process fits both, and writes every posterior variable, the predictive summaries of
+new rows and the per-draw mean and noise scale of those rows (computed with NumPy from the
+posterior draws, see ``tests/references.py``) to ``.npy`` files; the processes get different
+``PYTHONHASHSEED`` values and no ``MLFLOW_*`` variables.
+
+They run twice: with the suite's build (``-O0`` C code, one BLAS thread, see
+``tests/conftest.py``) and, marked ``user_build``, with the build users run: PyTensor's
+default compiler flags (``-O3 -march=native``) and as many BLAS/OpenMP threads as the
+libraries choose.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +23,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import THREAD_COUNT_VARIABLES, isolated_environment
+from tests.references import assert_within_monte_carlo_error
+
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {
     "advi": {"inference": "advi", "n_draws": 100, "max_iter": 2000},
     "nuts": {"inference": "nuts", "n_draws": 100, "n_tune": 150, "n_chains": 2},
 }
+INTERVAL_PROB = 0.9
 
 FIT_AND_WRITE = """
 import json, sys, warnings
@@ -29,34 +39,48 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 import numpy as np, pandas as pd
 from estimators.linear_model import LinearRegression
+from tests.references import linear_regression_draws
 
-methods, out = json.loads(sys.argv[1]), Path(sys.argv[2])
+methods, interval_prob, out = json.loads(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
 rng = np.random.default_rng(11)
 X = pd.DataFrame(rng.normal(size=(120, 3)), columns=["x0", "x1", "x2"])
 y = 1.0 + X.to_numpy() @ [2.0, -1.0, 0.5] + rng.normal(scale=0.5, size=120)
-X_new = pd.DataFrame(rng.normal(size=(20, 3)), columns=["x0", "x1", "x2"])
+# Far outside the training rows: parameter uncertainty is most of the predictive spread there.
+X_new = pd.DataFrame(rng.normal(scale=10.0, size=(20, 3)), columns=["x0", "x1", "x2"])
 for method, settings in methods.items():
     model = LinearRegression(random_seed=1234, progressbar=False, **settings).fit(X, y)
     folder = out / method
     folder.mkdir(parents=True)
     for name, values in model.idata_.posterior.data_vars.items():
         np.save(folder / f"posterior_{name}.npy", values.values)
-    for name, values in model.predict_summary(X_new, interval_prob=0.9).items():
+    for name, values in model.predict_summary(X_new, interval_prob=interval_prob).items():
         np.save(folder / f"predict_{name}.npy", values)
+    for name, values in zip(("mu", "sigma"), linear_regression_draws(model, X_new)):
+        np.save(folder / f"reference_{name}.npy", values)
 """
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory) -> list[Path]:
-    """Output folders of two fresh processes that fit the same models."""
+def _environment(build: str) -> dict[str, str]:
+    """A child process's environment with the suite's build, or with the build users run."""
+    environment = isolated_environment()
+    if build == "user_build":
+        flags = environment.get("PYTENSOR_FLAGS", "").split(",")
+        environment["PYTENSOR_FLAGS"] = ",".join(flag for flag in flags if flag and not flag.startswith("gcc__cxxflags"))
+        for variable in THREAD_COUNT_VARIABLES:
+            environment.pop(variable, None)
+    return environment
+
+
+@pytest.fixture(scope="module", params=["test_build", pytest.param("user_build", marks=pytest.mark.user_build)])
+def two_processes(request, tmp_path_factory) -> list[Path]:
+    """Output folders of two fresh processes that fit the same models, with the ``request.param`` build."""
     outputs = []
     for hash_seed in ("1", "2"):
-        out = tmp_path_factory.mktemp(f"process-{hash_seed}")
-        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-        env["PYTHONHASHSEED"] = hash_seed
+        out = tmp_path_factory.mktemp(f"{request.param}-process-{hash_seed}")
         result = subprocess.run(
-            [sys.executable, "-c", FIT_AND_WRITE, json.dumps(METHODS), str(out)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+            [sys.executable, "-c", FIT_AND_WRITE, json.dumps(METHODS), str(INTERVAL_PROB), str(out)],
+            cwd=REPO, env={**_environment(request.param), "PYTHONHASHSEED": hash_seed},
+            capture_output=True, text=True, timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         outputs.append(out)
@@ -75,3 +99,17 @@ def test_two_processes_give_bit_identical_posteriors_and_predictions(two_process
         assert np.array_equal(a, b), f"{method}: {name} differs between the two processes"
     # Not trivially equal: the draws vary.
     assert np.load(first / "posterior_coef_std.npy").std() > 0
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_predictions_are_the_normal_mixture_of_the_posterior_draws(two_processes, method):
+    """Predictive mean, std and interval of the new rows within Monte Carlo error of the
+    Normal mixture ``N(mu_s, sigma_s)`` of the posterior draws, computed with NumPy.
+
+    The new rows lie far from the training rows, so a std of the noise alone (the
+    posterior-mean parameters) misses by several tolerances.
+    """
+    folder = two_processes[0] / method
+    summary = {key: np.load(folder / f"predict_{key}.npy") for key in ("mean", "std", "lower", "upper")}
+    mu, sigma = np.load(folder / "reference_mu.npy"), np.load(folder / "reference_sigma.npy")
+    assert_within_monte_carlo_error(summary, mu, sigma, interval_prob=INTERVAL_PROB)

@@ -1,18 +1,27 @@
-"""``mlflow.pyfunc.spark_udf`` on local Spark scores like pyfunc on the same rows."""
+"""``mlflow.pyfunc.spark_udf`` on local Spark scores like pyfunc on the same rows; the Spark example runs."""
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from scipy.stats import norm
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
-from tests.conftest import FAST
+from tests.conftest import FAST, isolated_environment
 
 pytest.importorskip("pyspark", reason="pip install mlflow-pmlearn[spark]")
 pytestmark = pytest.mark.slow
+SCORE_TABLE = Path(__file__).resolve().parents[1] / "examples" / "spark" / "score_table.py"
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +76,56 @@ def test_classifier_labels_and_probabilities_equal_pyfunc(spark, mlflow_experime
     assert list(scored["prediction"]) == list(expected["prediction"])
     probabilities = [f"proba_{c}" for c in model.classes_]
     np.testing.assert_allclose(scored[probabilities], expected[probabilities], rtol=1e-9)
+
+
+def _import_script(path: Path):
+    """The module of a script that is not in a package (its ``main`` does not run)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _shown_table(output: str) -> pd.DataFrame:
+    """The numbers of the table that ``DataFrame.show`` printed (a cell over 20 characters ends in "...")."""
+    lines = [line for line in output.splitlines() if line.startswith("|")]
+    header, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return pd.DataFrame([[float(cell.removesuffix("...")) for cell in row] for row in rows], columns=header)
+
+
+def test_score_table_example_registers_its_champion_and_scores_like_pyfunc(spark, tmp_path):
+    """``examples/spark/score_table.py`` as a user runs it, on a sqlite store of the test's own."""
+    rows, partitions = 300, 1
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # Only this test's store: no tracking/registry URI, experiment or run left by other tests.
+    env = isolated_environment(uri)
+    command = [sys.executable, str(SCORE_TABLE), "--rows", str(rows), "--partitions", str(partitions)]
+    finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+
+    rate = re.search(rf"scored {rows} rows in ([\d.]+) s: ([\d,]+) rows/s \({partitions} partitions", finished.stdout)
+    assert rate is not None, finished.stdout
+    seconds, per_second = float(rate[1]), float(rate[2].replace(",", ""))
+    # Within the rounding of the printed seconds (0.1) and rows per second (1).
+    assert rows / (seconds + 0.05) - 0.5 <= per_second <= rows / (seconds - 0.05) + 0.5
+
+    script = _import_script(SCORE_TABLE)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias(script.MODEL_NAME, "champion")
+    assert int(champion.version) == 1
+    assert client.get_run(champion.run_id).info.status == "FINISHED"
+
+    # The rows the script printed are its table's first rows, scored by Spark: pyfunc on the
+    # same rows (rebuilt by the script's own seeded generator) must give the same numbers.
+    shown = _shown_table(finished.stdout)
+    assert list(shown.columns) == ["prediction", "std", "lower", "upper"] and len(shown) == 5
+    features = script.random_table(spark, rows, partitions).limit(len(shown)).toPandas()
+    (model_output,) = client.get_run(champion.run_id).outputs.model_outputs
+    model = mlflow.pyfunc.load_model(client.get_logged_model(model_output.model_id).artifact_location)
+    expected = model.predict(features, params={"return_std": True, "interval_prob": 0.9})
+    for column in shown.columns:
+        np.testing.assert_allclose(shown[column], expected[column], rtol=1e-9, err_msg=column)
+    # Independently: the script's data have noise sd 0.5 (5,000 rows, so the parameters add
+    # little), and a near-normal predictive's central 90% interval is 2 * 1.645 sd wide.
+    np.testing.assert_allclose(shown["std"], 0.5, rtol=0.03)
+    np.testing.assert_allclose(shown["upper"] - shown["lower"], 2 * norm.ppf(0.95) * shown["std"], rtol=0.03)

@@ -19,14 +19,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression
 
 N_FEATURES = 10
+FEATURES = [f"x{i}" for i in range(N_FEATURES)]
 MODEL_NAME = "spark-scoring-example"
+
+
+def random_table(spark: SparkSession, rows: int, partitions: int) -> DataFrame:
+    """``rows`` rows of standard normal ``FEATURES``: the same rows for the same arguments."""
+    return spark.range(rows, numPartitions=partitions).select(
+        *[F.randn(seed=i).alias(name) for i, name in enumerate(FEATURES)]
+    )
 
 
 def main() -> None:
@@ -37,8 +45,7 @@ def main() -> None:
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
 
     rng = np.random.default_rng(0)
-    columns = [f"x{i}" for i in range(N_FEATURES)]
-    X = pd.DataFrame(rng.normal(size=(5_000, N_FEATURES)), columns=columns)
+    X = pd.DataFrame(rng.normal(size=(5_000, N_FEATURES)), columns=FEATURES)
     y = 1.0 + X.to_numpy() @ rng.normal(size=N_FEATURES) + rng.normal(scale=0.5, size=len(X))
     with mlflow.start_run():
         info = mlflow_pmlearn.log_model(
@@ -48,15 +55,13 @@ def main() -> None:
     MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", info.registered_model_version)
 
     spark = SparkSession.builder.master(f"local[{args.partitions}]").config("spark.ui.enabled", "false").getOrCreate()
-    table = spark.range(args.rows, numPartitions=args.partitions).select(
-        *[F.randn(seed=i).alias(name) for i, name in enumerate(columns)]
-    )
+    table = random_table(spark, args.rows, args.partitions)
     udf = mlflow.pyfunc.spark_udf(
         spark, f"models:/{MODEL_NAME}@champion",
         result_type="prediction double, std double, lower double, upper double",
         env_manager="local", params={"return_std": True, "interval_prob": 0.9},
     )
-    scored = table.withColumn("scores", udf(*columns)).select("scores.*")
+    scored = table.withColumn("scores", udf(*FEATURES)).select("scores.*")
     start = time.perf_counter()
     scored.write.format("noop").mode("overwrite").save()
     seconds = time.perf_counter() - start

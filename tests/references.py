@@ -1,0 +1,201 @@
+"""Independent references for the linear models' predictions, from their own posterior draws.
+
+What the posterior predictive of a fitted ``LinearRegression`` or ``LogisticRegression``
+should be, computed from its own posterior draws (``idata_.posterior``, stacked over chain
+and draw in that order, as the estimators stack them) with plain NumPy and SciPy, never
+through the estimator's compiled predictor; and the Monte Carlo error a predictor that
+draws one predictive value per posterior draw may have. Tests compare the estimators,
+their served endpoints or Spark UDFs with these instead of with ``predict_summary``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import ndtr, softmax
+
+
+def posterior_draws(estimator, name: str) -> np.ndarray:
+    """The posterior draws of variable ``name``, with one leading draw axis (chain-major)."""
+    values = estimator.idata_.posterior[name].values  # (chain, draw, ...)
+    return values.reshape(-1, *values.shape[2:])
+
+
+def linear_regression_draws(estimator, X) -> tuple[np.ndarray, np.ndarray]:
+    """Per-draw mean and noise scale of a fitted ``LinearRegression`` at the rows of ``X``.
+
+    Uses the model's variables in the original units: ``mu_s(x) = intercept_s + x @ coef_s``
+    and ``sigma_s``.
+
+    Returns
+    -------
+    mu : ndarray of shape (n_draws, n_samples)
+    sigma : ndarray of shape (n_draws, 1)
+        Broadcasts against ``mu``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    mu = posterior_draws(estimator, "intercept")[:, None] + posterior_draws(estimator, "coef") @ X.T
+    return mu, posterior_draws(estimator, "sigma")[:, None]
+
+
+def normal_mixture_cdf(q: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """``mean_s Phi((q - mu_s) / sigma_s)``: the CDF of an equal-weight Normal mixture per row.
+
+    Parameters
+    ----------
+    q : ndarray of shape (n_samples,)
+    mu, sigma : ndarray broadcasting to (n_draws, n_samples)
+    """
+    return ndtr((q - mu) / sigma).mean(axis=0)
+
+
+def normal_mixture_quantile(mu: np.ndarray, sigma: np.ndarray, prob: float) -> np.ndarray:
+    """The ``prob`` quantile of each row's equal-weight Normal mixture, by vectorised bisection.
+
+    The bracket [min(mu - 10 sigma), max(mu + 10 sigma)] holds every quantile; 100 halvings
+    shrink it to the rounding error of its bounds.
+
+    Parameters
+    ----------
+    mu, sigma : ndarray broadcasting to (n_draws, n_samples)
+    prob : float
+        In (0, 1).
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+    """
+    lower, upper = (mu - 10 * sigma).min(axis=0), (mu + 10 * sigma).max(axis=0)
+    for _ in range(100):
+        middle = (lower + upper) / 2
+        below = normal_mixture_cdf(middle, mu, sigma) < prob
+        lower, upper = np.where(below, middle, lower), np.where(below, upper, middle)
+    return (lower + upper) / 2
+
+
+def normal_mixture_summary(mu: np.ndarray, sigma: np.ndarray, interval_prob: float | None = None) -> dict:
+    """Posterior predictive mean, std and central interval of Normal draws ``N(mu_s, sigma_s)``.
+
+    The predictive distribution is the equal-weight mixture of the draws' Normals: its mean
+    is ``mean_s mu_s``, its variance ``mean_s sigma_s**2 + var_s mu_s`` (noise plus parameter
+    uncertainty), its interval bounds the mixture's quantiles.
+
+    Parameters
+    ----------
+    mu, sigma : ndarray broadcasting to (n_draws, n_samples)
+    interval_prob : float, optional
+        Probability mass of the central interval.
+
+    Returns
+    -------
+    dict
+        ``mean`` and ``std`` of shape (n_samples,), and ``lower`` and ``upper`` when
+        ``interval_prob`` is given: the keys of ``predict_summary``.
+    """
+    summary = {"mean": mu.mean(axis=0), "std": np.sqrt((sigma**2).mean(axis=0) + mu.var(axis=0))}
+    if interval_prob is not None:
+        tail = (1.0 - interval_prob) / 2.0
+        summary["lower"] = normal_mixture_quantile(mu, sigma, tail)
+        summary["upper"] = normal_mixture_quantile(mu, sigma, 1.0 - tail)
+    return summary
+
+
+def one_draw_each_standard_errors(mu: np.ndarray, sigma: np.ndarray, summary: dict) -> dict:
+    """Monte Carlo standard errors of summaries of one predictive draw per posterior draw.
+
+    A predictor that draws ``y_s = mu_s + sigma_s z_s`` with independent standard normal
+    ``z_s`` (one per posterior draw) and summarises the ``y_s`` misses the exact mixture
+    ``summary`` (from :func:`normal_mixture_summary`) by about these, given the posterior
+    draws: the mean by ``sqrt(sum_s sigma_s**2) / S``; the variance by
+    ``sqrt(sum_s (4 (mu_s - mean)**2 sigma_s**2 + 2 sigma_s**4)) / S`` (the std by that over
+    ``2 std``); a quantile ``q`` by ``sqrt(sum_s F_s (1 - F_s)) / S`` over the mixture density
+    at ``q``, ``F_s`` the draw's CDF at ``q``. The estimators' stratified uniforms, one per
+    stratum paired with the draws at random, do no worse than independent ones.
+
+    Returns
+    -------
+    dict
+        The keys of ``summary``, each of shape (n_samples,).
+    """
+    n_draws = len(mu)
+    sigma = np.broadcast_to(sigma, mu.shape)
+    centred = mu - summary["mean"]
+    errors = {
+        "mean": np.sqrt((sigma**2).sum(axis=0)) / n_draws,
+        "std": np.sqrt((4 * centred**2 * sigma**2 + 2 * sigma**4).sum(axis=0)) / n_draws / (2 * summary["std"]),
+    }
+    for bound in ("lower", "upper"):
+        if bound in summary:
+            z = (summary[bound] - mu) / sigma
+            cdf = ndtr(z)
+            density = (np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * sigma)).mean(axis=0)
+            errors[bound] = np.sqrt((cdf * (1 - cdf)).sum(axis=0)) / n_draws / density
+    return errors
+
+
+def assert_within_monte_carlo_error(
+    summary: dict, mu: np.ndarray, sigma: np.ndarray, *, interval_prob: float | None = None, n_errors: float = 4.0
+) -> tuple[dict, dict]:
+    """Assert that a predictor's ``summary`` is the Normal mixture's, up to ``n_errors`` standard errors.
+
+    Parameters
+    ----------
+    summary : dict
+        Any of ``mean``, ``std``, ``lower`` and ``upper`` of each row (the keys of
+        ``predict_summary``), from one predictive draw per posterior draw.
+    mu, sigma : ndarray broadcasting to (n_draws, n_samples)
+        The posterior draws it was computed from (see :func:`linear_regression_draws`).
+    interval_prob : float, optional
+        Probability of the interval; needed when ``summary`` has ``lower`` or ``upper``.
+    n_errors : float, default=4.0
+        Tolerance, in the standard errors of :func:`one_draw_each_standard_errors`.
+
+    Returns
+    -------
+    reference, tolerance : dict
+        The exact summary (:func:`normal_mixture_summary`) and the tolerance of each row.
+    """
+    if interval_prob is None and {"lower", "upper"} & set(summary):
+        raise ValueError("interval_prob is needed to check an interval.")
+    reference = normal_mixture_summary(mu, sigma, interval_prob)
+    tolerance = {key: n_errors * error for key, error in one_draw_each_standard_errors(mu, sigma, reference).items()}
+    for key, got in summary.items():
+        deviation = np.abs(np.asarray(got) - reference[key])
+        row = int(np.argmax(deviation / tolerance[key]))
+        assert deviation[row] < tolerance[key][row], (
+            f"{key} of row {row} is {got[row]!r}, {deviation[row]:.3g} from the reference "
+            f"{reference[key][row]!r}: more than {n_errors} Monte Carlo standard errors ({tolerance[key][row]:.3g})"
+        )
+    return reference, tolerance
+
+
+def softmax_class_probabilities(intercept: np.ndarray, coef: np.ndarray, X) -> np.ndarray:
+    """Class probabilities of a logistic model whose class 0 is the reference, per draw.
+
+    Parameters
+    ----------
+    intercept : ndarray of shape (n_draws, n_classes - 1)
+    coef : ndarray of shape (n_draws, n_classes - 1, n_features)
+        Log-odds of classes ``1..K-1`` against class 0 (binary: one row, the log-odds of
+        class 1, so the softmax of ``[0, logit]`` is ``[1 - expit, expit]``).
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_draws, n_samples, n_classes)
+    """
+    logits = intercept[:, None, :] + np.einsum("nf,skf->snk", np.asarray(X, dtype=np.float64), coef)
+    reference = np.zeros((*logits.shape[:2], 1))
+    return softmax(np.concatenate([reference, logits], axis=-1), axis=-1)
+
+
+def logistic_regression_proba(estimator, X) -> np.ndarray:
+    """Posterior mean class probabilities of a fitted ``LogisticRegression``: averaged over draws.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+    """
+    per_draw = softmax_class_probabilities(
+        posterior_draws(estimator, "intercept"), posterior_draws(estimator, "coef"), X
+    )
+    return per_draw.mean(axis=0)

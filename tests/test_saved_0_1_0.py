@@ -1,0 +1,139 @@
+"""Models saved by mlflow-pmlearn 0.1.0 load with the installed release and predict as they did.
+
+``fixtures/models_0_1_0`` holds one small model per built-in family and the bespoke
+example, saved by 0.1.0 on Python 3.11 / PyMC 5 (``make_fixtures.py`` there says how), each
+with new input rows and the pyfunc predictions 0.1.0 made for them. Each is loaded straight
+from the fixture directory, both as its estimator and through ``mlflow.pyfunc``, and must
+predict the stored values, import the bespoke class from the model's own ``code/`` copy
+(not from ``examples/``), and leave every file of the model as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.api.types import is_float_dtype
+
+import mlflow_pmlearn
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
+from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "models_0_1_0"
+MODELS = sorted(path.name for path in FIXTURES.iterdir() if (path / "model").is_dir())
+#: The bespoke example's module, as the saved model names it (``robust_regression.RobustRegression``).
+BESPOKE_MODULE = "robust_regression"
+
+#: Relative tolerance between today's predictions and those stored by 0.1.0. On the stack
+#: that saved them (Python 3.11, PyMC 5.28, ArviZ 0.23) the same posterior draws go through
+#: the same graph; only the C compiler's flags and BLAS summation order may differ between
+#: the saving and the loading process, which moves the last bits, not the ninth digit.
+#: Labels and component indices are compared exactly.
+RTOL = 1e-9
+
+LOADERS = {
+    "mlflow_pmlearn.load_model": lambda path: PmlearnModelWrapper(mlflow_pmlearn.load_model(path)),
+    "mlflow.pyfunc.load_model": mlflow.pyfunc.load_model,
+}
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def _frame(split: dict) -> pd.DataFrame:
+    return pd.DataFrame(split["data"], columns=split["columns"])
+
+
+def _file_states(directory: Path) -> dict[str, tuple]:
+    """Every file and folder under ``directory``: files by SHA-256, size and modification time."""
+    states = {}
+    for path in sorted(directory.rglob("*")):
+        relative = str(path.relative_to(directory))
+        if path.is_file():
+            status = path.stat()
+            states[relative] = (hashlib.sha256(path.read_bytes()).hexdigest(), status.st_size, status.st_mtime_ns)
+        else:
+            states[relative] = ("folder",)
+    return states
+
+
+
+@pytest.fixture
+def saved_model(name) -> Path:
+    """The fixture directory of model ``name``, checked to hold exactly the files 0.1.0 saved.
+
+    Whatever a load adds to the model directory is removed afterwards, so that one test's
+    write can neither fail nor hide the next one's.
+    """
+    fixture = FIXTURES / name
+    model_dir = fixture / "model"
+    states = _file_states(model_dir)
+    saved = {path: state[0] for path, state in states.items() if state[0] != "folder"}
+    assert saved == _read_json(fixture / "model_sha256.json"), (
+        f"{model_dir} no longer holds exactly the files 0.1.0 saved: the fixture was edited"
+    )
+    yield fixture
+    for path in sorted(model_dir.rglob("*"), reverse=True):  # a folder's files before the folder
+        if str(path.relative_to(model_dir)) not in states:
+            path.rmdir() if path.is_dir() else path.unlink()
+
+
+@pytest.fixture
+def default_imports(monkeypatch):
+    """Import as Python does by default, and undo what loading a model does to the process.
+
+    Bytecode writing is on (some machines turn it off with PYTHONDONTWRITEBYTECODE, which
+    would hide a write into the model). Loading puts the model's ``code/`` first on
+    ``sys.path`` and may import the bespoke module from there: both are undone after the
+    test. The bespoke module is also taken out of ``sys.modules`` for the test
+    (test_flavor imports the example's own file under that name), so that the model's copy
+    is the one imported; the earlier module, if any, is put back afterwards.
+    """
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, BESPOKE_MODULE, raising=False)
+    yield
+    sys.modules.pop(BESPOKE_MODULE, None)
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+@pytest.mark.parametrize("name", MODELS)
+def test_model_saved_by_0_1_0_loads_and_predicts_as_saved(saved_model, loader, default_imports):
+    model_dir = saved_model / "model"
+    before = _file_states(model_dir)
+    stored = _read_json(saved_model / "predictions.json")
+
+    model = LOADERS[loader](str(model_dir))
+    frame = model.predict(_frame(_read_json(saved_model / "input.json")), params=stored["params"])
+
+    expected = _frame(stored["predictions"])
+    assert list(frame.columns) == list(expected.columns)
+    for column in expected:
+        if is_float_dtype(expected[column]):
+            np.testing.assert_allclose(frame[column].to_numpy(dtype=float), expected[column], rtol=RTOL, atol=0, err_msg=column)
+        else:
+            assert frame[column].tolist() == expected[column].tolist(), column
+
+    # What ran: the bespoke class from the model's code/ copy, and this package only from
+    # the installed release, which the process had imported (never a mix with the copy).
+    if _read_json(model_dir / "estimator" / CONFIG_FILE)["estimator_class"] not in BUILTIN_ESTIMATORS:
+        class_module = sys.modules[type(model.get_raw_model()).__module__]
+        assert Path(class_module.__file__).resolve() == (model_dir / "code" / f"{BESPOKE_MODULE}.py").resolve()
+    copies = [
+        module_name
+        for module_name, module in sys.modules.items()
+        if module_name.split(".")[0] in ("estimators", "mlflow_pmlearn")
+        and Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(model_dir.resolve())
+    ]
+    assert copies == []
+
+    after = _file_states(model_dir)
+    written = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    assert written == [], "loading or predicting wrote into the model's files"
