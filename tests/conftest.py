@@ -23,15 +23,6 @@ for _variable in THREAD_COUNT_VARIABLES:
     os.environ.setdefault(_variable, "1")
 threadpool_limits(limits=1)
 
-# On a cold compile cache (CI's clean machine) the suite spends minutes in GCC compiling
-# the C code of the models' functions, and GCC's optimiser is a third of it: unoptimised
-# C (-O0) compiled a sparse GP's and a mixture's functions in 93 s instead of 136 s, and
-# the tests' small models ran no slower with it. Set before PyTensor is imported, and
-# inherited by the processes the tests start (servers, Spark workers, `mlflow run`). The
-# `user_build` tests (tests/test_reproducibility.py) run PyTensor's own flags and BLAS threads.
-if "gcc__cxxflags" not in os.environ.get("PYTENSOR_FLAGS", ""):
-    os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [os.environ.get("PYTENSOR_FLAGS"), "gcc__cxxflags=-O0"]))
-
 #: Inference settings that keep the suite inside the CI budget: few draws, capped ADVI.
 FAST = {"n_draws": 200, "max_iter": 5000, "random_seed": 0, "progressbar": False}
 FAST_NUTS = {"inference": "nuts", "n_draws": 200, "n_tune": 300, "n_chains": 2, "random_seed": 0, "progressbar": False}
