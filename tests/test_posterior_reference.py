@@ -11,7 +11,8 @@ posterior is compared with the closed form of a conjugate model.
 
 from __future__ import annotations
 
-import arviz as az
+import arviz_base
+import arviz_stats
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -208,7 +209,7 @@ def _monte_carlo_standard_errors(draws: np.ndarray) -> tuple[np.ndarray, np.ndar
     squares = (draws - draws.mean(axis=(0, 1))) ** 2
 
     def ess(values):
-        return az.ess(az.convert_to_dataset({"x": values}), method="mean")["x"].values
+        return arviz_stats.ess(arviz_base.convert_to_dataset({"x": values}), method="mean")["x"].values
 
     variance = squares.mean(axis=(0, 1))
     return np.sqrt(variance / ess(draws)), np.sqrt(squares.var(axis=(0, 1)) / ess(squares)) / (2 * np.sqrt(variance))
