@@ -372,12 +372,23 @@ def test_exclusive_logs_nothing_into_a_run_the_user_started(tracking_uri, tmp_pa
     assert own.data.tags["mlflow.autologging"] == "pmlearn" and "prior.coef_std" in own.data.params
 
 
+def _reaches_the_root_logger(logger: logging.Logger) -> bool:
+    """Whether ``logger``'s records propagate up to the root logger's handlers."""
+    while logger.parent is not None:
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return True
+
+
 def test_silent_prints_and_logs_nothing_beyond_the_fit_itself(
     tracking_uri, tmp_path_factory, regression_data, monkeypatch, capfd, caplog
 ):
     """With a part of the logging failing, autolog prints a warning; with ``silent=True`` the
     output is the fit's own, exactly as without autolog: stdout, stderr, and the log records
-    (which pytest's log capture would otherwise keep off stderr)."""
+    that reach the root logger (pytest's log capture keeps them off stderr). MLflow's own
+    loggers do not propagate: they print through MLflow's stream, which silent mode turns
+    off and stderr shows; their records still exist, and pytest >= 9.2 captures those too."""
     monkeypatch.setattr(autologging, "fit_plots", _broken_plots)
     X, y, _ = regression_data
     X, y = X.iloc[:100], y.iloc[:100]
@@ -385,7 +396,11 @@ def test_silent_prints_and_logs_nothing_beyond_the_fit_itself(
 
     def output() -> tuple[str, str, list[tuple[str, int, str]]]:
         captured = capfd.readouterr()
-        records = [(record.name, record.levelno, record.getMessage()) for record in caplog.records]
+        records = [
+            (record.name, record.levelno, record.getMessage())
+            for record in caplog.records
+            if _reaches_the_root_logger(logging.getLogger(record.name))
+        ]
         caplog.clear()
         return captured.out, captured.err, records
 
