@@ -526,6 +526,26 @@ def _loggable(params: dict[str, Any]) -> dict[str, str]:
     return result
 
 
+def _log_params(params: dict[str, Any]) -> None:
+    """Log ``params`` on the active run, keeping any value the run already has.
+
+    MLflow parameters are written once, and ``mlflow run`` logs its entry point's
+    parameters before the fit: one may share a name with a hyper-parameter, spelled
+    differently (``-P prior_scale=1`` against the estimator's ``1.0``). MLflow would refuse
+    the whole batch for that one value; here the others are logged and a warning names it.
+    """
+    loggable = _loggable(params)
+    existing = MlflowClient().get_run(mlflow.active_run().info.run_id).data.params
+    differing = [f"{key}={existing[key]!r} (fit: {value!r})" for key, value in loggable.items() if existing.get(key, value) != value]
+    if differing:
+        warnings.warn(
+            f"pmlearn autologging kept the run's earlier values of {', '.join(differing)}: MLflow "
+            "parameters are written once.",
+            stacklevel=3,
+        )
+    mlflow.log_params({key: value for key, value in loggable.items() if key not in existing})
+
+
 def training_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset:
     """The training data as one MLflow dataset: the features and, as ``target``, the targets.
 
@@ -617,8 +637,8 @@ def log_fit(
     """
     raw_X, raw_y = data if data is not None else (X, y)
     hyper = params if params is not None else estimator.get_params(deep=False)
-    _attempt("the hyper-parameters", lambda: mlflow.log_params(_loggable(hyper)))
-    _attempt("the priors and model structure", lambda: mlflow.log_params(_loggable(bayesian_params(estimator, raw_X))))
+    _attempt("the hyper-parameters", lambda: _log_params(hyper))
+    _attempt("the priors and model structure", lambda: _log_params(bayesian_params(estimator, raw_X)))
     dataset = _attempt("the training dataset", lambda: _log_dataset(raw_X, raw_y)) if config["log_datasets"] else None
     summary = _attempt("the posterior summary", lambda: posterior_summary(estimator.idata_))
     checks = _attempt("the posterior predictive checks", lambda: predictive_checks(estimator, X, y))
@@ -857,7 +877,7 @@ def _fit_and_log_meta(original: Callable, meta: BaseEstimator, X: Any, y: Any, c
 def _log_without_posterior(params: dict[str, Any], metrics: dict[str, float], X: Any, y: Any, config: dict[str, Any], reason: str) -> None:
     """A meta-estimator's run when no pmlearn fit can be reported (e.g. a search with refit=False)."""
     mlflow.set_tag(LOGGED_MODEL_TAG, f"none: {reason}")
-    _attempt("the hyper-parameters", lambda: mlflow.log_params(_loggable(params)))
+    _attempt("the hyper-parameters", lambda: _log_params(params))
     dataset = _attempt("the training dataset", lambda: _log_dataset(X, y)) if config["log_datasets"] else None
     _attempt("the metrics", lambda: _log_metrics(metrics, dataset))
 

@@ -372,6 +372,22 @@ def test_exclusive_logs_nothing_into_a_run_the_user_started(tracking_uri, tmp_pa
     assert own.data.tags["mlflow.autologging"] == "pmlearn" and "prior.coef_std" in own.data.params
 
 
+def test_a_parameter_the_run_already_has_costs_no_other_parameter(tracking_uri, tmp_path_factory, regression_data, capfd):
+    """``mlflow run -P max_iter=3e3`` logs ``3e3`` before the fit logs ``3000``: MLflow keeps the
+    first; the other hyper-parameters and priors are still logged, and a warning names it."""
+    X, y, _ = regression_data
+    X, y = X.iloc[:100], y.iloc[:100]
+    _new_experiment(tmp_path_factory, "param-clash")
+    mlflow_pmlearn.autolog(log_models=False, log_plots=False, log_traces=False)
+    with mlflow.start_run() as run:
+        mlflow.log_param("max_iter", "3e3")
+        LinearRegression(**{**QUICK, "max_iter": 3000}).fit(X, y)
+    params = mlflow.get_run(run.info.run_id).data.params
+    assert params["max_iter"] == "3e3"
+    assert params["n_draws"] == str(QUICK["n_draws"]) and "prior.coef_std" in params
+    assert "kept the run's earlier values of max_iter='3e3' (fit: '3000')" in capfd.readouterr().err
+
+
 def _reaches_the_root_logger(logger: logging.Logger) -> bool:
     """Whether ``logger``'s records propagate up to the root logger's handlers."""
     while logger.parent is not None:

@@ -37,6 +37,7 @@ from conftest import FAST
 from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
 from mlflow_pmlearn import serialization
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE, FORMAT_VERSION, load_estimator
+from references import assert_within_monte_carlo_error, linear_regression_draws, logistic_regression_proba
 
 REPO = Path(__file__).resolve().parents[1]
 BESPOKE_FILE = REPO / "examples" / "bespoke" / "robust_regression.py"
@@ -228,6 +229,10 @@ def test_registered_regressor_serves_the_documented_frame(registered, regression
     np.testing.assert_array_equal(with_interval["upper"].to_numpy(), summary["upper"])
     assert (with_interval["lower"] < with_interval["prediction"]).all()
     assert (with_interval["prediction"] < with_interval["upper"]).all()
+    # Independently of our code: the posterior predictive of the model's own draws.
+    mu, sigma = linear_regression_draws(model, X)
+    served_summary = {"mean": plain["prediction"], "std": with_std["std"], "lower": with_interval["lower"], "upper": with_interval["upper"]}
+    assert_within_monte_carlo_error({key: value.to_numpy() for key, value in served_summary.items()}, mu, sigma, interval_prob=0.9)
 
 
 def test_registered_classifier_serves_labels_and_probabilities(registered, classification):
@@ -237,6 +242,7 @@ def test_registered_classifier_serves_labels_and_probabilities(registered, class
     proba = frame[["proba_no", "proba_yes"]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(proba, model.predict_proba(X))
+    np.testing.assert_allclose(proba, logistic_regression_proba(model, X), atol=1e-9)
     np.testing.assert_array_equal(frame["prediction"].to_numpy(), model.predict(X))
 
 

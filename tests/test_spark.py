@@ -18,6 +18,7 @@ from scipy.stats import norm
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
 from tests.conftest import FAST, isolated_environment
+from tests.references import assert_within_monte_carlo_error, linear_regression_draws, logistic_regression_proba
 
 pytest.importorskip("pyspark", reason="pip install mlflow-pmlearn[spark]")
 pytestmark = pytest.mark.slow
@@ -50,7 +51,8 @@ def _champion(model, name: str, example) -> str:
 
 def test_regressor_struct_result_equals_pyfunc(spark, mlflow_experiment, regression_data):
     X, y, _ = regression_data
-    uri = _champion(LinearRegression(**FAST).fit(X, y), "spark-regressor", X.head(3))
+    model = LinearRegression(**FAST).fit(X, y)
+    uri = _champion(model, "spark-regressor", X.head(3))
     params = {"return_std": True, "interval_prob": 0.9}
     udf = mlflow.pyfunc.spark_udf(
         spark, uri, result_type="prediction double, std double, lower double, upper double",
@@ -62,6 +64,10 @@ def test_regressor_struct_result_equals_pyfunc(spark, mlflow_experiment, regress
     assert len(scored) == len(X)
     for column in ("prediction", "std", "lower", "upper"):
         np.testing.assert_allclose(scored[column], expected[column], rtol=1e-9, err_msg=column)
+    # Independently of our code: the posterior predictive of the model's own draws.
+    mu, sigma = linear_regression_draws(model, scored[X.columns])
+    summary = {"mean": scored["prediction"], "std": scored["std"], "lower": scored["lower"], "upper": scored["upper"]}
+    assert_within_monte_carlo_error({key: value.to_numpy() for key, value in summary.items()}, mu, sigma, interval_prob=0.9)
 
 
 def test_classifier_labels_and_probabilities_equal_pyfunc(spark, mlflow_experiment, binary_data):
@@ -76,6 +82,7 @@ def test_classifier_labels_and_probabilities_equal_pyfunc(spark, mlflow_experime
     assert list(scored["prediction"]) == list(expected["prediction"])
     probabilities = [f"proba_{c}" for c in model.classes_]
     np.testing.assert_allclose(scored[probabilities], expected[probabilities], rtol=1e-9)
+    np.testing.assert_allclose(scored[probabilities], logistic_regression_proba(model, scored[X.columns]), atol=1e-9)
 
 
 def _import_script(path: Path):
