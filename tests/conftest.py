@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
-
-warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor")
 
 # The xdist workers (one per core) and the processes tests start share the cores: thread
 # pools of their own would oversubscribe them, and OpenBLAS then slows down by orders of
