@@ -358,16 +358,14 @@ def _arviz_png(plot: Callable, idata: xr.DataTree, title: str | None = None, **k
         pyplot.close(figure)
 
 
-def _figure(rows: int = 1, columns: int = 1, *, width: float = 8.0, height: float = 3.0, layout: str | None = None):
-    """A figure drawn off-screen (no pyplot state, no window); ``layout="constrained"`` for
-    grids of panels, whose titles and labels would otherwise overlap."""
+def _figure(*, width: float = 8.0, height: float = 3.0):
+    """A one-panel figure drawn off-screen (no pyplot state, no window), and its axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height * rows), layout=layout)
+    figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False)
-    return figure, axes
+    return figure, figure.subplots()
 
 
 def _forest_variables(idata: xr.DataTree, names: list[str]) -> tuple[list[str], list[str]]:
@@ -398,12 +396,12 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
     free = [rv.name for rv in model.free_RVs]
     plots = {}
     if "fit_history" in idata.children:
-        figure, axes = _figure()
+        figure, ax = _figure()
         loss = idata.fit_history["loss"].values
-        axes[0, 0].plot(np.arange(1, len(loss) + 1), -loss, lw=0.6)
-        axes[0, 0].set(xlabel="iteration", ylabel="ELBO", title="ADVI evidence lower bound")
+        ax.plot(np.arange(1, len(loss) + 1), -loss, lw=0.6)
+        ax.set(xlabel="iteration", ylabel="ELBO", title="ADVI evidence lower bound")
         low, high = np.percentile(-loss[len(loss) // 10 :], [1, 100])
-        axes[0, 0].set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
+        ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
         plots["elbo.png"] = _png(figure)
     if "sample_stats" in idata.children:
         plots["trace.png"] = _arviz_png(arviz_plots.plot_trace_dist, idata, var_names=free, compact=True)
@@ -430,8 +428,7 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
 def _ppc_plot(estimator: BayesianEstimator, checks: PredictiveChecks) -> bytes:
     from matplotlib.collections import LineCollection
 
-    figure, axes = _figure(width=7, height=4)
-    ax = axes[0, 0]
+    figure, ax = _figure(width=7, height=4)
     observed, samples = checks.observed, checks.draws
     if is_classifier(estimator):
         classes = estimator.classes_
