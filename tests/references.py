@@ -168,6 +168,24 @@ def assert_within_monte_carlo_error(
     return reference, tolerance
 
 
+def assert_linear_regression_frame_within_monte_carlo_error(frame, estimator, X, *, interval_prob: float | None = None) -> None:
+    """Assert that a fitted ``LinearRegression``'s pyfunc output at the rows of ``X`` is its
+    posterior predictive (:func:`assert_within_monte_carlo_error`), wherever it was computed
+    (pyfunc, a served endpoint, a Spark UDF).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The pyfunc columns ``prediction`` and any of ``std``, ``lower`` and ``upper``.
+    interval_prob : float, optional
+        Probability of the interval in ``lower`` and ``upper``.
+    """
+    keys = {"prediction": "mean", "std": "std", "lower": "lower", "upper": "upper"}
+    summary = {key: frame[column].to_numpy() for column, key in keys.items() if column in frame}
+    mu, sigma = linear_regression_draws(estimator, X)
+    assert_within_monte_carlo_error(summary, mu, sigma, interval_prob=interval_prob)
+
+
 def softmax_class_probabilities(intercept: np.ndarray, coef: np.ndarray, X) -> np.ndarray:
     """Class probabilities of a logistic model whose class 0 is the reference, per draw.
 

@@ -37,7 +37,7 @@ from conftest import FAST
 from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
 from mlflow_pmlearn import serialization
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE, FORMAT_VERSION, load_estimator
-from references import assert_within_monte_carlo_error, linear_regression_draws, logistic_regression_proba
+from references import assert_linear_regression_frame_within_monte_carlo_error, logistic_regression_proba
 
 REPO = Path(__file__).resolve().parents[1]
 BESPOKE_FILE = REPO / "examples" / "bespoke" / "robust_regression.py"
@@ -230,9 +230,8 @@ def test_registered_regressor_serves_the_documented_frame(registered, regression
     assert (with_interval["lower"] < with_interval["prediction"]).all()
     assert (with_interval["prediction"] < with_interval["upper"]).all()
     # Independently of our code: the posterior predictive of the model's own draws.
-    mu, sigma = linear_regression_draws(model, X)
-    served_summary = {"mean": plain["prediction"], "std": with_std["std"], "lower": with_interval["lower"], "upper": with_interval["upper"]}
-    assert_within_monte_carlo_error({key: value.to_numpy() for key, value in served_summary.items()}, mu, sigma, interval_prob=0.9)
+    served_frame = with_interval.assign(std=with_std["std"])
+    assert_linear_regression_frame_within_monte_carlo_error(served_frame, model, X, interval_prob=0.9)
 
 
 def test_registered_classifier_serves_labels_and_probabilities(registered, classification):

@@ -18,7 +18,7 @@ import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
 from model_server import ModelServer
 from tests.conftest import FAST
-from tests.references import assert_within_monte_carlo_error, linear_regression_draws, logistic_regression_proba
+from tests.references import assert_linear_regression_frame_within_monte_carlo_error, logistic_regression_proba
 
 pytestmark = pytest.mark.slow
 MAX_ROWS = 1000
@@ -79,9 +79,7 @@ def test_every_documented_input_format_gives_the_posterior_frame(served):
         np.testing.assert_allclose(frame["std"], expected["std"], rtol=1e-9, err_msg=name)
         np.testing.assert_allclose(frame[["lower", "upper"]], np.column_stack([expected["lower"], expected["upper"]]), rtol=1e-9)
     # And the served numbers are the posterior predictive's, computed independently from the draws.
-    mu, sigma = linear_regression_draws(model, rows)
-    served_summary = {"mean": frame["prediction"], "std": frame["std"], "lower": frame["lower"], "upper": frame["upper"]}
-    assert_within_monte_carlo_error({k: v.to_numpy() for k, v in served_summary.items()}, mu, sigma, interval_prob=0.9)
+    assert_linear_regression_frame_within_monte_carlo_error(frame, model, rows, interval_prob=0.9)
     csv = _frame(server.invoke(rows.to_csv(index=False), content_type="text/csv"))
     assert list(csv.columns) == ["prediction"]
     np.testing.assert_allclose(csv["prediction"], expected["mean"], rtol=1e-9)

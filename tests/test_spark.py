@@ -18,7 +18,7 @@ from scipy.stats import norm
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
 from tests.conftest import FAST, isolated_environment
-from tests.references import assert_within_monte_carlo_error, linear_regression_draws, logistic_regression_proba
+from tests.references import assert_linear_regression_frame_within_monte_carlo_error, logistic_regression_proba
 
 pytest.importorskip("pyspark", reason="pip install mlflow-pmlearn[spark]")
 pytestmark = pytest.mark.slow
@@ -65,9 +65,7 @@ def test_regressor_struct_result_equals_pyfunc(spark, mlflow_experiment, regress
     for column in ("prediction", "std", "lower", "upper"):
         np.testing.assert_allclose(scored[column], expected[column], rtol=1e-9, err_msg=column)
     # Independently of our code: the posterior predictive of the model's own draws.
-    mu, sigma = linear_regression_draws(model, scored[X.columns])
-    summary = {"mean": scored["prediction"], "std": scored["std"], "lower": scored["lower"], "upper": scored["upper"]}
-    assert_within_monte_carlo_error({key: value.to_numpy() for key, value in summary.items()}, mu, sigma, interval_prob=0.9)
+    assert_linear_regression_frame_within_monte_carlo_error(scored, model, scored[X.columns], interval_prob=0.9)
 
 
 def test_classifier_labels_and_probabilities_equal_pyfunc(spark, mlflow_experiment, binary_data):
