@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -147,3 +149,76 @@ def test_model_saved_by_0_1_0_loads_and_predicts_as_saved(saved_model, loader, d
     after = _file_states(model_dir)
     written = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
     assert written == [], "loading or predicting wrote into the model's files"
+
+
+#: Loads a model with ``mlflow.pyfunc`` in a fresh process, after the given imports, and
+#: prints its predictions (or the error) and where each module of this package came from.
+FRESH_PYFUNC_LOAD = """
+import json, sys
+exec(sys.argv[1])
+import mlflow.pyfunc, pandas as pd
+model_dir, rows, params = sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+try:
+    frame = mlflow.pyfunc.load_model(model_dir).predict(pd.DataFrame(rows["data"], columns=rows["columns"]), params=params)
+    result = {"predictions": json.loads(frame.to_json(orient="split", index=False))}
+except Exception as error:
+    result = {"error": repr(error)}
+result["module_files"] = {
+    name: module.__file__ for name, module in sys.modules.items()
+    if name.split(".")[0] in ("estimators", "mlflow_pmlearn") and getattr(module, "__file__", None)
+}
+print("RESULT " + json.dumps(result))
+"""
+
+
+def _fresh_pyfunc_load(model_dir: Path, first_imports: str, stored: dict, rows: dict) -> tuple[dict, str]:
+    finished = subprocess.run(
+        [sys.executable, "-c", FRESH_PYFUNC_LOAD, first_imports, str(model_dir), json.dumps(rows), json.dumps(stored["params"])],
+        capture_output=True, text=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    (line,) = [line for line in finished.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(line[len("RESULT "):]), finished.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["LinearRegression"])
+@pytest.mark.parametrize("first_imports", ["import mlflow_pmlearn", "import estimators.linear_model"])
+def test_fresh_process_runs_the_installed_release_once_either_package_is_imported(saved_model, first_imports):
+    """Once a process has imported this release's ``estimators`` or ``mlflow_pmlearn``, a
+    0.1.0 model loaded through ``mlflow.pyfunc`` (which puts the model's ``code/`` first on
+    ``sys.path``) runs the installed release, both packages of it, and predicts as saved."""
+    model_dir = saved_model / "model"
+    before = _file_states(model_dir)
+    stored = _read_json(saved_model / "predictions.json")
+    result, _ = _fresh_pyfunc_load(model_dir, first_imports, stored, _read_json(saved_model / "input.json"))
+
+    assert "error" not in result, result.get("error")
+    installed = Path(estimators.__file__).resolve().parents[1]
+    for module_name, module_file in result["module_files"].items():
+        assert Path(module_file).resolve().is_relative_to(installed), (module_name, module_file)
+    assert {"estimators", "mlflow_pmlearn"} <= set(result["module_files"])
+    np.testing.assert_allclose(result["predictions"]["data"], stored["predictions"]["data"], rtol=RTOL, atol=0)
+    assert _file_states(model_dir) == before, "loading or predicting wrote into the model's files"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["LinearRegression"])
+def test_fresh_process_that_imported_neither_package_runs_the_models_own_copy(saved_model):
+    """MLflow imports the model's loader from its ``code/`` first: a process that has not
+    imported this package runs the 0.1.0 copy the model carries, both packages of it, never
+    a mix. That copy needs PyMC 5, so here, on PyMC 6, it fails, and MLflow's warning names
+    the versions the model needs and how to get its environment (or serve it with
+    ``--env-manager uv``, tested in test_model_environment)."""
+    model_dir = saved_model / "model"
+    stored = _read_json(saved_model / "predictions.json")
+    result, stderr = _fresh_pyfunc_load(model_dir, "", stored, _read_json(saved_model / "input.json"))
+
+    copy = (model_dir / "code").resolve()
+    assert {"estimators", "mlflow_pmlearn"} <= set(result["module_files"])
+    for module_name, module_file in result["module_files"].items():
+        assert Path(module_file).resolve().is_relative_to(copy), (module_name, module_file)
+    assert "error" in result
+    versions = _read_json(FIXTURES / "versions.json")
+    assert f"required: pymc=={versions['pymc']}" in stderr
+    assert "mlflow.pyfunc.get_model_dependencies" in stderr
