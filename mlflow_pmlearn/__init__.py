@@ -39,7 +39,6 @@ from mlflow.utils.environment import (
     _CONSTRAINTS_FILE_NAME,
     _PYTHON_ENV_FILE_NAME,
     _REQUIREMENTS_FILE_NAME,
-    _mlflow_conda_env,
     _process_conda_env,
     _process_pip_requirements,
     _PythonEnv,
@@ -52,10 +51,15 @@ from mlflow.utils.model_utils import (
     _validate_and_copy_code_paths,
 )
 from mlflow.utils.autologging_utils import autologging_integration, safe_patch
-from mlflow.utils.requirements_utils import _get_pinned_requirement
 
 import estimators
 from estimators.base import BayesianEstimator
+from mlflow_pmlearn.environment import (
+    add_requirement,
+    get_default_conda_env,
+    get_default_pip_requirements,
+    write_release_wheel,
+)
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, params_schema
 from mlflow_pmlearn.serialization import load_estimator, save_estimator
 
@@ -64,41 +68,8 @@ __version__ = estimators.__version__
 FLAVOR_NAME = "pmlearn"
 _MODEL_DATA_SUBPATH = "estimator"
 _CODE_SUBPATH = "code"
-#: This distribution's own import packages, shipped with every model so that its
-#: environment can run it without installing mlflow-pmlearn.
-_OWN_PACKAGES = ("estimators", "mlflow_pmlearn")
 #: Output columns present only when asked for with ``params``.
 _OPTIONAL_OUTPUTS = ("std", "lower", "upper")
-
-
-def get_default_pip_requirements(serialization_format: str = "json") -> list[str]:
-    """Requirements of a ``pmlearn`` model's environment (this package's code ships with it).
-
-    Parameters
-    ----------
-    serialization_format : {"json", "cloudpickle"}
-        ``"cloudpickle"`` adds cloudpickle.
-
-    Returns
-    -------
-    list of str
-        Pinned requirements.
-    """
-    packages = ["pymc", "pytensor", "arviz", "xarray", "h5netcdf", "h5py", "scikit-learn", "pandas", "numpy"]
-    if serialization_format == "cloudpickle":
-        packages.append("cloudpickle")
-    return [_get_pinned_requirement(package) for package in packages]
-
-
-def get_default_conda_env(serialization_format: str = "json") -> dict[str, Any]:
-    """The default Conda environment of a ``pmlearn`` model.
-
-    Returns
-    -------
-    dict
-        A Conda environment specification.
-    """
-    return _mlflow_conda_env(additional_pip_deps=get_default_pip_requirements(serialization_format))
 
 
 def _infer_signature(estimator: BayesianEstimator, input_example: Any) -> ModelSignature:
@@ -119,17 +90,6 @@ def _infer_signature(estimator: BayesianEstimator, input_example: Any) -> ModelS
     return signature
 
 
-def _copy_code(path: Path, code_paths: list[str] | None) -> str:
-    """Ship this package's code, and the user's ``code_paths``, in the model's code directory."""
-    code_dir = path / _CODE_SUBPATH
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in _OWN_PACKAGES:
-        source = Path(__import__(package).__file__).parent
-        shutil.copytree(source, code_dir / package, ignore=ignore)
-    _validate_and_copy_code_paths(code_paths, str(path), default_subpath=_CODE_SUBPATH)
-    return _CODE_SUBPATH
-
-
 def _write_model(
     pm_model: BayesianEstimator,
     path: Path,
@@ -144,7 +104,8 @@ def _write_model(
     metadata,
     serialization_format: str,
 ) -> None:
-    code_subpath = _copy_code(path, code_paths)
+    code_subpath = _validate_and_copy_code_paths(code_paths, str(path), default_subpath=_CODE_SUBPATH)
+    wheel_requirement = write_release_wheel(path)
     saved_example = _save_example(mlflow_model, input_example, str(path))
     if signature is None:
         example = saved_example.inference_data if saved_example is not None else None
@@ -187,6 +148,7 @@ def _write_model(
         )
     else:
         conda_env, pip_requirements, pip_constraints = _process_conda_env(conda_env)
+    add_requirement(conda_env, pip_requirements, wheel_requirement)
     with open(path / _CONDA_ENV_FILE_NAME, "w") as f:
         yaml.safe_dump(conda_env, stream=f, default_flow_style=False)
     if pip_constraints:

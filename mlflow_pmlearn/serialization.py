@@ -37,7 +37,10 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from estimators.base import BayesianEstimator
 
-FORMAT_VERSION = 1
+#: The saved layout's version. 1: mlflow-pmlearn 0.1.0 (PyMC 5 trace; this package's code
+#: copied into the model's ``code/``). 2: 0.2.0 (PyMC 6 trace; the release as a wheel in
+#: ``wheels/``). Both load.
+FORMAT_VERSION = 2
 CONFIG_FILE = "estimator.json"
 TRACE_FILE = "trace.nc"
 PICKLED_CLASS_FILE = "estimator_class.pkl"

@@ -1,15 +1,19 @@
 """A saved model runs in an environment built from its own files (``--env-manager uv``).
 
-mlflow-pmlearn is not installed there: its code travels in the model's ``code/`` directory
-and ``requirements.txt`` pins the libraries it needs.
+mlflow-pmlearn is not installed there beforehand: a model carries the release that saved it
+(as a wheel named in ``requirements.txt``; 0.1.0 models as a copy in ``code/``), and
+``requirements.txt`` pins the libraries it needs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -22,6 +26,8 @@ from tests.conftest import FAST
 
 pytestmark = pytest.mark.slow
 
+SAVED_0_1_0 = Path(__file__).resolve().parent / "fixtures" / "models_0_1_0"
+
 
 def _uv_folder() -> str:
     """The folder of the ``uv`` binary that the test extras install; the test fails without it."""
@@ -32,25 +38,51 @@ def _uv_folder() -> str:
     return os.path.dirname(find_uv_bin())
 
 
+def _predict_in_uv_environment(model_path, rows: pd.DataFrame, params: dict, work_dir, python_version: str) -> pd.DataFrame:
+    """``mlflow models predict --env-manager uv``: the model's own environment, built from its files."""
+    request = work_dir / "request.json"
+    request.write_text(json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split")), "params": params}))
+    output = work_dir / "predictions.json"
+    env = {**os.environ, "MLFLOW_ENV_ROOT": str(work_dir / "envs")}
+    # MLflow runs `uv` from PATH, which need not hold this interpreter's scripts folder.
+    env["PATH"] = os.pathsep.join([_uv_folder(), env["PATH"]])
+    # uv finds the model's Python through pyenv where pyenv has it (else it downloads one).
+    env["PYENV_VERSION"] = ":".join(filter(None, [env.get("PYENV_VERSION"), python_version]))
+    env.pop("PYTHONPATH", None)
+    finished = subprocess.run(
+        [sys.executable, "-m", "mlflow", "models", "predict", "-m", str(model_path), "-i", str(request),
+         "-t", "json", "-o", str(output), "--env-manager", "uv"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    return pd.DataFrame(json.loads(output.read_text())["predictions"])
+
+
 def test_mlflow_models_predict_in_a_fresh_uv_environment(regression_data, tmp_path):
+    """The environment installs the release that saved the model from the model's wheel."""
     X, y, _ = regression_data
     model = LinearRegression(**FAST).fit(X, y)
     path = tmp_path / "model"
     mlflow_pmlearn.save_model(model, path)
     rows = X.head(4)
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split")), "params": {"interval_prob": 0.9}}))
-    output = tmp_path / "predictions.json"
-    env = {**os.environ, "MLFLOW_ENV_ROOT": str(tmp_path / "envs")}
-    # MLflow runs `uv` from PATH, which need not hold this interpreter's scripts folder.
-    env["PATH"] = os.pathsep.join([_uv_folder(), env["PATH"]])
-    env.pop("PYTHONPATH", None)
-    finished = subprocess.run(
-        [sys.executable, "-m", "mlflow", "models", "predict", "-m", str(path), "-i", str(request),
-         "-t", "json", "-o", str(output), "--env-manager", "uv"],
-        env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
-    frame = pd.DataFrame(json.loads(output.read_text())["predictions"])
+    frame = _predict_in_uv_environment(path, rows, {"interval_prob": 0.9}, tmp_path, platform.python_version())
     expected = mlflow.pyfunc.load_model(str(path)).predict(rows, params={"interval_prob": 0.9})
     np.testing.assert_allclose(frame[["prediction", "lower", "upper"]], expected[["prediction", "lower", "upper"]], rtol=1e-9)
+
+
+def test_model_saved_by_0_1_0_predicts_as_saved_in_its_own_uv_environment(tmp_path):
+    """A 0.1.0 model served from its own requirements (Python 3.11, PyMC 5) runs the copy of
+    0.1.0 it carries in ``code/`` and gives the predictions 0.1.0 stored for it. (A copy of
+    the fixture: Python writes bytecode beside the code it imports.)"""
+    fixture = SAVED_0_1_0 / "LinearRegression"
+    path = shutil.copytree(fixture / "model", tmp_path / "model")
+    stored = json.loads((fixture / "predictions.json").read_text())
+    rows = json.loads((fixture / "input.json").read_text())
+    python_version = json.loads((SAVED_0_1_0 / "versions.json").read_text())["python"]
+    frame = _predict_in_uv_environment(
+        path, pd.DataFrame(rows["data"], columns=rows["columns"]), stored["params"], tmp_path, python_version
+    )
+    assert list(frame.columns) == stored["predictions"]["columns"]
+    # The same pins, compiled afresh by PyTensor's C backend here (flags and BLAS may differ
+    # from the machine that stored them): equal up to rounding, measured 1e-10 relative.
+    np.testing.assert_allclose(frame.to_numpy(), stored["predictions"]["data"], rtol=1e-9, atol=0)
