@@ -9,8 +9,6 @@ from here.
 from __future__ import annotations
 
 import inspect
-import threading
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -18,263 +16,83 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from scipy import sparse
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin, RegressorMixin
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from estimators.inference import (
-    INFERENCE_METHODS,
-    InferenceSettings,
-    fit_posterior,
-    resolve_progressbar,
-)
+from estimators.fitted import FittedModel
+from estimators.inference import fit_posterior, resolve_progressbar
 from estimators.predictive import PosteriorPredictor, conditional_likelihood, likelihood_of
+from estimators.settings import INIT_PARAMETERS, PARAMETER_CONSTRAINTS, SETTING_NAMES, InferenceSettings, parameters_doc
+from estimators.validation import (
+    check_feature_state,
+    check_features,
+    check_finite_predictions,
+    check_flag,
+    check_probability,
+    class_labels,
+    numeric_matrix,
+    regression_target,
+)
 
 #: Name of the data container that holds the training targets.
 TARGET = "y"
-
-
-def _column_label(feature_names: np.ndarray | None, column: int) -> str:
-    if feature_names is not None and column < len(feature_names):
-        return repr(str(feature_names[column]))
-    return f"{column} (0-based)"
-
-
-def numeric_matrix(X: Any, feature_names: np.ndarray | None = None, *, what: str = "X") -> np.ndarray:
-    """``X`` as a finite 2-D float64 array, or an error naming the bad column and row.
-
-    A ``ValueError``, or a ``TypeError`` for a value of a type that is not a number
-    (as ``float()`` raises).
-
-    Parameters
-    ----------
-    X : array-like or DataFrame
-        The features.
-    feature_names : ndarray of str, optional
-        Column names used in error messages.
-    what : str
-        What ``X`` is called in error messages.
-    """
-    if isinstance(X, pd.DataFrame):
-        if feature_names is None:
-            feature_names = np.asarray(X.columns, dtype=object)
-        columns = X.columns.tolist()
-        if len(set(columns)) != len(columns):
-            duplicated = sorted({str(c) for c in columns if columns.count(c) > 1})
-            raise ValueError(f"{what} has duplicate column names: {duplicated}.")
-        dtypes = X.dtypes.tolist()
-        for position, (name, dtype) in enumerate(zip(columns, dtypes)):
-            if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
-                raise ValueError(
-                    f"Column {str(name)!r} of {what} has dtype {dtype}"
-                    f"{_first_non_number(X.iloc[:, position])}; the features must be numeric."
-                )
-        if all(isinstance(dtype, np.dtype) for dtype in dtypes):
-            X = X.to_numpy(dtype=np.float64)
-        else:  # pandas extension dtypes (nullable integers, ...): missing values become NaN
-            X = X.to_numpy(dtype=np.float64, na_value=np.nan)
-    array = np.asarray(X)
-    check_shape(array.shape, what=what)
-    if array.dtype.kind not in "biuf":
-        for column in range(array.shape[1]):
-            for row, value in enumerate(array[:, column]):
-                try:
-                    float(value)
-                except (TypeError, ValueError) as error:
-                    # Same exception type as float() itself (TypeError for a dict, ...).
-                    raise type(error)(
-                        f"{what} has a non-numeric value {value!r} in column "
-                        f"{_column_label(feature_names, column)}, row {row} ({error})."
-                    ) from None
-    # C order, as the array is after a save and load: statistics a model takes from its
-    # training data (column means, ...) then round identically before and after.
-    array = np.ascontiguousarray(array, dtype=np.float64)
-    check_finite(array, feature_names, what=what)
-    return array
-
-
-def _first_non_number(column: pd.Series) -> str:
-    """`` (the value 'a' at row 3)``: the column's first value that is not a real number, if any."""
-    for row, value in enumerate(column.tolist()):
-        if isinstance(value, bool) or not isinstance(value, Real):
-            return f" (the value {value!r} at row {row})"
-    return ""
-
-
-def check_shape(shape: tuple[int, ...], *, what: str = "X") -> None:
-    """Raise a ``ValueError`` unless ``shape`` is 2-D with at least one row and one column.
-
-    The wording follows scikit-learn's (``Reshape your data``, ``0 feature(s)``), which
-    tools built on scikit-learn look for.
-    """
-    if len(shape) != 2:
-        raise ValueError(
-            f"{what} must be 2-D (rows x features); got an array of shape {shape}. Reshape your "
-            "data with X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it "
-            "is a single row."
-        )
-    if shape[0] == 0:
-        raise ValueError(f"{what} is empty: 0 sample(s) (shape={shape}) while a minimum of 1 is required.")
-    if shape[1] == 0:
-        raise ValueError(
-            f"{what} has no columns: 0 feature(s) (shape={shape}) while a minimum of 1 is required."
-        )
-
-
-#: Largest magnitude of a feature or regression target: its square is still a finite float64.
-#: Larger values overflow the moments every model computes (a training set's standard
-#: deviation becomes infinite and the feature silently drops out of the model).
-MAX_MAGNITUDE = float(np.sqrt(np.finfo(np.float64).max))
-
-
-def _where(array: np.ndarray, index: np.ndarray, feature_names: np.ndarray | None) -> str:
-    where = f"row {int(index[0])}"
-    if array.ndim == 2:
-        where = f"column {_column_label(feature_names, int(index[1]))}, {where}"
-    return where
-
-
-def check_finite(
-    array: np.ndarray, feature_names: np.ndarray | None = None, *, what: str = "X", bounded: bool = True
-) -> None:
-    """Raise a ``ValueError`` naming the first NaN, infinity or too large value by column and row.
-
-    Parameters
-    ----------
-    array : ndarray of float
-        1-D (a target) or 2-D (features).
-    feature_names : ndarray of str, optional
-        Column names used in error messages.
-    what : str
-        What ``array`` is called in error messages.
-    bounded : bool, default=True
-        Also refuse values larger in magnitude than :data:`MAX_MAGNITUDE` (about 1.3e154);
-        False for values that are labels, not numbers to compute with.
-    """
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = np.argwhere(~finite)
-        value = array[tuple(bad[0])]
-        kind = "NaN" if np.isnan(value) else "infinity"
-        raise ValueError(
-            f"Input {what} contains {kind} in {_where(array, bad[0], feature_names)} "
-            f"({len(bad)} non-finite value(s) in all)."
-        )
-    if bounded and (too_large := np.abs(array) > MAX_MAGNITUDE).any():
-        first = np.argwhere(too_large)[0]
-        raise ValueError(
-            f"Input {what} has the value {array[tuple(first)]:.3g} in {_where(array, first, feature_names)}, "
-            f"too large to compute with: values must be at most {MAX_MAGNITUDE:.2g} in magnitude "
-            "(so that their squares are finite)."
-        )
-
-
-def check_flag(value: Any, name: str) -> None:
-    """Raise a ``TypeError`` unless ``value`` is a boolean (``"yes"`` or ``1`` is not ``True``)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
-
-
-def check_finite_predictions(predictions: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> None:
-    """Raise a ``ValueError`` naming the first row whose prediction is not finite.
-
-    Finite inputs give a non-finite prediction when they are so large that the model's
-    arithmetic overflows (e.g. 1e308 times a coefficient); a NaN or infinity is never
-    returned as if it were an answer.
-
-    Parameters
-    ----------
-    predictions : dict
-        Output name to array with a leading row axis.
-    inputs : dict
-        The validated model inputs the predictions were made from, by container name.
-    """
-    for name, values in predictions.items():
-        finite = np.isfinite(values)
-        if finite.all():
-            continue
-        row = int(np.argwhere(~finite)[0][0])
-        largest = max((np.abs(value[row]).max() for value in inputs.values() if value.dtype.kind == "f"), default=0.0)
-        raise ValueError(
-            f"The prediction ({name}) of row {row} is not finite ({np.ravel(values[row])[0]}): the "
-            f"row's values (largest magnitude {largest:.3g}) are too large for the model's "
-            "arithmetic, which overflows."
-        )
+#: Probability of the central credible interval when none is given.
+DEFAULT_INTERVAL_PROB = 0.94
 
 
 class BayesianEstimator(BaseEstimator):
     """Base class of the Bayesian estimators: scikit-learn API over a PyMC model.
 
-    Subclasses store their hyper-parameters in ``__init__`` (keyword-only, no logic),
-    pass the remaining keyword arguments (the inference settings below) to
-    ``super().__init__`` and implement :meth:`build_model`.
+    Subclasses store their hyper-parameters in ``__init__`` (keyword-only, no logic) and
+    implement :meth:`build_model`. They take the inference settings below either by
+    passing ``**inference_params`` on to ``super().__init__`` (every setting is then a
+    parameter of the subclass), or by naming some of them, the scikit-learn way, and
+    passing those on (the others keep their defaults and are not parameters).
+
+    A model with inputs beyond ``X``, or that learns something from its training data
+    before it is built, uses the second tier: :attr:`input_names`,
+    :meth:`learn_from_features`, :meth:`model_inputs`, :attr:`fitted_state_attributes`
+    and :meth:`minibatch_size`.
 
     Parameters
     ----------
-    inference : {"advi", "nuts"}, default="advi"
-        How to fit: mean-field ADVI stopped when the loss converges, or PyMC's NUTS sampler.
-    n_draws : int, default=1000
-        Posterior draws kept: drawn from the ADVI approximation, or per NUTS chain.
-    n_tune : int, default=1000
-        NUTS tuning steps per chain.
-    n_chains : int, default=2
-        NUTS chains.
-    max_iter : int, default=20000
-        Most ADVI iterations, if the loss has not converged before.
-    tol : float, default=1e-4
-        ADVI plateau threshold: when the mean loss of the last 100 iterations improves
-        on the 100 before by less than this fraction, the learning rate is divided by
-        ten; at the third plateau the fit has converged and stops.
-    learning_rate : float, default=0.05
-        Initial Adam learning rate of ADVI.
-    random_seed : int or None, default=None
-        Seed of the fit and of the predictive draws; the same seed gives the same
-        posterior and predictions.
-    progressbar : bool or None, default=None
-        PyMC's progress bar; by default shown only when standard error is a terminal.
+{inference_settings}
+
+    Attributes
+    ----------
+    input_names : tuple of str, default=("X",)
+        The data containers that new rows fill at prediction time: :meth:`build_model`
+        gets one ``pm.Data`` container per name (and ``y``), and :meth:`model_inputs`
+        returns one array per name.
+    fitted_state_attributes : tuple of str
+        Fitted attributes saved with the model (JSON-compatible values: numbers, strings,
+        arrays of them) that, with the parameters and ``idata_``, rebuild the estimator.
+    prediction_params : dict
+        Set by the mixin: the parameters of :meth:`predict_frame` and their defaults.
+    all_columns_params : dict
+        Set by the mixin: values of ``prediction_params`` that turn on every column.
+    optional_columns : tuple of str
+        Set by the mixin: the columns of :meth:`predict_frame` present only when asked for.
     """
 
-    _parameter_constraints: dict = {
-        "inference": [StrOptions(set(INFERENCE_METHODS))],
-        "n_draws": [Interval(Integral, 1, None, closed="left")],
-        "n_tune": [Interval(Integral, 0, None, closed="left")],
-        "n_chains": [Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "random_seed": [Interval(Integral, 0, 2**32 - 1, closed="both"), None],
-        "progressbar": ["boolean", None],
-    }
+    _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
+    input_names: tuple[str, ...] = ("X",)
+    fitted_state_attributes: tuple[str, ...] = ("n_features_in_", "feature_names_in_")
+    prediction_params: dict[str, Any] = {}
+    all_columns_params: dict[str, Any] = {}
+    optional_columns: tuple[str, ...] = ()
 
-    #: Fitted attributes that, with the hyper-parameters and ``idata_``, rebuild the estimator.
-    _fitted_state_attributes: tuple[str, ...] = ("n_features_in_", "feature_names_in_")
+    def __init__(self, **inference_params):
+        if unknown := sorted(set(inference_params) - set(SETTING_NAMES)):
+            raise TypeError(f"{type(self).__name__}.__init__() got unexpected keyword argument(s) {unknown}")
+        defaults = InferenceSettings()
+        for name in SETTING_NAMES:
+            setattr(self, name, inference_params.get(name, getattr(defaults, name)))
 
-    def __init__(
-        self,
-        *,
-        inference: str = "advi",
-        n_draws: int = 1000,
-        n_tune: int = 1000,
-        n_chains: int = 2,
-        max_iter: int = 20_000,
-        tol: float = 1e-4,
-        learning_rate: float = 0.05,
-        random_seed: int | None = None,
-        progressbar: bool | None = None,
-    ):
-        self.inference = inference
-        self.n_draws = n_draws
-        self.n_tune = n_tune
-        self.n_chains = n_chains
-        self.max_iter = max_iter
-        self.tol = tol
-        self.learning_rate = learning_rate
-        self.random_seed = random_seed
-        self.progressbar = progressbar
+    __init__.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *INIT_PARAMETERS]
+    )
 
     def __init_subclass__(cls, **kwargs):
         """Spell out the inherited settings in the signature of a subclass's ``__init__``.
@@ -300,17 +118,6 @@ class BayesianEstimator(BaseEstimator):
         ]
         init.__signature__ = signature.replace(parameters=[*own, *inherited])
 
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        """The subclass's own hyper-parameters plus the inference settings of the base."""
-        own = super()._get_param_names()
-        base = [
-            name
-            for name in inspect.signature(BayesianEstimator.__init__).parameters
-            if name != "self"
-        ]
-        return sorted(set(own) | set(base))
-
     # -- the model ---------------------------------------------------------------------
 
     def build_model(self, X: pt.TensorVariable, y: pt.TensorVariable) -> None:
@@ -322,15 +129,15 @@ class BayesianEstimator(BaseEstimator):
         model uses (e.g. for standardising) must be computed from ``X.get_value()``, not
         symbolically. Give the likelihood a shape that follows ``X`` (e.g. its mean).
 
-        Minibatch ADVI is opt-in: a model with a ``batch_size`` hyper-parameter is fitted
-        on random minibatches of that many rows (``None``: full data; NUTS refuses it). Its
-        likelihood must then be declared with ``total_size=len(X.get_value())`` (an int),
-        which scales a minibatch's log-likelihood up to the whole training set.
+        A model fitted on minibatches (:meth:`minibatch_size`) declares its likelihood with
+        ``total_size=len(X.get_value())`` (an int), which scales a minibatch's
+        log-likelihood up to the whole training set.
 
         Parameters
         ----------
         X : TensorVariable
-            The features (one ``pm.Data`` container per entry of :meth:`_inputs_from_features`).
+            The features; a model with more inputs takes one argument per entry of
+            :attr:`input_names`.
         y : TensorVariable
             The targets: floats for regressors, class indices ``0..K-1`` for classifiers.
         """
@@ -346,24 +153,24 @@ class BayesianEstimator(BaseEstimator):
             data kept in ``idata_``).
         """
         check_is_fitted(self)
-        cache = self._fit_cache()
-        with cache["lock"]:
-            if cache.get("model") is None:
-                inputs = {name: self.idata_.constant_data[name].values for name in self._input_names()}
-                target = None
-                if self.__sklearn_tags__().target_tags.required:
-                    (observed,) = self.idata_.observed_data.data_vars.values()
-                    target = observed.values
-                cache["model"] = self._build_pymc_model(inputs, target)
-            return cache["model"]
+        return self._fitted_model.model
 
-    def _fit_cache(self) -> dict[str, Any]:
-        """Memo of the fitted PyMC model and compiled predictor, made when fitting or loading.
+    def _attach_fitted_model(self, model: pm.Model | None = None) -> None:
+        """Give the estimator its :class:`FittedModel` (at fit, load and unpickling).
 
-        One mutable dict filled on first use: predicting never rebinds an attribute, so it
-        leaves the estimator's ``__dict__`` as fitting left it (as scikit-learn requires).
+        Made before any prediction: predicting then never adds an attribute, and leaves
+        the estimator's ``__dict__`` as fitting left it (as scikit-learn requires).
         """
-        return self.__dict__.setdefault("_cache", {"lock": threading.RLock()})
+        self._fitted_model = FittedModel(self._model_from_trace, model)
+
+    def _model_from_trace(self) -> pm.Model:
+        """The model rebuilt from the training data kept in ``idata_``."""
+        inputs = {name: self.idata_.constant_data[name].values for name in self.input_names}
+        target = None
+        if self.__sklearn_tags__().target_tags.required:
+            (observed,) = self.idata_.observed_data.data_vars.values()
+            target = observed.values
+        return self._build_pymc_model(inputs, target)
 
     def _build_pymc_model(self, inputs: dict[str, np.ndarray], y: np.ndarray | None) -> pm.Model:
         with pm.Model() as model:
@@ -374,62 +181,61 @@ class BayesianEstimator(BaseEstimator):
         likelihood_of(model)
         return model
 
-    def _input_names(self) -> list[str]:
-        """Names of the data containers that new rows replace at prediction time."""
-        return ["X"]
+    # -- the template's second tier: inputs, learned state, minibatches --------------
 
-    # -- validation --------------------------------------------------------------------
+    def learn_from_features(self, X: Any) -> dict[str, Any]:
+        """Fitted attributes to learn from the training features before the model is built.
 
-    def _aligned_columns(self, X: Any) -> Any:
-        """``X`` with its columns in the order seen at fit, or an error naming the difference."""
-        expected = getattr(self, "feature_names_in_", None)
-        if expected is None or not isinstance(X, pd.DataFrame):
-            return X
-        columns, expected = [str(c) for c in X.columns.tolist()], expected.tolist()
-        if columns == expected:  # the common case, and the serving hot path
-            return X
-        missing = [c for c in expected if c not in columns]
-        unexpected = [c for c in columns if c not in set(expected)]
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"missing column(s) {missing}")
-            if unexpected:
-                parts.append(f"unexpected column(s) {unexpected}")
-            raise ValueError(
-                f"X has {' and '.join(parts)}; {type(self).__name__} was fitted on the "
-                f"columns {expected}."
-            )
-        return X.loc[:, expected]
+        ``fit`` sets them (e.g. the groups seen, inducing points); :meth:`model_inputs`
+        and :meth:`build_model` may then use them. Name them in
+        :attr:`fitted_state_attributes` so that they are saved. By default, none.
 
-    def _inputs_from_features(self, X: Any, *, reset: bool) -> dict[str, np.ndarray]:
-        """The model's inputs (by container name) from validated, aligned features."""
+        Parameters
+        ----------
+        X : DataFrame or ndarray
+            The training features, checked for shape and columns, values not yet converted.
+
+        Returns
+        -------
+        dict
+            Attribute name (ending in ``_``) to value.
+        """
+        return {}
+
+    def model_inputs(self, X: Any) -> dict[str, np.ndarray]:
+        """The model's input arrays, one per entry of :attr:`input_names`, from features.
+
+        Called at fit (after :meth:`learn_from_features`) and at every prediction, with
+        features checked for shape and put in the training column order. Raise a
+        ``ValueError`` or ``TypeError`` naming the column and row of a bad value. By
+        default, ``X`` as a finite float matrix (:func:`~estimators.validation.numeric_matrix`).
+
+        Parameters
+        ----------
+        X : DataFrame or ndarray
+            The features.
+
+        Returns
+        -------
+        dict
+            Container name to array, with one row per row of ``X``.
+        """
         return {"X": numeric_matrix(X, getattr(self, "feature_names_in_", None))}
 
-    def _validate_features(self, X: Any, *, reset: bool) -> dict[str, np.ndarray]:
-        if not reset:
-            check_is_fitted(self)
-            X = self._aligned_columns(X)
-        if sparse.issparse(X):
-            raise TypeError(
-                f"{type(self).__name__} does not support sparse input; pass a dense array "
-                "(X.toarray()) or a DataFrame."
-            )
-        if not hasattr(X, "shape"):
-            X = np.asarray(X)
-        check_shape(np.shape(X))
-        if isinstance(X, pd.DataFrame):
-            is_complex = any(pd.api.types.is_complex_dtype(dtype) for dtype in X.dtypes.tolist())
-        else:
-            is_complex = np.iscomplexobj(X)
-        if is_complex:
-            raise ValueError("Complex data not supported: X has complex values; the features must be real.")
-        names_checked = not reset and isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_")
-        if not names_checked:  # _aligned_columns has already matched names and count
-            validate_data(self, X, reset=reset, skip_check_array=True)
-        return self._inputs_from_features(X, reset=reset)
+    def minibatch_size(self) -> int | None:
+        """Rows per ADVI step, for fitting on random minibatches; None (the default) for all rows.
 
-    def _validate_target(self, y: Any) -> np.ndarray:
+        A model that returns a number (e.g. its ``batch_size`` hyper-parameter) declares its
+        likelihood with ``total_size`` (see :meth:`build_model`); NUTS refuses minibatches.
+        """
+        return None
+
+    def _inputs(self, X: Any) -> dict[str, np.ndarray]:
+        """The model inputs of new rows, for a fitted estimator."""
+        return self.model_inputs(check_features(self, X, reset=False))
+
+    def _target(self, y: Any) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """The training target as the model observes it, and fitted attributes learned from it."""
         raise NotImplementedError
 
     def training_sample(self, n_rows: int = 5) -> pd.DataFrame | np.ndarray:
@@ -452,21 +258,6 @@ class BayesianEstimator(BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------
 
-    def _inference_settings(self, seed: int) -> InferenceSettings:
-        return InferenceSettings(
-            method=self.inference,
-            n_draws=self.n_draws,
-            n_tune=self.n_tune,
-            n_chains=self.n_chains,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            learning_rate=self.learning_rate,
-            random_seed=seed,
-            progressbar=resolve_progressbar(self.progressbar),
-            # Opt-in: an estimator with a ``batch_size`` hyper-parameter fits on minibatches.
-            batch_size=getattr(self, "batch_size", None),
-        )
-
     def fit(self, X: Any, y: Any = None) -> BayesianEstimator:
         """Fit the posterior of the model to ``X, y``.
 
@@ -483,20 +274,24 @@ class BayesianEstimator(BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        inputs = self._validate_features(X, reset=True)
-        target = self._validate_target(y)
-        n_rows = len(next(iter(inputs.values())))
-        if target is not None and len(target) != n_rows:
-            raise ValueError(f"X has {n_rows} rows but y has {len(target)}; they must match.")
+        X = check_features(self, X, reset=True)
+        target, learned = self._target(y)
+        if target is not None and len(target) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {len(target)}; they must match.")
+        learned |= self.learn_from_features(X)
+        for name, value in learned.items():
+            setattr(self, name, value)
+        inputs = self.model_inputs(X)
         seed = (
             self.random_seed
             if self.random_seed is not None
             else int(np.random.SeedSequence().generate_state(1)[0])
         )
         model = self._build_pymc_model(inputs, target)
-        self._cache = {"lock": threading.RLock(), "model": model}
+        self._attach_fitted_model(model)
         row_data = [*inputs, TARGET] if target is not None else list(inputs)
-        idata = fit_posterior(model, self._inference_settings(seed), row_data)
+        settings = InferenceSettings.of(self, random_seed=seed, progressbar=resolve_progressbar(self.progressbar))
+        idata = fit_posterior(model, settings, row_data, batch_size=self.minibatch_size())
         _keep_training_inputs(idata, inputs)
         idata.posterior.attrs["pmlearn_seed"] = seed
         idata.posterior.attrs["pmlearn_inference"] = self.inference
@@ -526,6 +321,22 @@ class BayesianEstimator(BaseEstimator):
         """
         return conditional_likelihood(likelihood_of(model), inputs)
 
+    def predict_frame(self, X: Any, **params: Any) -> pd.DataFrame:
+        """The posterior predictions of ``X`` as named columns (set by the mixin).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        **params
+            Any of :attr:`prediction_params`.
+
+        Returns
+        -------
+        DataFrame
+            ``prediction`` first, then the kind's summaries (see the mixins).
+        """
+        raise NotImplementedError
+
     def _predictive_outputs(self, model: pm.Model, inputs: dict, uniform: pt.TensorVariable) -> list:
         """Per-draw outputs at new inputs; set by the regressor, classifier or density mixin."""
         raise NotImplementedError
@@ -533,22 +344,20 @@ class BayesianEstimator(BaseEstimator):
     def posterior_predictor(self) -> PosteriorPredictor:
         """The compiled prediction function over all posterior draws, built once and reused."""
         check_is_fitted(self)
-        return self._cached_predictor("predictor", self._input_names(), self._predictive_outputs)
+        return self._cached_predictor("predictor", list(self.input_names), self._predictive_outputs)
 
     def _cached_predictor(self, key: str, input_names: list[str], build_outputs) -> PosteriorPredictor:
         """A :class:`PosteriorPredictor` compiled on first use and kept with the fitted state."""
-        cache = self._fit_cache()
-        with cache["lock"]:
-            if cache.get(key) is None:
-                model = self.pymc_model()
-                cache[key] = PosteriorPredictor(
-                    model,
-                    self.idata_["posterior"].to_dataset(),
-                    input_names,
-                    lambda inputs, uniform: build_outputs(model, inputs, uniform),
-                    seed=int(self.idata_.posterior.attrs["pmlearn_seed"]),
-                )
-            return cache[key]
+        def compile_predictor(model: pm.Model) -> PosteriorPredictor:
+            return PosteriorPredictor(
+                model,
+                self.idata_["posterior"].to_dataset(),
+                input_names,
+                lambda inputs, uniform: build_outputs(model, inputs, uniform),
+                seed=int(self.idata_.posterior.attrs["pmlearn_seed"]),
+            )
+
+        return self._fitted_model.predictor(key, compile_predictor)
 
     def posterior_mean(self, name: str) -> np.ndarray | float:
         """Posterior mean of the model variable ``name`` (a float for a scalar).
@@ -590,7 +399,7 @@ class BayesianEstimator(BaseEstimator):
         """
         check_is_fitted(self)
         state = {}
-        for name in self._fitted_state_attributes:
+        for name in self.fitted_state_attributes:
             value = getattr(self, name, None)
             state[name] = value.tolist() if isinstance(value, np.ndarray) else value
         return state
@@ -625,8 +434,8 @@ class BayesianEstimator(BaseEstimator):
             raise ValueError(f"{cls.__name__} takes no parameter(s) {unknown}.")
         estimator = cls(**params)
         estimator._validate_params()
-        _check_feature_state(state)
-        for name in cls._fitted_state_attributes:
+        check_feature_state(state)
+        for name in cls.fitted_state_attributes:
             value = state.get(name)
             if value is None:
                 continue
@@ -634,19 +443,19 @@ class BayesianEstimator(BaseEstimator):
                 value = np.asarray(value, dtype=object if name == "feature_names_in_" else None)
             setattr(estimator, name, value)
         estimator.idata_ = idata
-        estimator._fit_cache()
+        estimator._attach_fitted_model()
         return estimator
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the compiled model and function; they are rebuilt on demand."""
         state = self.__dict__.copy()
-        state.pop("_cache", None)
+        state.pop("_fitted_model", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if "idata_" in state:
-            self._fit_cache()
+            self._attach_fitted_model()
 
     def __sklearn_is_fitted__(self) -> bool:
         """Fitted once there is a posterior: a fit that failed part-way (after validation
@@ -659,25 +468,27 @@ class BayesianEstimator(BaseEstimator):
         return tags
 
 
+#: The Parameters section lists the settings from their one declaration.
+BayesianEstimator.__doc__ = BayesianEstimator.__doc__.replace("{inference_settings}", parameters_doc())
+
+
 class BayesianRegressorMixin(RegressorMixin):
     """Regression over the posterior predictive: mean, standard deviation, intervals.
 
     The predictive distribution at each row is represented by one draw per posterior
     draw (the likelihood's inverse CDF at a fixed stratified uniform), so a row's
     prediction does not depend on the other rows it is predicted with.
+
+    :meth:`predict_frame` gives ``prediction`` (the posterior predictive mean), plus
+    ``std`` with ``return_std=True`` and ``lower``, ``upper`` with ``interval_prob=p``.
     """
 
-    def _validate_target(self, y: Any) -> np.ndarray:
-        _check_target_given(self, y)
-        y = column_or_1d(y, warn=True)
-        if y.dtype.kind not in "biuf":
-            try:
-                y = y.astype(np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(f"y must be numeric for a regressor; got dtype {y.dtype}.") from None
-        y = y.astype(np.float64)
-        check_finite(y, what="y")
-        return y
+    prediction_params = {"return_std": False, "interval_prob": None}
+    all_columns_params = {"return_std": True, "interval_prob": DEFAULT_INTERVAL_PROB}
+    optional_columns = ("std", "lower", "upper")
+
+    def _target(self, y: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        return regression_target(self, y), {}
 
     def _predictive_outputs(self, model, inputs, uniform):
         return [pm.icdf(self.predictive_distribution(model, inputs), uniform)]
@@ -693,7 +504,7 @@ class BayesianRegressorMixin(RegressorMixin):
         -------
         ndarray of shape (n_draws, n_samples)
         """
-        inputs = self._validate_features(X, reset=False)
+        inputs = self._inputs(X)
         (samples,) = self.posterior_predictor()(inputs)
         return samples
 
@@ -711,8 +522,8 @@ class BayesianRegressorMixin(RegressorMixin):
         -------
         ndarray of shape (n_samples,)
         """
-        inputs = self._validate_features(X, reset=False)
-        target = self._validate_target(y)
+        inputs = self._inputs(X)
+        target = regression_target(self, y)
         if len(target) != len(next(iter(inputs.values()))):
             raise ValueError(f"X has {len(next(iter(inputs.values())))} rows but y has {len(target)}; they must match.")
 
@@ -720,7 +531,7 @@ class BayesianRegressorMixin(RegressorMixin):
             features = {container: value for container, value in new.items() if container is not model[TARGET]}
             return [pm.logp(self.predictive_distribution(model, features), new[model[TARGET]])]
 
-        predictor = self._cached_predictor("log_density", [*self._input_names(), TARGET], log_density)
+        predictor = self._cached_predictor("log_density", [*self.input_names, TARGET], log_density)
         return predictor.map_rows(
             {**inputs, TARGET: target},
             lambda outputs: {"lpd": log_mean_exp_over_draws(outputs[0])},
@@ -742,8 +553,8 @@ class BayesianRegressorMixin(RegressorMixin):
             ``interval_prob`` is given. Computed in row chunks, so memory stays bounded.
         """
         if interval_prob is not None:
-            _check_probability(interval_prob)
-        inputs = self._validate_features(X, reset=False)
+            check_probability(interval_prob)
+        inputs = self._inputs(X)
 
         def summarize(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
             (samples,) = outputs
@@ -776,13 +587,25 @@ class BayesianRegressorMixin(RegressorMixin):
         summary = self.predict_summary(X)
         return (summary["mean"], summary["std"]) if return_std else summary["mean"]
 
-    def predict_interval(self, X: Any, prob: float = 0.94) -> np.ndarray:
+    def predict_frame(self, X: Any, *, return_std: bool = False, interval_prob: float | None = None) -> pd.DataFrame:
+        check_flag(return_std, "return_std")
+        summary = self.predict_summary(X, interval_prob=interval_prob)
+        frame = pd.DataFrame({"prediction": summary["mean"]})
+        if return_std:
+            frame["std"] = summary["std"]
+        if interval_prob is not None:
+            frame["lower"] = summary["lower"]
+            frame["upper"] = summary["upper"]
+        return frame
+
+    def predict_interval(self, X: Any, prob: float = DEFAULT_INTERVAL_PROB) -> np.ndarray:
         """Central credible interval of the posterior predictive.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         prob : float, default=0.94
+            (:data:`DEFAULT_INTERVAL_PROB`)
             Probability mass inside the interval, in (0, 1).
 
         Returns
@@ -792,20 +615,6 @@ class BayesianRegressorMixin(RegressorMixin):
         """
         summary = self.predict_summary(X, interval_prob=prob)
         return np.column_stack([summary["lower"], summary["upper"]])
-
-
-def _check_feature_state(state: dict[str, Any]) -> None:
-    """``n_features_in_`` a positive int and ``feature_names_in_`` (if any) that many strings."""
-    n_features = state.get("n_features_in_")
-    if n_features is not None and (type(n_features) is not int or n_features < 1):
-        raise TypeError(f"n_features_in_ must be a positive integer; got {n_features!r}.")
-    names = state.get("feature_names_in_")
-    if names is None:
-        return
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise TypeError(f"feature_names_in_ must be a list of strings; got {names!r:.80}.")
-    if n_features is not None and len(names) != n_features:
-        raise ValueError(f"feature_names_in_ has {len(names)} names but n_features_in_ is {n_features}.")
 
 
 def _keep_training_inputs(idata: xr.DataTree, inputs: dict[str, np.ndarray]) -> None:
@@ -826,39 +635,20 @@ def log_mean_exp_over_draws(log_values: np.ndarray) -> np.ndarray:
     return logsumexp(log_values, axis=0) - np.log(len(log_values))
 
 
-def _check_target_given(estimator: BaseEstimator, y: Any) -> None:
-    if y is None:
-        raise ValueError(f"{type(estimator).__name__} requires y to be passed, but the target y is None.")
-
-
-def _check_probability(prob: Any) -> None:
-    if isinstance(prob, bool) or not isinstance(prob, Real) or not 0.0 < float(prob) < 1.0:
-        raise ValueError(f"The interval probability must be a number strictly between 0 and 1; got {prob!r}.")
-
-
 class BayesianClassifierMixin(ClassifierMixin):
     """Classification with posterior mean class probabilities.
 
     The likelihood must be ``pm.Bernoulli`` (two classes) or ``pm.Categorical`` over the
     class indices ``0..K-1`` that ``y`` holds in :meth:`BayesianEstimator.build_model`.
+
+    :meth:`predict_frame` gives ``prediction`` (the label) and ``proba_<class>`` per class.
     """
 
-    _fitted_state_attributes = ("n_features_in_", "feature_names_in_", "classes_")
+    fitted_state_attributes = ("n_features_in_", "feature_names_in_", "classes_")
 
-    def _validate_target(self, y: Any) -> np.ndarray:
-        _check_target_given(self, y)
-        y = column_or_1d(y, warn=True)
-        if y.dtype.kind == "f":
-            check_finite(y, what="y", bounded=False)
-        elif y.dtype == object and pd.isna(y).any():
-            raise ValueError(f"Input y contains a missing label (None or NaN) at row {int(np.flatnonzero(pd.isna(y))[0])}.")
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            (label,) = encoder.classes_.tolist()
-            raise ValueError(f"y has only one class ({label!r}); a classifier needs at least two.")
-        self.classes_ = encoder.classes_
-        return encoder.transform(y).astype(np.int64)
+    def _target(self, y: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        classes, codes = class_labels(self, y)
+        return codes, {"classes_": classes}
 
     def _predictive_outputs(self, model, inputs, uniform):
         distribution = self.predictive_distribution(model, inputs)
@@ -885,12 +675,19 @@ class BayesianClassifierMixin(ClassifierMixin):
         ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``.
         """
-        inputs = self._validate_features(X, reset=False)
+        inputs = self._inputs(X)
         summary = self.posterior_predictor().map_rows(
             inputs, lambda outputs: {"proba": outputs[0].mean(axis=0)}, width=len(self.classes_)
         )
         check_finite_predictions(summary, inputs)
         return summary["proba"]
+
+    def predict_frame(self, X: Any) -> pd.DataFrame:
+        proba = self.predict_proba(X)
+        frame = pd.DataFrame({"prediction": self.classes_[np.argmax(proba, axis=1)]})
+        for column, label in enumerate(self.classes_):
+            frame[f"proba_{label}"] = proba[:, column]
+        return frame
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class under the posterior mean probabilities.
@@ -918,7 +715,7 @@ class BayesianClassifierMixin(ClassifierMixin):
         ndarray of shape (n_draws, n_samples)
             Class labels.
         """
-        inputs = self._validate_features(X, reset=False)
+        inputs = self._inputs(X)
         predictor = self.posterior_predictor()
         (proba,) = predictor(inputs)
         cumulative = np.cumsum(proba, axis=-1)
@@ -932,10 +729,14 @@ class BayesianDensityMixin(DensityMixin):
 
     Subclasses take ``n_components``, observe ``X`` itself in :meth:`build_model`
     (``build_model(self, X)``, no ``y``) and implement :meth:`component_log_density`.
+
+    :meth:`predict_frame` gives ``prediction`` (the most probable component),
+    ``proba_<k>`` per component ``k`` (its posterior mean responsibility) and
+    ``log_density`` (the log posterior predictive density of the row).
     """
 
-    def _validate_target(self, y: Any) -> None:
-        return None  # unsupervised: y is ignored, as in scikit-learn
+    def _target(self, y: Any) -> tuple[None, dict[str, Any]]:
+        return None, {}  # unsupervised: y is ignored, as in scikit-learn
 
     def component_log_density(self, model: pm.Model, inputs: dict) -> pt.TensorVariable:
         """``log weight_k + log p(x | component k)`` of each new row under one posterior draw.
@@ -971,7 +772,7 @@ class BayesianDensityMixin(DensityMixin):
             ``log_density`` of shape (n_samples,): the log of the density averaged over the
             posterior draws; ``proba`` of shape (n_samples, n_components).
         """
-        inputs = self._validate_features(X, reset=False)
+        inputs = self._inputs(X)
 
         def summarize(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
             log_density, responsibilities = outputs
@@ -1021,6 +822,15 @@ class BayesianDensityMixin(DensityMixin):
         ndarray of shape (n_samples, n_components)
         """
         return self.predict_summary(X)["proba"]
+
+    def predict_frame(self, X: Any) -> pd.DataFrame:
+        summary = self.predict_summary(X)
+        proba = summary["proba"]
+        frame = pd.DataFrame({"prediction": np.argmax(proba, axis=1)})
+        for component in range(proba.shape[1]):
+            frame[f"proba_{component}"] = proba[:, component]
+        frame["log_density"] = summary["log_density"]
+        return frame
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of each row.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
@@ -21,27 +20,10 @@ import pytensor
 import xarray as xr
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
-INFERENCE_METHODS = ("advi", "nuts")
+from estimators.settings import InferenceSettings
 
 #: Iterations per window of the ADVI plateau schedule (full-batch fits).
 PLATEAU_WINDOW = 100
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How to fit: the inference-related constructor arguments of an estimator."""
-
-    method: str
-    n_draws: int
-    n_tune: int
-    n_chains: int
-    max_iter: int
-    tol: float
-    learning_rate: float
-    random_seed: int
-    progressbar: bool
-    #: ADVI on random minibatches of this many rows (None: the full data every step).
-    batch_size: int | None = None
 
 
 def resolve_progressbar(progressbar: bool | None) -> bool:
@@ -120,10 +102,12 @@ def minibatch_replacements(model: pm.Model, row_data: Sequence[str], batch_size:
     return dict(zip(containers, batches if len(containers) > 1 else [batches]))
 
 
-def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> xr.DataTree:
+def fit_advi(
+    model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = (), batch_size: int | None = None
+) -> xr.DataTree:
     """Fit mean-field ADVI until the loss converges, then draw from the approximation.
 
-    With ``settings.batch_size``, each step uses a random minibatch of the rows of the
+    With ``batch_size``, each step uses a random minibatch of the rows of the
     containers named in ``row_data`` (see :func:`minibatch_replacements`); the loss history
     is then that of the minibatches, scaled by PyMC to one minibatch's worth of data. A
     minibatch's loss is noisier, so the plateau windows are ``sqrt(n_rows / batch_size)``
@@ -134,11 +118,11 @@ def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
     learning_rate = pytensor.shared(np.float64(settings.learning_rate), name="learning_rate")
     replacements = {}
     window = PLATEAU_WINDOW
-    if settings.batch_size is not None:
-        replacements = minibatch_replacements(model, row_data, settings.batch_size)
+    if batch_size is not None:
+        replacements = minibatch_replacements(model, row_data, batch_size)
         if replacements:
             n_rows = len(model[row_data[0]].get_value())
-            window = int(np.ceil(PLATEAU_WINDOW * np.sqrt(n_rows / settings.batch_size)))
+            window = int(np.ceil(PLATEAU_WINDOW * np.sqrt(n_rows / batch_size)))
     schedule = PlateauSchedule(learning_rate, window=window, tol=settings.tol)
     with model:
         approx = pm.fit(
@@ -162,17 +146,19 @@ def fit_advi(model: pm.Model, settings: InferenceSettings, row_data: Sequence[st
         attrs={
             "converged": int(schedule.converged),
             "max_iter": settings.max_iter,
-            **({"batch_size": settings.batch_size, "plateau_window": window} if replacements else {}),
+            **({"batch_size": batch_size, "plateau_window": window} if replacements else {}),
         },
     )
     return idata
 
 
-def fit_nuts(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> xr.DataTree:
+def fit_nuts(
+    model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = (), batch_size: int | None = None
+) -> xr.DataTree:
     """Sample the posterior with PyMC's own NUTS sampler (on the full data: no minibatches)."""
-    if settings.batch_size is not None:
+    if batch_size is not None:
         raise ValueError(
-            f"batch_size={settings.batch_size} applies to ADVI only: NUTS samples the exact "
+            f"batch_size={batch_size} applies to ADVI only: NUTS samples the exact "
             "posterior and needs the full data at every step. Set batch_size=None to use NUTS, "
             'or inference="advi" to fit on minibatches.'
         )
@@ -206,11 +192,13 @@ def _interrupted(where: str) -> None:
     raise KeyboardInterrupt(f"The fit was interrupted: {where}; no estimator was fitted.")
 
 
-def fit_posterior(model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = ()) -> xr.DataTree:
-    """Fit ``model`` with the method named in ``settings``.
+def fit_posterior(
+    model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = (), batch_size: int | None = None
+) -> xr.DataTree:
+    """Fit ``model`` with the method named in ``settings.inference``.
 
     ``row_data`` names the data containers indexed by training row (inputs and target):
-    the ones that minibatches slice when ``settings.batch_size`` is set.
+    the ones that minibatches of ``batch_size`` rows slice (None: the full data).
     """
     fitters = {"advi": fit_advi, "nuts": fit_nuts}
-    return fitters[settings.method](model, settings, row_data)
+    return fitters[settings.inference](model, settings, row_data, batch_size)

@@ -66,7 +66,7 @@ def class_likelihood(
     n_classes : int
         K, the number of classes.
     total_size : int, optional
-        Number of training rows, for fitting on minibatches (see ``batch_size``).
+        Number of training rows, for fitting on minibatches (see ``BayesianEstimator.minibatch_size``).
     """
     if n_classes == 2:
         return pm.Bernoulli(

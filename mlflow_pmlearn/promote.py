@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from sklearn.base import is_classifier
 from sklearn.metrics import accuracy_score, log_loss
 
 from estimators.base import BayesianEstimator
@@ -52,6 +51,31 @@ def crps(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
     return to_target - spread / 2
 
 
+def _classification_scores(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
+    proba = estimator.predict_proba(X)
+    labels = np.asarray(y)
+    one_hot = (labels[:, None] == estimator.classes_[None, :]).astype(float)
+    return {
+        "log_loss": float(log_loss(labels, proba, labels=estimator.classes_)),
+        "brier_score": float(np.mean(np.sum((proba - one_hot) ** 2, axis=1))),
+        "accuracy": float(accuracy_score(labels, estimator.classes_[np.argmax(proba, axis=1)])),
+    }
+
+
+def _regression_scores(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
+    target = np.asarray(y, dtype=np.float64).ravel()
+    interval = estimator.predict_interval(X, prob=INTERVAL_PROB)
+    return {
+        "log_predictive_density": float(estimator.log_predictive_density(X, target).mean()),
+        "crps": float(crps(estimator.sample_posterior_predictive(X), target).mean()),
+        "coverage_90": float(np.mean((interval[:, 0] <= target) & (target <= interval[:, 1]))),
+    }
+
+
+#: The proper scoring rules of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
+_SCORING_RULES = {"classifier": _classification_scores, "regressor": _regression_scores}
+
+
 def scoring_rules(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
     """Proper scoring rules of ``estimator`` on held-out ``X, y``.
 
@@ -61,23 +85,18 @@ def scoring_rules(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, flo
         Regressors: ``log_predictive_density`` (mean per row, higher is better), ``crps``
         (lower is better), ``coverage_90``. Classifiers: ``log_loss``, ``brier_score``
         (lower is better), ``accuracy``.
+
+    Raises
+    ------
+    MlflowException
+        For an estimator that is neither (a density model has no target to score).
     """
-    if is_classifier(estimator):
-        proba = estimator.predict_proba(X)
-        labels = np.asarray(y)
-        one_hot = (labels[:, None] == estimator.classes_[None, :]).astype(float)
-        return {
-            "log_loss": float(log_loss(labels, proba, labels=estimator.classes_)),
-            "brier_score": float(np.mean(np.sum((proba - one_hot) ** 2, axis=1))),
-            "accuracy": float(accuracy_score(labels, estimator.classes_[np.argmax(proba, axis=1)])),
-        }
-    target = np.asarray(y, dtype=np.float64).ravel()
-    interval = estimator.predict_interval(X, prob=INTERVAL_PROB)
-    return {
-        "log_predictive_density": float(estimator.log_predictive_density(X, target).mean()),
-        "crps": float(crps(estimator.sample_posterior_predictive(X), target).mean()),
-        "coverage_90": float(np.mean((interval[:, 0] <= target) & (target <= interval[:, 1]))),
-    }
+    kind = estimator.__sklearn_tags__().estimator_type
+    if kind not in _SCORING_RULES:
+        raise MlflowException.invalid_parameter_value(
+            f"{type(estimator).__name__} is a {kind}; promotion compares regressors or classifiers on held-out targets."
+        )
+    return _SCORING_RULES[kind](estimator, X, y)
 
 
 #: The rule that decides, and whether higher is better.

@@ -5,38 +5,38 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.types.schema import ParamSchema, ParamSpec
-from sklearn.base import is_classifier
 
-from estimators.base import BayesianDensityMixin, BayesianEstimator, check_flag
+from estimators.base import BayesianEstimator
 
 #: Environment variable: most rows one ``predict`` call accepts (0: no limit).
 MAX_ROWS_VARIABLE = "MLFLOW_PMLEARN_MAX_ROWS"
 DEFAULT_MAX_ROWS = 100_000
+#: MLflow's parameter type of each Python type a prediction parameter takes.
+_PARAM_TYPES = {bool: "boolean", float: "double", int: "long", str: "string"}
 
 
 def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
-    """The inference-time parameters the wrapper accepts, for the model signature."""
-    if is_classifier(estimator) or isinstance(estimator, BayesianDensityMixin):
+    """The inference-time parameters the wrapper accepts, as the estimator declares them."""
+    if not estimator.prediction_params:
         return None
     return ParamSchema(
-        [ParamSpec("return_std", "boolean", False), ParamSpec("interval_prob", "double", None)]
+        [
+            ParamSpec(name, _PARAM_TYPES[type(estimator.all_columns_params[name])], default)
+            for name, default in estimator.prediction_params.items()
+        ]
     )
 
 
 class PmlearnModelWrapper:
-    """pyfunc face of a fitted estimator.
+    """pyfunc face of a fitted estimator: its ``predict_frame``, with a row limit and 4xx errors.
 
-    Regressors return ``prediction`` (posterior predictive mean), plus ``std`` with
-    ``params={"return_std": True}`` and ``lower``/``upper`` with
-    ``params={"interval_prob": p}``. Classifiers return ``prediction`` (the label) and one
-    ``proba_<class>`` column per class. Density models (mixtures) return ``prediction``
-    (the most probable component), one ``proba_<k>`` column per component ``k`` (its
-    posterior mean responsibility) and ``log_density`` (the log posterior predictive
-    density of the row).
+    The columns and params are those the estimator's kind declares: for regressors
+    ``prediction``, plus ``std`` with ``params={"return_std": True}`` and ``lower``/``upper``
+    with ``params={"interval_prob": p}``; for classifiers ``prediction`` and
+    ``proba_<class>``; for density models ``prediction``, ``proba_<k>`` and ``log_density``.
     """
 
     def __init__(self, estimator: BayesianEstimator):
@@ -58,7 +58,8 @@ class PmlearnModelWrapper:
             Rows with the training columns; at most ``MLFLOW_PMLEARN_MAX_ROWS`` (default
             100,000) per call.
         params : dict, optional
-            ``return_std`` (bool) and ``interval_prob`` (float in (0, 1)), for regressors.
+            The estimator's ``prediction_params`` (regressors: ``return_std``, a bool, and
+            ``interval_prob``, a float in (0, 1)).
         """
         params = params or {}
         n_rows = len(data)
@@ -68,38 +69,6 @@ class PmlearnModelWrapper:
                 f"call. Send smaller batches, or raise the limit with {MAX_ROWS_VARIABLE} (0: none)."
             )
         try:
-            if is_classifier(self.estimator):
-                return self._classify(data)
-            if isinstance(self.estimator, BayesianDensityMixin):
-                return self._describe_density(data)
-            return self._regress(data, **params)
+            return self.estimator.predict_frame(data, **params)
         except (ValueError, TypeError) as error:
             raise MlflowException.invalid_parameter_value(str(error)) from error
-
-    def _regress(self, data: Any, return_std: bool = False, interval_prob: float | None = None) -> pd.DataFrame:
-        check_flag(return_std, "return_std")
-        summary = self.estimator.predict_summary(data, interval_prob=interval_prob)
-        frame = pd.DataFrame({"prediction": summary["mean"]})
-        if return_std:
-            frame["std"] = summary["std"]
-        if interval_prob is not None:
-            frame["lower"] = summary["lower"]
-            frame["upper"] = summary["upper"]
-        return frame
-
-    def _classify(self, data: Any) -> pd.DataFrame:
-        proba = self.estimator.predict_proba(data)
-        classes = self.estimator.classes_
-        frame = pd.DataFrame({"prediction": classes[np.argmax(proba, axis=1)]})
-        for column, label in enumerate(classes):
-            frame[f"proba_{label}"] = proba[:, column]
-        return frame
-
-    def _describe_density(self, data: Any) -> pd.DataFrame:
-        summary = self.estimator.predict_summary(data)
-        proba = summary["proba"]
-        frame = pd.DataFrame({"prediction": np.argmax(proba, axis=1)})
-        for component in range(proba.shape[1]):
-            frame[f"proba_{component}"] = proba[:, component]
-        frame["log_density"] = summary["log_density"]
-        return frame

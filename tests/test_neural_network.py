@@ -195,6 +195,9 @@ class KnownNoiseRegression(BayesianRegressorMixin, BayesianEstimator):
         self.batch_size = batch_size
         self.declare_total_size = declare_total_size
 
+    def minibatch_size(self):
+        return self.batch_size
+
     def build_model(self, X, y):
         coef = pm.Normal("coef", 0.0, 10.0, shape=X.get_value().shape[1])
         total_size = len(X.get_value()) if self.declare_total_size else None

@@ -6,11 +6,13 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from properscoring_reference import crps_gaussian_reference
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
-from mlflow_pmlearn.promote import crps, main, promote
+from estimators.mixture import GaussianMixture
+from mlflow_pmlearn.promote import crps, main, promote, scoring_rules
 from tests.conftest import FAST
 
 
@@ -75,3 +77,10 @@ def test_classifiers_are_compared_by_log_loss(mlflow_experiment, binary_data):
     assert result.promoted
     assert result.candidate_scores["log_loss"] < result.champion_scores["log_loss"]
     assert result.candidate_scores["brier_score"] < result.champion_scores["brier_score"]
+
+
+def test_density_models_are_refused_by_name():
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    mixture = GaussianMixture(n_components=2, **FAST).fit(X)
+    with pytest.raises(MlflowException, match="GaussianMixture is a density_estimator; promotion compares regressors or classifiers"):
+        scoring_rules(mixture, X, None)

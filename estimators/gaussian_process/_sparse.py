@@ -156,7 +156,7 @@ class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMix
         "approx": [StrOptions({"vfe", "fitc"})],
         "inducing_points": [StrOptions({"kmeans", "random"})],
     }
-    _fitted_state_attributes = (*BayesianEstimator._fitted_state_attributes, "inducing_points_")
+    fitted_state_attributes = (*BayesianEstimator.fitted_state_attributes, "inducing_points_")
 
     def __init__(
         self,
@@ -182,11 +182,8 @@ class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMix
         self.prior_scale_amplitude = prior_scale_amplitude
         self.prior_scale_noise = prior_scale_noise
 
-    def _inputs_from_features(self, X: Any, *, reset: bool) -> dict[str, np.ndarray]:
-        inputs = super()._inputs_from_features(X, reset=reset)
-        if reset:
-            self.inducing_points_ = self._place_inducing_points(inputs["X"])
-        return inputs
+    def learn_from_features(self, X: Any) -> dict[str, Any]:
+        return {"inducing_points_": self._place_inducing_points(self.model_inputs(X)["X"])}
 
     def _place_inducing_points(self, X: np.ndarray) -> np.ndarray:
         """``n_inducing`` points (fewer if there are fewer distinct rows), in the units of ``X``."""

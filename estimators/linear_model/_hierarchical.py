@@ -10,7 +10,8 @@ import pandas as pd
 import pymc as pm
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianClassifierMixin, BayesianEstimator, numeric_matrix
+from estimators.base import BayesianClassifierMixin, BayesianEstimator
+from estimators.validation import numeric_matrix
 from estimators.modeling import class_likelihood, standardized
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
@@ -74,7 +75,8 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
         "prior_scale_coef": _POSITIVE,
         "prior_scale_group": _POSITIVE,
     }
-    _fitted_state_attributes = (*BayesianClassifierMixin._fitted_state_attributes, "groups_")
+    input_names = ("X", "group")
+    fitted_state_attributes = (*BayesianClassifierMixin.fitted_state_attributes, "groups_")
 
     def __init__(
         self,
@@ -91,9 +93,6 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
         self.prior_scale_coef = prior_scale_coef
         self.prior_scale_group = prior_scale_group
 
-    def _input_names(self) -> list[str]:
-        return ["X", "group"]
-
     def _group_position(self, X: Any) -> int:
         n_columns = X.shape[1]
         if isinstance(self.group_col, str):
@@ -109,7 +108,8 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
             raise ValueError(f"group_col={self.group_col} is out of range for X with {n_columns} columns.")
         return self.group_col
 
-    def _inputs_from_features(self, X: Any, *, reset: bool) -> dict[str, np.ndarray]:
+    def _split_group(self, X: Any) -> tuple[np.ndarray, Any, np.ndarray | None]:
+        """The group labels (checked), the other features, and those features' names."""
         position = self._group_position(X)
         if isinstance(X, pd.DataFrame):
             labels = X.iloc[:, position].to_numpy()
@@ -141,13 +141,19 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
                 f"X has 1 feature(s), the group column alone; {type(self).__name__} needs at "
                 "least one feature besides the group."
             )
-        if reset:
-            self.groups_ = np.unique(labels)
-        codes = pd.Index(self.groups_).get_indexer(labels)
-        codes[codes < 0] = len(self.groups_)  # unseen groups: the population-level slot
         feature_names = getattr(self, "feature_names_in_", None)
         if feature_names is not None:
             feature_names = np.delete(feature_names, position)
+        return labels, features, feature_names
+
+    def learn_from_features(self, X: Any) -> dict[str, Any]:
+        labels, _, _ = self._split_group(X)
+        return {"groups_": np.unique(labels)}
+
+    def model_inputs(self, X: Any) -> dict[str, np.ndarray]:
+        labels, features, feature_names = self._split_group(X)
+        codes = pd.Index(self.groups_).get_indexer(labels)
+        codes[codes < 0] = len(self.groups_)  # unseen groups: the population-level slot
         return {"X": numeric_matrix(features, feature_names), "group": codes.astype(np.int64)}
 
     def training_sample(self, n_rows: int = 5) -> pd.DataFrame | np.ndarray:

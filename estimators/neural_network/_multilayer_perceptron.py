@@ -147,6 +147,9 @@ class MLPClassifier(BayesianClassifierMixin, BayesianEstimator):
             )
         return tuple(int(size) for size in sizes)
 
+    def minibatch_size(self) -> int | None:
+        return self.batch_size
+
     def build_model(self, X, y):
         X_std, _, _ = standardized(X)
         n_classes = len(self.classes_)

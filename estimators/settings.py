@@ -1,0 +1,84 @@
+"""The inference settings every estimator takes, declared once: defaults, valid values and docs.
+
+:class:`InferenceSettings` is the declaration. The base estimator's ``__init__`` signature,
+its ``_parameter_constraints``, the Parameters section of its docstring and the settings
+object a fit runs with are all derived from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import textwrap
+from numbers import Integral, Real
+from typing import Any
+
+from sklearn.utils._param_validation import Interval, StrOptions
+
+INFERENCE_METHODS = ("advi", "nuts")
+
+
+def _setting(default: Any, constraints: list, kind: str, doc: str) -> Any:
+    return dataclasses.field(default=default, metadata={"constraints": constraints, "kind": kind, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings:
+    """How an estimator is fitted: its inference settings, as given to ``__init__``."""
+
+    inference: str = _setting(
+        "advi", [StrOptions(set(INFERENCE_METHODS))], '{"advi", "nuts"}',
+        "How to fit: mean-field ADVI stopped when the loss converges, or PyMC's NUTS sampler.",
+    )
+    n_draws: int = _setting(
+        1000, [Interval(Integral, 1, None, closed="left")], "int",
+        "Posterior draws kept: drawn from the ADVI approximation, or per NUTS chain.",
+    )
+    n_tune: int = _setting(1000, [Interval(Integral, 0, None, closed="left")], "int", "NUTS tuning steps per chain.")
+    n_chains: int = _setting(2, [Interval(Integral, 1, None, closed="left")], "int", "NUTS chains.")
+    max_iter: int = _setting(
+        20_000, [Interval(Integral, 1, None, closed="left")], "int",
+        "Most ADVI iterations, if the loss has not converged before.",
+    )
+    tol: float = _setting(
+        1e-4, [Interval(Real, 0, None, closed="neither")], "float",
+        "ADVI plateau threshold: when the mean loss of the last 100 iterations improves on the "
+        "100 before by less than this fraction, the learning rate is divided by ten; at the "
+        "third plateau the fit has converged and stops.",
+    )
+    learning_rate: float = _setting(
+        0.05, [Interval(Real, 0, None, closed="neither")], "float", "Initial Adam learning rate of ADVI."
+    )
+    random_seed: int | None = _setting(
+        None, [Interval(Integral, 0, 2**32 - 1, closed="both"), None], "int or None",
+        "Seed of the fit and of the predictive draws; the same seed gives the same posterior "
+        "and predictions.",
+    )
+    progressbar: bool | None = _setting(
+        None, ["boolean", None], "bool or None",
+        "PyMC's progress bar; by default shown only when standard error is a terminal.",
+    )
+
+    @classmethod
+    def of(cls, estimator: Any, **resolved: Any) -> InferenceSettings:
+        """The settings of ``estimator`` (its attributes), with ``resolved`` values in place."""
+        return cls(**{name: getattr(estimator, name) for name in SETTING_NAMES} | resolved)
+
+
+_FIELDS = dataclasses.fields(InferenceSettings)
+SETTING_NAMES = tuple(field.name for field in _FIELDS)
+PARAMETER_CONSTRAINTS = {field.name: field.metadata["constraints"] for field in _FIELDS}
+#: The settings as keyword-only ``__init__`` parameters, with their defaults.
+INIT_PARAMETERS = tuple(
+    inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default) for field in _FIELDS
+)
+
+
+def parameters_doc(indent: str = "    ") -> str:
+    """The settings as the entries of a numpydoc Parameters section."""
+    entries = []
+    for field in _FIELDS:
+        default = f'"{field.default}"' if isinstance(field.default, str) else field.default
+        entries.append(f"{indent}{field.name} : {field.metadata['kind']}, default={default}")
+        entries.append(textwrap.fill(field.metadata["doc"], 88, initial_indent=indent * 2, subsequent_indent=indent * 2))
+    return "\n".join(entries)
