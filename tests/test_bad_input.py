@@ -1,12 +1,15 @@
 """Bad input, everywhere it enters: estimator ``fit`` and ``predict``, pyfunc ``predict``, the endpoint.
 
-Each case of the tables below runs at every entry point where it applies. A refused input
+Each case of the tables below (features, inference parameters, training targets, the
+group column, requests) runs at every entry point where it applies. A refused input
 raises ``ValueError``/``TypeError`` (estimator), ``MlflowException`` with HTTP code 400
 (pyfunc) or gets an HTTP 400 answer (415 for an unsupported content type) from a real
 ``mlflow models serve`` process, one per module, which must still answer a good request
 afterwards; in every case the message names the problem: the column, the row, the value,
-the dtype or the shape. An accepted input gives the same answer as the well-formed input
-it stands for.
+the dtype or the shape. At the estimator, the whole error is pinned: its type and its
+words. An accepted input gives the same answer as the well-formed input it stands for.
+Arrays without column names are the estimator's input only: the pyfunc and the endpoint
+match columns by the signature's names.
 
 Decisions, where an input could be read either way:
 
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow.pyfunc
@@ -189,10 +192,18 @@ def _assert_names_problem(message: Any, patterns: tuple[str, ...], where: str) -
         assert re.search(pattern, message, flags=re.DOTALL), f"{where}: {pattern!r} not in {message[-600:]!r}"
 
 
-def _assert_same_answer(got: Any, expected: Any, where: str) -> None:
+def _says(error: str, *at: str) -> dict[str, tuple[str, ...]]:
+    """``error``, ``Type: message`` (a regex matched from the start), as the estimator's whole
+    error at the entry points ``at`` (default: fit and predict)."""
+    return {entry: (f"^{error}",) for entry in at or (FIT, PREDICT)}
+
+
+def _assert_same_answer(got: Any, expected: Any, where: str, *, exact: bool = False) -> None:
+    """``got`` is an answer equal to ``expected``: to the last bit if ``exact``, else to a relative 1e-12."""
     assert not isinstance(got, str), f"{where}: refused ({got[-600:]}), but should be accepted"
+    tolerance = {"check_exact": True} if exact else {"rtol": 1e-12}
     pd.testing.assert_frame_equal(
-        pd.DataFrame(got).reset_index(drop=True), pd.DataFrame(expected).reset_index(drop=True), rtol=1e-12, obj=where
+        pd.DataFrame(got).reset_index(drop=True), pd.DataFrame(expected).reset_index(drop=True), obj=where, **tolerance
     )
 
 
@@ -211,6 +222,17 @@ def _set(column: str, row: int, value: Any) -> Callable[[pd.DataFrame], pd.DataF
     return make
 
 
+def _array_with(row: int, column: int, value: Any) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The features as an array, without column names, with ``value`` at (``row``, ``column``)."""
+
+    def make(X: pd.DataFrame) -> np.ndarray:
+        array = np.array(X, dtype=np.float64 if isinstance(value, float) else object)
+        array[row, column] = value
+        return array
+
+    return make
+
+
 def _booleans(X: pd.DataFrame) -> pd.DataFrame:
     return X.assign(x1=X["x1"] > 0)
 
@@ -223,8 +245,9 @@ def _booleans_as_numbers(X: pd.DataFrame) -> pd.DataFrame:
 class FrameCase:
     """A bad (or doubtful) set of features: refused where it applies, unless accepted.
 
-    ``names``: patterns every refusal's message must contain. ``accepted_at``: entry points
-    that accept it, answering as for ``same_as(X)`` (default: ``X`` itself).
+    ``names``: patterns every refusal's message must contain. ``says``: more patterns, by
+    entry point (the estimator's whole error, see :func:`_says`). ``accepted_at``: entry
+    points that accept it, answering as for ``same_as(X)`` (default: ``X`` itself).
     ``unclear_at``: entry points where MLflow's schema enforcement, which runs before the
     model, refuses it (4xx) in words that do not name the problem: an expected failure,
     reported, that turns into a test failure once MLflow's words do name it.
@@ -234,37 +257,73 @@ class FrameCase:
     make: Callable[[pd.DataFrame], Any]
     names: tuple[str, ...]
     at: tuple[str, ...] = EVERYWHERE
+    says: dict[str, tuple[str, ...]] = field(default_factory=dict)
     accepted_at: tuple[str, ...] = ()
     same_as: Callable[[pd.DataFrame], pd.DataFrame] = lambda X: X
     unclear_at: tuple[str, ...] = ()
 
 
+#: The estimator's refusal of a column that is not numeric: ``.format(column, dtype, value, row)``.
+_NOT_NUMERIC = r"ValueError: Column '{}' of X has dtype {} \(the value {} at row {}\); the features must be numeric\.$"
+_TOO_LARGE = r", too large to compute with: values must be at most 1\.3e\+154 in magnitude"
+_FITTED_ON = r"; LinearRegression was fitted on the columns \['x0', 'x1', 'x2'\]\.$"
+
 FRAME_CASES = [
-    FrameCase("NaN", _set("x1", 1, np.nan), ("NaN", "'x1'", "row 1")),
-    FrameCase("infinity", _set("x0", 2, np.inf), ("infinity", "'x0'", "row 2")),
-    FrameCase("minus infinity", _set("x2", 0, -np.inf), ("infinity", "'x2'", "row 0")),
-    FrameCase("None in a float column", _set("x1", 1, None), ("'x1'", "row 1", "None|NaN")),
-    FrameCase("string in a numeric column", _set("x1", 1, "abc"), ("x1", "abc")),
+    FrameCase("NaN", _set("x1", 1, np.nan), ("NaN", "'x1'", "row 1"),
+              says=_says(r"ValueError: Input X contains NaN in column 'x1', row 1 \(1 non-finite value\(s\) in all\)\.$")),
+    FrameCase("infinity", _set("x0", 2, np.inf), ("infinity", "'x0'", "row 2"),
+              says=_says(r"ValueError: Input X contains infinity in column 'x0', row 2 \(")),
+    FrameCase("minus infinity", _set("x2", 0, -np.inf), ("infinity", "'x2'", "row 0"),
+              says=_says(r"ValueError: Input X contains infinity in column 'x2', row 0 \(")),
+    FrameCase("infinity in an array", _array_with(3, 2, np.inf), ("infinity", "row 3"), at=(FIT, PREDICT),
+              says={**_says(r"ValueError: Input X contains infinity in column 2 \(0-based\), row 3 \(", FIT),
+                    **_says(r"ValueError: Input X contains infinity in column 'x2', row 3 \(", PREDICT)}),
+    FrameCase("None in a float column", _set("x1", 1, None), ("'x1'", "row 1", "None|NaN"),
+              says=_says(_NOT_NUMERIC.format("x1", "object", "None", 1))),
+    FrameCase("string in a numeric column", _set("x1", 1, "abc"), ("x1", "abc"),
+              says=_says(_NOT_NUMERIC.format("x1", "object", "'abc'", 1))),
     FrameCase("numeric strings", lambda X: X.assign(x1=X["x1"].map(repr)), ("x1", "str"), accepted_at=(ENDPOINT,),
-              same_as=lambda X: X),
+              same_as=lambda X: X, says=_says(_NOT_NUMERIC.format("x1", r"\S+", r"'-?[\d.e+-]+'", 0))),
+    FrameCase("string in an array", _array_with(2, 1, "abc"), ("non-numeric value 'abc'", "row 2"), at=(FIT, PREDICT),
+              says={**_says(r"ValueError: X has a non-numeric value 'abc' in column 1 \(0-based\), row 2 \(", FIT),
+                    **_says(r"ValueError: X has a non-numeric value 'abc' in column 'x1', row 2 \(", PREDICT)}),
+    FrameCase("a dict in an array", _array_with(3, 0, {"a": 1}), (r"non-numeric value \{'a': 1\}", "row 3"), at=(FIT, PREDICT),
+              says={**_says(r"TypeError: X has a non-numeric value \{'a': 1\} in column 0 \(0-based\), row 3 \(", FIT),
+                    **_says(r"TypeError: X has a non-numeric value \{'a': 1\} in column 'x0', row 3 \(", PREDICT)}),
     FrameCase("booleans", _booleans, ("x1", "bool"), accepted_at=(FIT, PREDICT, ENDPOINT), same_as=_booleans_as_numbers),
     FrameCase("nullable integers with <NA>", lambda X: X.assign(x1=pd.array([1, None, *range(len(X) - 2)], dtype="Int64")),
-              ("x1", "NaN|Int64"), at=(FIT, PREDICT, PYFUNC)),
-    FrameCase("datetime column", lambda X: X.assign(x1=pd.Timestamp("2024-01-01")), ("x1", "datetime64"), at=(FIT, PREDICT, PYFUNC)),
-    FrameCase("complex values", lambda X: X.assign(x1=X["x1"] + 1j), ("[Cc]omplex",), at=(FIT, PREDICT, PYFUNC)),
-    FrameCase("a list in a cell", _set("x0", 0, [1.0, 2.0]), ("x0",)),
-    FrameCase("huge value 1e308", _set("x0", 0, 1e308), ("'x0'", "row 0", "1e\\+308", "too large")),
-    FrameCase("huge value -1e200", _set("x2", 3, -1e200), ("'x2'", "row 3", "-1e\\+200", "too large")),
-    FrameCase("wrong column count", lambda X: X.to_numpy()[:, :2], ("2 features|missing inputs",), at=AFTER_FIT),
-    FrameCase("one-dimensional array", lambda X: X.to_numpy()[0], ("2-D|missing inputs",), at=(FIT, PREDICT, PYFUNC, ENDPOINT)),
-    FrameCase("sparse matrix", lambda X: sparse.csr_matrix(X.to_numpy()), ("sparse",), at=(FIT, PREDICT)),
-    FrameCase("missing column", lambda X: X.drop(columns="x1"), ("missing", "x1"), at=AFTER_FIT),
-    FrameCase("renamed column", lambda X: X.rename(columns={"x1": "x1_new"}), ("missing", "x1"), at=AFTER_FIT),
+              ("x1", "NaN|Int64"), at=(FIT, PREDICT, PYFUNC),
+              says=_says(r"ValueError: Input X contains NaN in column 'x1', row 1 \(")),
+    FrameCase("datetime column", lambda X: X.assign(x1=pd.Timestamp("2024-01-01")), ("x1", "datetime64"), at=(FIT, PREDICT, PYFUNC),
+              says=_says(_NOT_NUMERIC.format("x1", r"datetime64\[\w+\]", r"Timestamp\('2024-01-01 00:00:00'\)", 0))),
+    FrameCase("complex values", lambda X: X.assign(x1=X["x1"] + 1j), ("[Cc]omplex",), at=(FIT, PREDICT, PYFUNC),
+              says=_says(r"ValueError: Complex data not supported: X has complex values; the features must be real\.$")),
+    FrameCase("complex array", lambda X: X.to_numpy() + 1j, ("[Cc]omplex",), at=(FIT, PREDICT),
+              says=_says(r"ValueError: Complex data not supported: X has complex values; the features must be real\.$")),
+    FrameCase("a list in a cell", _set("x0", 0, [1.0, 2.0]), ("x0",),
+              says=_says(_NOT_NUMERIC.format("x0", "object", r"\[1\.0, 2\.0\]", 0))),
+    FrameCase("huge value 1e308", _set("x0", 0, 1e308), ("'x0'", "row 0", "1e\\+308", "too large"),
+              says=_says(r"ValueError: Input X has the value 1e\+308 in column 'x0', row 0" + _TOO_LARGE)),
+    FrameCase("huge value -1e200", _set("x2", 3, -1e200), ("'x2'", "row 3", "-1e\\+200", "too large"),
+              says=_says(r"ValueError: Input X has the value -1e\+200 in column 'x2', row 3" + _TOO_LARGE)),
+    FrameCase("wrong column count", lambda X: X.to_numpy()[:, :2], ("2 features|missing inputs",), at=AFTER_FIT,
+              says=_says(r"ValueError: X has 2 features, but LinearRegression is expecting 3 features as input\.$", PREDICT)),
+    FrameCase("one-dimensional array", lambda X: X.to_numpy()[0], ("2-D|missing inputs",), at=(FIT, PREDICT, PYFUNC, ENDPOINT),
+              says=_says(r"ValueError: X must be 2-D \(rows x features\); got an array of shape \(3,\)\. Reshape your data with ")),
+    FrameCase("sparse matrix", lambda X: sparse.csr_matrix(X.to_numpy()), ("sparse",), at=(FIT, PREDICT),
+              says=_says(r"TypeError: LinearRegression does not support sparse input; pass a dense array")),
+    FrameCase("missing column", lambda X: X.drop(columns="x1"), ("missing", "x1"), at=AFTER_FIT,
+              says=_says(r"ValueError: X has missing column\(s\) \['x1'\]" + _FITTED_ON, PREDICT)),
+    FrameCase("renamed column", lambda X: X.rename(columns={"x1": "x1_new"}), ("missing", "x1"), at=AFTER_FIT,
+              says=_says(r"ValueError: X has missing column\(s\) \['x1'\] and unexpected column\(s\) \['x1_new'\]" + _FITTED_ON, PREDICT)),
     FrameCase("extra column", lambda X: X.assign(extra=1.0), ("unexpected column", "extra"), at=AFTER_FIT,
-              accepted_at=(PYFUNC, ENDPOINT)),
+              accepted_at=(PYFUNC, ENDPOINT), says=_says(r"ValueError: X has unexpected column\(s\) \['extra'\]" + _FITTED_ON, PREDICT)),
     FrameCase("duplicate column names", lambda X: pd.concat([X, X[["x2"]]], axis=1), ("[Dd]uplicate", "x2"),
-              unclear_at=(PYFUNC, ENDPOINT)),
-    FrameCase("empty frame", lambda X: X.iloc[:0], ("empty", "0 sample")),
+              unclear_at=(PYFUNC, ENDPOINT), says=_says(r"ValueError: X has duplicate column names: \['x2'\]\.$", PREDICT)),
+    FrameCase("empty frame", lambda X: X.iloc[:0], ("empty", "0 sample"),
+              says=_says(r"ValueError: X is empty: 0 sample\(s\) \(shape=\(0, 3\)\) while a minimum of 1 is required\.$")),
+    FrameCase("no columns", lambda X: X[[]], ("no columns", "0 feature"), at=(FIT,),
+              says=_says(r"ValueError: X has no columns: 0 feature\(s\) \(shape=\(80, 0\)\) while a minimum of 1 is required\.$", FIT)),
     FrameCase("reordered columns", lambda X: X[["x2", "x0", "x1"]], (), at=AFTER_FIT, accepted_at=AFTER_FIT),
     FrameCase("one row", lambda X: X.iloc[[3]], (), at=AFTER_FIT, accepted_at=AFTER_FIT,
               same_as=lambda X: X.iloc[[3]]),
@@ -279,6 +338,7 @@ def _by_entry_point(cases: list, name: Callable[[Any], str]) -> list:
     ]
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 @pytest.mark.parametrize("case, entry", _by_entry_point(FRAME_CASES, lambda case: case.name))
 def test_bad_features(case: FrameCase, entry: str, request, train, rows):
     regressor = request.getfixturevalue("regressor")
@@ -310,44 +370,54 @@ def test_bad_features(case: FrameCase, entry: str, request, train, rows):
     got = _outcome(lambda: answer(case.make))
     where = f"{case.name} @ {entry}"
     if entry in case.accepted_at:
-        _assert_same_answer(got, _outcome(lambda: answer(case.same_as)), where)
+        # At predict, the same model on the same numbers: the same answer to the last bit.
+        _assert_same_answer(got, _outcome(lambda: answer(case.same_as)), where, exact=entry == PREDICT)
     elif entry in case.unclear_at:
         assert isinstance(got, str), f"{where}: accepted, but should be refused"
         assert not all(re.search(pattern, got) for pattern in case.names), f"{where}: MLflow now names the problem"
         pytest.xfail(f"refused (4xx), but MLflow's schema enforcement says: {got[-150:]}")
     else:
-        _assert_names_problem(got, case.names, where)
+        _assert_names_problem(got, (*case.names, *case.says.get(entry, ())), where)
 
 
 # -- bad inference parameters ------------------------------------------------------------------
 
 
+def _not_a_probability(value: Any) -> str:
+    """The estimator's whole refusal of ``value`` as an interval probability."""
+    return rf"^ValueError: The interval probability must be a number strictly between 0 and 1; got {re.escape(repr(value))}\.$"
+
+
+#: name, params, patterns every refusal names, the estimator's whole error (at predict).
 PARAMS_CASES = [
-    ("return_std a string", {"return_std": "yes"}, ("return_std", "yes")),
-    ("interval_prob a string", {"interval_prob": "high"}, ("interval.prob", "high")),
-    ("interval_prob a boolean", {"interval_prob": True}, ("interval.prob", "True|bool")),
-    ("interval_prob 0", {"interval_prob": 0}, ("strictly between 0 and 1", "got 0")),
-    ("interval_prob 1", {"interval_prob": 1}, ("strictly between 0 and 1", "got 1")),
-    ("interval_prob 1.5", {"interval_prob": 1.5}, ("strictly between 0 and 1", "got 1.5")),
-    ("interval_prob -0.1", {"interval_prob": -0.1}, ("strictly between 0 and 1", "got -0.1")),
+    ("return_std a string", {"return_std": "yes"}, ("return_std", "yes"),
+     r"^TypeError: return_std must be True or False; got 'yes' \(str\)\.$"),
+    ("interval_prob a string", {"interval_prob": "high"}, ("interval.prob", "high"), _not_a_probability("high")),
+    ("interval_prob a numeric string", {"interval_prob": "0.9"}, ("interval.prob", r"0\.9"), _not_a_probability("0.9")),
+    ("interval_prob a boolean", {"interval_prob": True}, ("interval.prob", "True|bool"), _not_a_probability(True)),
+    ("interval_prob 0", {"interval_prob": 0}, ("strictly between 0 and 1", "got 0"), _not_a_probability(0)),
+    ("interval_prob 1", {"interval_prob": 1}, ("strictly between 0 and 1", "got 1"), _not_a_probability(1)),
+    ("interval_prob 1.5", {"interval_prob": 1.5}, ("strictly between 0 and 1", "got 1.5"), _not_a_probability(1.5)),
+    ("interval_prob -0.1", {"interval_prob": -0.1}, ("strictly between 0 and 1", "got -0.1"), _not_a_probability(-0.1)),
 ]
 
 
 @pytest.mark.parametrize(
-    "name, params, names, entry",
+    "name, params, names, says, entry",
     [
         pytest.param(*case, entry, id=f"{case[0]} @ {entry}", marks=[pytest.mark.slow] if entry == ENDPOINT else [])
         for case in PARAMS_CASES
         for entry in AFTER_FIT
     ],
 )
-def test_bad_params(name, params, names, entry, request, rows):
+def test_bad_params(name, params, names, says, entry, request, rows):
     if entry == PREDICT:
         regressor = request.getfixturevalue("regressor")
         if "return_std" in params:
             message = _outcome(lambda: regressor.predict(rows, return_std=params["return_std"]))
         else:
             message = _outcome(lambda: regressor.predict_interval(rows, prob=params["interval_prob"]))
+        names = (*names, says)
     elif entry == PYFUNC:
         message = _outcome(lambda: request.getfixturevalue("pyfunc").predict(rows, params=params))
     else:
@@ -376,32 +446,27 @@ def test_unknown_params_are_ignored(entry, request, rows):
 # -- bad training targets (fit only) -----------------------------------------------------------
 
 
-def test_nan_in_the_target(train):
+#: name, estimator, the target made from the good one, the estimator's whole error.
+TARGET_CASES = [
+    ("NaN", LinearRegression, lambda y: y.where(y.index != 9),
+     r"^ValueError: Input y contains NaN in row 9 \(1 non-finite value\(s\) in all\)\.$"),
+    ("huge value", LinearRegression, lambda y: y.where(y.index != 4, 1e300),
+     r"^ValueError: Input y has the value 1e\+300 in row 4, too large to compute with"),
+    ("shorter than the features", LinearRegression, lambda y: y.iloc[:-1],
+     r"^ValueError: X has 80 rows but y has 79; they must match\.$"),
+    ("text for a regressor", LinearRegression, lambda y: np.where(y > 0, "up", "down"),
+     r"^ValueError: y must be numeric for a regressor; got dtype <U4\.$"),
+    ("a missing class label", LogisticRegression, lambda y: np.where(y.index == 5, None, np.where(y > 0, "up", "down")),
+     r"^ValueError: Input y contains a missing label \(None or NaN\) at row 5\.$"),
+    ("a single class", LogisticRegression, lambda y: np.full(len(y), "yes"),
+     r"^ValueError: y has only one class \('yes'\); a classifier needs at least two\.$"),
+]
+
+
+@pytest.mark.parametrize("name, estimator, make, error", TARGET_CASES, ids=[case[0] for case in TARGET_CASES])
+def test_bad_targets(train, name, estimator, make, error):
     X, y = train
-    _assert_names_problem(_outcome(lambda: LinearRegression(**TINY_FIT).fit(X, y.where(y.index != 9))), ("NaN", "row 9"), "fit")
-
-
-def test_huge_target(train):
-    X, y = train
-    huge = y.where(y.index != 4, 1e300)
-    _assert_names_problem(_outcome(lambda: LinearRegression(**TINY_FIT).fit(X, huge)), ("y", "row 4", "too large"), "fit")
-
-
-def test_target_shorter_than_the_features(train):
-    X, y = train
-    _assert_names_problem(_outcome(lambda: LinearRegression(**TINY_FIT).fit(X, y.iloc[:-1])), ("80 rows", "79"), "fit")
-
-
-def test_text_target_for_a_regressor(train):
-    X, y = train
-    labels = np.where(y > 0, "up", "down")
-    _assert_names_problem(_outcome(lambda: LinearRegression(**TINY_FIT).fit(X, labels)), ("numeric", "dtype"), "fit")
-
-
-def test_single_class_at_classifier_fit(train):
-    X, _ = train
-    message = _outcome(lambda: LogisticRegression(**TINY_FIT).fit(X, np.full(len(X), "yes")))
-    _assert_names_problem(message, ("only one class", "'yes'"), "fit")
+    _assert_names_problem(_outcome(lambda: estimator(**TINY_FIT).fit(X, make(y))), (error,), f"{name} @ fit")
 
 
 # -- the hierarchical model's group column ---------------------------------------------------
@@ -433,15 +498,55 @@ def test_missing_group_label(hierarchical, entry):
         PREDICT: lambda: model.predict_proba(bad.head(5)),
         PYFUNC: lambda: pyfunc.predict(bad.head(5)),
     }
-    _assert_names_problem(_outcome(calls[entry]), ("store|group", "row 1", "None|NaN|missing"), entry)
+    says = _says(
+        r"ValueError: The group column has an invalid label (None|nan) at row 1; group labels must not be "
+        r"missing \(NaN, None\) or infinite \(inf\)\.$"
+    )
+    _assert_names_problem(_outcome(calls[entry]), ("store|group", "row 1", "None|NaN|missing", *says.get(entry, ())), entry)
 
 
-@pytest.mark.parametrize("entry", [PREDICT, PYFUNC])
+@pytest.mark.parametrize("entry", [FIT, PREDICT, PYFUNC])
 def test_missing_group_column(hierarchical, entry):
-    model, pyfunc, X, _ = hierarchical
-    bad = X.drop(columns="store").head(5)
-    call = (lambda: model.predict_proba(bad)) if entry == PREDICT else (lambda: pyfunc.predict(bad))
-    _assert_names_problem(_outcome(call), ("store",), entry)
+    model, pyfunc, X, y = hierarchical
+    bad = X.drop(columns="store")
+    calls = {
+        FIT: lambda: HierarchicalLogisticRegression(group_col="store", **TINY_FIT).fit(bad, y),
+        PREDICT: lambda: model.predict_proba(bad.head(5)),
+        PYFUNC: lambda: pyfunc.predict(bad.head(5)),
+    }
+    says = {
+        **_says(r"ValueError: X has no group column 'store'; its columns are \['x'\]\.$", FIT),
+        **_says(
+            r"ValueError: X has missing column\(s\) \['store'\]; HierarchicalLogisticRegression was fitted on the "
+            r"columns \['x', 'store'\]\.$",
+            PREDICT,
+        ),
+    }
+    _assert_names_problem(_outcome(calls[entry]), ("store", *says.get(entry, ())), entry)
+
+
+#: name, group_col, the features made from the good ones, the estimator's whole error.
+GROUP_FIT_CASES = [
+    ("group column named, X an array", "store", lambda X: X.to_numpy(),
+     r"^ValueError: group_col='store' names a column, but X has no column names; pass a DataFrame, or give "
+     r"group_col as a column position\.$"),
+    ("group column out of range", 9, lambda X: X, r"^ValueError: group_col=9 is out of range for X with 2 columns\.$"),
+    ("the group column alone", "store", lambda X: X[["store"]],
+     r"^ValueError: X has 1 feature\(s\), the group column alone; HierarchicalLogisticRegression needs at least one "
+     r"feature besides the group\.$"),
+]
+
+
+@pytest.mark.parametrize("name, group_col, make, error", GROUP_FIT_CASES, ids=[case[0] for case in GROUP_FIT_CASES])
+def test_group_column_that_X_cannot_give_at_fit(hierarchical, name, group_col, make, error):
+    _, _, X, y = hierarchical
+    message = _outcome(lambda: HierarchicalLogisticRegression(group_col=group_col, **TINY_FIT).fit(make(X), y))
+    _assert_names_problem(message, (error,), f"{name} @ fit")
+
+
+def test_group_column_is_matched_by_name(hierarchical):
+    model, _, X, _ = hierarchical
+    np.testing.assert_array_equal(model.predict_proba(X[["store", "x"]]), model.predict_proba(X))
 
 
 # -- predictions that overflow -----------------------------------------------------------------
