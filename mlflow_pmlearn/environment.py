@@ -21,7 +21,8 @@ from typing import Any
 from mlflow.utils.environment import _mlflow_conda_env
 from mlflow.utils.requirements_utils import _get_pinned_requirement
 
-DISTRIBUTION = "mlflow-pmlearn"
+from mlflow_pmlearn.versions import DISTRIBUTION
+
 #: This distribution's import packages, the content of its wheel.
 IMPORT_PACKAGES = ("estimators", "mlflow_pmlearn")
 WHEELS_FOLDER = "wheels"

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from estimators.base import BayesianEstimator
+from mlflow_pmlearn.versions import DISTRIBUTION, library_versions
 
 #: The saved layout's version. 1: mlflow-pmlearn 0.1.0 (PyMC 5 trace; this package's code
 #: copied into the model's ``code/``). 2: 0.2.0 (PyMC 6 trace; the release as a wheel in
@@ -61,13 +61,6 @@ BUILTIN_ESTIMATORS = (
     "estimators.mixture.DirichletProcessMixture",
     "estimators.neural_network.MLPClassifier",
 )
-
-
-def _distribution_version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def _import_attribute(path: str) -> Any:
@@ -140,10 +133,7 @@ def save_estimator(estimator: BayesianEstimator, directory: str | os.PathLike, s
         "serialization_format": serialization_format,
         "params": _json_params(estimator),
         "fitted_state": estimator.get_fitted_state(),
-        "versions": {
-            name: _distribution_version(name)
-            for name in ("mlflow-pmlearn", "pymc", "pytensor", "arviz", "scikit-learn")
-        },
+        "versions": library_versions((DISTRIBUTION, "pymc", "pytensor", "arviz", "scikit-learn")),
     }
     if serialization_format == "cloudpickle":
         import cloudpickle
@@ -189,7 +179,10 @@ def _importable_from(module_name: str, code_directory: Path | None) -> bool:
             continue
         if code_directory is None:
             return False
-        spec = importlib.util.find_spec(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:  # its parent is a module, not a package
+            return False
         if spec is None:
             return False
         locations = [spec.origin] if spec.has_location else list(spec.submodule_search_locations or [])

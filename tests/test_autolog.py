@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import uuid
 from pathlib import Path
 
 import arviz_stats
+import joblib
 import mlflow
 import mlflow.pyfunc
 import numpy as np
@@ -30,7 +32,8 @@ from sklearn.preprocessing import StandardScaler
 import mlflow_pmlearn
 from conftest import FAST, FAST_NUTS
 from estimators.linear_model import LinearRegression
-from mlflow_pmlearn import autologging
+from mlflow_pmlearn.autologging import metrics as autolog_metrics
+from mlflow_pmlearn.autologging import runs as autolog_runs
 from test_flavor import BESPOKE_FILE, _import_bespoke
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -86,7 +89,7 @@ def _artifact_bytes(run_id: str, path: str, tmp_path) -> bytes:
 
 
 def _broken_plots(*args, **kwargs):
-    """Stands in for ``autologging.fit_plots``: a part of the logging that fails."""
+    """Stands in for ``autolog_runs.fit_plots``: a part of the logging that fails."""
     raise RuntimeError("plotting broke on purpose")
 
 
@@ -151,7 +154,7 @@ def test_elbo_history_is_thinned_stepped_by_iteration_and_rises(advi_fit):
     steps = [metric.step for metric in history]
     values = [metric.value for metric in history]
     n_iterations = estimator.idata_.fit_history.sizes["iteration"]
-    assert 100 < len(history) <= autologging.MAX_ELBO_POINTS
+    assert 100 < len(history) <= autolog_metrics.MAX_ELBO_POINTS
     assert steps == sorted(steps) and steps[0] == 1 and steps[-1] <= n_iterations
     assert values[-1] > values[0]
     metrics = run.data.metrics
@@ -210,14 +213,14 @@ def test_training_data_is_a_dataset_input_with_source_and_digest(advi_fit, regre
     (dataset_input,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
     dataset = dataset_input.dataset
     assert dataset.name == "training"
-    assert dataset.digest == autologging.training_dataset(X, y).digest
+    assert dataset.digest == autolog_runs.training_dataset(X, y).digest
     assert dataset.source_type == "code" and dataset.source
     assert {tag.key: tag.value for tag in dataset_input.tags}["mlflow.data.context"] == "training"
     assert '"name": "target"' in dataset.schema and '"name": "x0"' in dataset.schema
 
 
 def test_dataset_schema_is_the_one_mlflow_infers():
-    rows = 3 * autologging.SCHEMA_SAMPLE_ROWS  # missing values beyond the rows types are read from
+    rows = 3 * autolog_runs.SCHEMA_SAMPLE_ROWS  # missing values beyond the rows types are read from
     rng = np.random.default_rng(0)
     with_nan = rng.normal(size=rows)
     with_nan[-1] = np.nan
@@ -227,7 +230,7 @@ def test_dataset_schema_is_the_one_mlflow_infers():
         "float": rng.normal(size=rows), "int": np.arange(rows), "bool": np.arange(rows) % 2 == 0,
         "text": ["a", "b", "c"] * (rows // 3), "float_with_nan": with_nan, "text_with_none": with_none,
     })
-    assert autologging.dataset_schema(frame) == mlflow.data.from_pandas(frame).schema
+    assert autolog_runs.dataset_schema(frame) == mlflow.data.from_pandas(frame).schema
 
 
 def test_model_loads_through_pyfunc_and_predicts_as_the_estimator(advi_fit, regression_data):
@@ -297,15 +300,15 @@ def test_failing_fit_propagates_and_marks_the_run_failed(tracking_uri, tmp_path_
         LinearRegression(**FAST).fit(X, y)
     run = _only_run(experiment_id)
     assert run.info.status == "FAILED"
-    assert "ValueError" in run.data.tags[autologging.FIT_ERROR_TAG]
-    assert "NaN" in run.data.tags[autologging.FIT_ERROR_TAG]
+    assert "ValueError" in run.data.tags[autolog_runs.FIT_ERROR_TAG]
+    assert "NaN" in run.data.tags[autolog_runs.FIT_ERROR_TAG]
     assert mlflow.active_run() is None
 
 
 def test_logging_failure_warns_and_leaves_the_fit_and_the_rest_of_the_run(
     tracking_uri, tmp_path_factory, regression_data, plain_fit, autolog_warnings, monkeypatch
 ):
-    monkeypatch.setattr(autologging, "fit_plots", _broken_plots)
+    monkeypatch.setattr(autolog_runs, "fit_plots", _broken_plots)
     X, y, _ = regression_data
     estimator = LinearRegression(**FAST)
     estimator, run = _autologged_fit(tmp_path_factory, "broken-plots", estimator, X, y)
@@ -405,7 +408,7 @@ def test_silent_prints_and_logs_nothing_beyond_the_fit_itself(
     that reach the root logger (pytest's log capture keeps them off stderr). MLflow's own
     loggers do not propagate: they print through MLflow's stream, which silent mode turns
     off and stderr shows; their records still exist, and pytest >= 9.2 captures those too."""
-    monkeypatch.setattr(autologging, "fit_plots", _broken_plots)
+    monkeypatch.setattr(autolog_runs, "fit_plots", _broken_plots)
     X, y, _ = regression_data
     X, y = X.iloc[:100], y.iloc[:100]
     light = {"log_models": False, "log_traces": False}
@@ -484,7 +487,7 @@ def test_pipeline_logs_one_run_with_its_params_and_its_bayesian_step(
     assert {"trace", "plots"} <= artifacts
     # The flavor saves the Bayesian step, which expects scaled features: said, not registered.
     assert tags["pmlearn.bayesian_step"] == "reg"
-    assert "scale=StandardScaler" in tags[autologging.LOGGED_MODEL_TAG]
+    assert "scale=StandardScaler" in tags[autolog_runs.LOGGED_MODEL_TAG]
     (model,) = _logged_models(run.info.experiment_id)
     assert model.name == "bayesian_step"
     assert MlflowClient().search_model_versions(f"name = '{name}'") == []
@@ -580,7 +583,52 @@ def test_grid_search_over_a_pipeline_logs_no_runs_for_the_inner_fits(tracking_ur
     assert parent.data.tags["pmlearn.bayesian_step"] == "reg"
     # Only passthrough before the Bayesian step: the step is the whole model.
     (model,) = _logged_models(experiment_id)
-    assert model.name == "model" and autologging.LOGGED_MODEL_TAG not in parent.data.tags
+    assert model.name == "model" and autolog_runs.LOGGED_MODEL_TAG not in parent.data.tags
+
+
+def test_a_search_in_one_thread_leaves_a_fit_in_another_its_own_run(tracking_uri, tmp_path_factory, regression_data):
+    """The search's candidates, fitted in joblib's threads, log nothing; a fit that another
+    thread makes while the search runs is logged as a run of its own."""
+    X, y, _ = regression_data
+    X, y = X.iloc[:100], y.iloc[:100]
+    search_running, other_fit_done = threading.Event(), threading.Event()
+
+    def waiting_score(estimator, X_test, y_test):  # each candidate waits here for the other fit
+        search_running.set()
+        other_fit_done.wait(timeout=600)
+        return estimator.score(X_test, y_test)
+
+    search = GridSearchCV(LinearRegression(**QUICK), {"prior_scale_coef": [1.0]}, cv=2, n_jobs=2, scoring=waiting_score)
+    errors = []
+
+    def fit_search():
+        try:
+            with joblib.parallel_config(backend="threading"):
+                search.fit(X, y)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            search_running.set()
+
+    experiment_id = _new_experiment(tmp_path_factory, "threads")
+    mlflow_pmlearn.autolog(log_models=False, log_plots=False, log_traces=False)
+    searching = threading.Thread(target=fit_search)
+    searching.start()
+    try:
+        assert search_running.wait(timeout=600)
+        other = LinearRegression(**QUICK).fit(X, y)
+    finally:
+        other_fit_done.set()
+        searching.join(timeout=600)
+    assert not errors and not searching.is_alive()
+    runs = _runs(experiment_id)
+    assert len(runs) == 3  # the search, its candidate, and the other fit: none for the search's fits
+    (parent,) = [r for r in runs if "best_cv_score" in r.data.metrics]
+    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    (own,) = [r for r in runs if r.info.run_id not in {parent.info.run_id, child.info.run_id}]
+    assert own.info.status == "FINISHED" and "mlflow.parentRunId" not in own.data.tags
+    assert own.data.params["prior.coef_std"] == "Normal(loc=0.0, scale=2.5)"
+    assert own.data.metrics["training_score"] == pytest.approx(other.score(X, y), rel=1e-9)
 
 
 def test_max_tuning_runs_must_be_non_negative():

@@ -1,0 +1,200 @@
+"""Autologged Pipeline and parameter-search fits: one run each, and a child run per search candidate.
+
+A ``Pipeline`` or a parameter search (``GridSearchCV``, ``RandomizedSearchCV``) whose
+estimator ends in a pmlearn estimator logs once, as a whole: the fits inside it only hand
+their data and timing up to it (``runs._Session``) and create no run of their own; a
+search adds a finished child run per candidate.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from sklearn.base import BaseEstimator
+from sklearn.model_selection._search import BaseSearchCV
+from sklearn.pipeline import Pipeline
+
+from estimators.base import BayesianEstimator
+from mlflow_pmlearn.autologging._failures import _attempt
+from mlflow_pmlearn.autologging.runs import (
+    LOGGED_MODEL_TAG,
+    _config,
+    _Fit,
+    _in_managed_run,
+    _is_meta_fit_worker,
+    _log_dataset,
+    _log_metrics,
+    _log_params,
+    _loggable,
+    _meta_fits_running,
+    _run_tags,
+    _Session,
+    _session,
+    _timed_fit,
+    log_fit,
+)
+
+
+def bayesian_step(estimator: BaseEstimator | None) -> tuple[str, BayesianEstimator | None]:
+    """The pmlearn estimator that ``estimator`` ends in, and its step path (``"reg"``, ``"a__b"``).
+
+    ``estimator`` itself (path ``""``), or a ``Pipeline``'s final step, through nested
+    pipelines; ``None`` when it does not end in a pmlearn estimator.
+    """
+    path = []
+    while isinstance(estimator, Pipeline):
+        name, estimator = estimator.steps[-1]
+        path.append(name)
+    return "__".join(path), (estimator if isinstance(estimator, BayesianEstimator) else None)
+
+
+def _candidates(meta: BaseEstimator) -> Iterator[Any]:
+    """The estimators a meta-estimator fits: its own, and a search's grid entries."""
+    if not isinstance(meta, BaseSearchCV):
+        yield meta
+        return
+    yield meta.estimator
+    grids = getattr(meta, "param_grid", None) or getattr(meta, "param_distributions", None) or []
+    for grid in grids if isinstance(grids, list) else [grids]:
+        for values in grid.values() if isinstance(grid, dict) else []:
+            if isinstance(values, (list, tuple)):
+                yield from values
+
+
+def contains_bayesian(meta: BaseEstimator) -> bool:
+    """Whether a Pipeline or search ends in a pmlearn estimator (or its grid puts one there)."""
+    return any(
+        isinstance(candidate, BaseEstimator) and bayesian_step(candidate)[1] is not None
+        for candidate in _candidates(meta)
+    )
+
+
+def _preceding_steps(pipeline: BaseEstimator, path: str) -> list[str]:
+    """``name=Class`` of the steps that transform the data before the pmlearn step."""
+    steps = []
+    for name in path.split("__") if path else []:
+        for before, step in pipeline.steps[:-1]:
+            if step is not None and step != "passthrough":
+                steps.append(f"{before}={type(step).__name__}")
+        pipeline = dict(pipeline.steps)[name]
+    return steps
+
+
+def _model_note(estimator: BaseEstimator, path: str) -> str | None:
+    """What a model of only the pmlearn step is, or None when the step is the whole model."""
+    preceding = _preceding_steps(estimator, path)
+    if not preceding:
+        return None
+    return (
+        f"the pipeline's final step {path!r} ({type(bayesian_step(estimator)[1]).__name__}) only; "
+        f"it takes the output of the steps before it ({', '.join(preceding)}), not raw features"
+    )
+
+
+def patched_meta_fit(original: Callable, self: BaseEstimator, X: Any, y: Any = None, **kwargs):
+    """``Pipeline.fit`` and ``BaseSearchCV.fit`` under autolog: one run when they hold a pmlearn
+    estimator (nothing otherwise, and nothing for one inside another autologged fit)."""
+    if _session.get() is not None or _is_meta_fit_worker() or not contains_bayesian(self):
+        return original(self, X, y, **kwargs)
+    config = _config()
+    return _in_managed_run(_fit_and_log_meta, config, original, self, X, y, config, **kwargs)
+
+
+def _fit_and_log_meta(original: Callable, meta: BaseEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
+    session = _Session()
+    token = _session.set(session)
+    _meta_fits_running.append(meta)
+    try:
+        result, seconds = _timed_fit(original, meta, X, y, kwargs)
+    finally:
+        _meta_fits_running.remove(meta)
+        _session.reset(token)
+    log = log_search_fit if isinstance(meta, BaseSearchCV) else log_pipeline_fit
+    _attempt(f"the {type(meta).__name__} fit", lambda: log(meta, X, y, seconds, session.last_fit, config))
+    return result
+
+
+def _log_without_posterior(params: dict[str, Any], metrics: dict[str, float], X: Any, y: Any, config: dict[str, Any], reason: str) -> None:
+    """A meta-estimator's run when no pmlearn fit can be reported (e.g. a search with refit=False)."""
+    mlflow.set_tag(LOGGED_MODEL_TAG, f"none: {reason}")
+    _attempt("the hyper-parameters", lambda: _log_params(params))
+    dataset = _attempt("the training dataset", lambda: _log_dataset(X, y)) if config["log_datasets"] else None
+    _attempt("the metrics", lambda: _log_metrics(metrics, dataset))
+
+
+def log_pipeline_fit(pipeline: Pipeline, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]) -> None:
+    """One run for a pipeline: its parameters (deep), and everything about its pmlearn step."""
+    params = pipeline.get_params(deep=True)
+    path, step = bayesian_step(pipeline)
+    if step is None or fit is None or fit.estimator is not step:
+        _log_without_posterior(params, {"fit_time_s": fit_seconds}, X, y, config, "the pipeline did not fit a pmlearn estimator as its final step")
+        return
+    mlflow.set_tag("pmlearn.bayesian_step", path)
+    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, data=(X, y), model_note=_model_note(pipeline, path))
+
+
+def log_search_fit(search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]) -> None:
+    """The parent run of a parameter search, with the refitted best estimator; a child run per
+    candidate (the best ``max_tuning_runs``) with its parameters and cross-validation scores."""
+    params = search.get_params(deep=False)
+    params.update({f"best_{key}": value for key, value in (getattr(search, "best_params_", None) or {}).items()})
+    metrics = {"best_cv_score": float(search.best_score_)} if hasattr(search, "best_score_") else {}
+    if hasattr(search, "cv_results_"):
+        _attempt("the search results (cv_results.csv)", lambda: _log_cv_results(search))
+        _attempt("the candidates' child runs", lambda: _log_child_runs(search, config))
+    best = getattr(search, "best_estimator_", None)
+    path, step = bayesian_step(best)
+    if step is None or fit is None or fit.estimator is not step:
+        reason = "refit=False: no best estimator was fitted" if best is None else f"the best estimator ({type(best).__name__}) is not a pmlearn estimator"
+        _log_without_posterior(params, {"fit_time_s": fit_seconds, **metrics}, X, y, config, reason)
+        return
+    if path:
+        mlflow.set_tag("pmlearn.bayesian_step", path)
+    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, metrics=metrics, data=(X, y), model_note=_model_note(best, path))
+
+
+def _log_cv_results(search: BaseSearchCV) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "cv_results.csv"
+        pd.DataFrame(search.cv_results_).to_csv(path, index=False)
+        mlflow.log_artifact(str(path))
+
+
+def _log_child_runs(search: BaseSearchCV, config: dict[str, Any]) -> None:
+    """A finished child run per candidate: the best ``max_tuning_runs`` by rank, or all for None."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    results = pd.DataFrame(search.cv_results_)
+    rank = "rank_test_score" if "rank_test_score" in results else next((c for c in results if c.startswith("rank_test_")), None)
+    limit = config["max_tuning_runs"]
+    chosen = results if limit is None else results.nsmallest(limit, rank) if rank else results.head(limit)
+    parent = mlflow.active_run()
+    client = MlflowClient()
+    base = search.estimator.get_params(deep=True)
+    tags = resolve_tags({**_run_tags(config), MLFLOW_PARENT_RUN_ID: parent.info.run_id})
+    now = int(time.time() * 1000)
+    for index, row in chosen.iterrows():
+        name = f"candidate {index}" + (f" (rank {row[rank]})" if rank else "")
+        run = client.create_run(parent.info.experiment_id, start_time=parent.info.start_time, tags=tags, run_name=name)
+        scores = {
+            key: float(value)
+            for key, value in row.items()
+            if key != "params" and not key.startswith("param_") and isinstance(value, (int, float, np.number))
+        }
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(key, value, now, 0) for key, value in scores.items()],
+            params=[Param(key, value) for key, value in _loggable({**base, **row["params"]}).items()],
+        )
+        client.set_terminated(run.info.run_id, end_time=now)
+    mlflow.set_tag("pmlearn.child_runs", f"{len(chosen)} of {len(results)} candidates (max_tuning_runs={limit})")

@@ -1,0 +1,176 @@
+"""Metrics and diagnostics of a fit: ELBO history, posterior summary, checks on the training data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import arviz_stats
+import numpy as np
+import pandas as pd
+import xarray as xr
+from mlflow.entities import Metric
+from sklearn.base import RegressorMixin, is_classifier, is_regressor
+from sklearn.metrics import r2_score
+
+from estimators.base import DEFAULT_INTERVAL_PROB, BayesianDensityMixin, BayesianEstimator
+
+#: Most points of the ELBO curve logged as a metric history.
+MAX_ELBO_POINTS = 1000
+#: Interval whose training-data coverage regressors report.
+COVERAGE_PROB = DEFAULT_INTERVAL_PROB
+#: Training rows, and posterior draws of each, drawn in the posterior predictive check plot.
+PPC_ROWS, PPC_DRAWS = 2000, 50
+#: Posterior predictive values held in memory at once while checking the training data.
+_CHUNK_VALUES = 4_000_000
+
+
+def _elbo_metrics(idata: xr.DataTree, timestamp: int) -> list[Metric]:
+    loss = idata.fit_history["loss"].values
+    step = max(1, int(np.ceil(len(loss) / MAX_ELBO_POINTS)))
+    iterations = np.arange(0, len(loss), step)
+    # Mean of each thinned block, so the curve is smoother than single noisy iterations.
+    elbo = -np.add.reduceat(loss, iterations) / np.diff(np.append(iterations, len(loss)))
+    return [Metric("elbo", float(v), timestamp, int(i) + 1) for i, v in zip(iterations, elbo)]
+
+
+def posterior_summary(idata: xr.DataTree) -> pd.DataFrame:
+    """``arviz_stats.summary`` of the posterior: with the convergence diagnostics for MCMC draws.
+
+    ADVI draws are independent draws from the approximation (one "chain"), for which
+    R-hat and effective sample sizes say nothing; they get the statistics only. The
+    interval is ArviZ's default (equal-tailed, 89%); values are not rounded.
+    """
+    kind = "all" if "sample_stats" in idata.children else "stats"
+    return arviz_stats.summary(idata, kind=kind, round_to="none")
+
+
+@dataclass
+class PredictiveChecks:
+    """The fitted model's posterior predictive against its own training data."""
+
+    #: The estimator's ``score`` on the training data (R^2, accuracy or mean log density).
+    score: float | None = None
+    #: Regressors: share of training targets inside the central ``COVERAGE_PROB`` interval.
+    coverage: float | None = None
+    #: Training targets of the rows drawn in the check plot, and ``PPC_DRAWS`` draws of each.
+    observed: np.ndarray | None = None
+    draws: np.ndarray | None = None
+    n_rows: int = 0
+
+
+def _rows(X: Any, rows: slice | np.ndarray) -> Any:
+    return X.iloc[rows] if isinstance(X, pd.DataFrame) else np.asarray(X)[rows]
+
+
+def _plot_rows(n_rows: int) -> np.ndarray:
+    """The (seeded, sorted) training rows drawn in the posterior predictive check plot."""
+    if n_rows <= PPC_ROWS:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(0).choice(n_rows, PPC_ROWS, replace=False))
+
+
+def _inside_central_interval(samples: np.ndarray, target: np.ndarray, prob: float) -> np.ndarray:
+    """Whether each target lies in the central ``prob`` interval of its column of draws.
+
+    The same verdict as comparing with ``np.quantile(samples, [tail, 1 - tail], axis=0)``
+    (as ``predict_interval`` does), without sorting every column: a bound interpolates
+    between two neighbouring order statistics, so counting the draws below a target decides
+    every column but the few where the target falls between those two; only those are sorted.
+    """
+    tail = (1.0 - prob) / 2.0
+    low, high = np.floor((len(samples) - 1) * np.array([tail, 1.0 - tail])).astype(int)
+    strictly_below = (samples < target).sum(axis=0)
+    at_or_below = (samples <= target).sum(axis=0)
+    above_lower = strictly_below >= low + 2  # beyond the upper neighbour of the lower bound
+    below_upper = at_or_below <= high  # short of the lower neighbour of the upper bound
+    undecided = ~((above_lower | (at_or_below <= low)) & (below_upper | (strictly_below >= high + 2)))
+    inside = above_lower & below_upper
+    if undecided.any():
+        lower, upper = np.quantile(samples[:, undecided], [tail, 1.0 - tail], axis=0)
+        inside[undecided] = (lower <= target[undecided]) & (target[undecided] <= upper)
+    return inside
+
+
+def predictive_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
+    """Score, interval coverage and the check plot's draws, in one pass over the training rows.
+
+    For regressors one posterior predictive draw per posterior draw and row is made, in
+    chunks of rows: their mean is the prediction (so ``score`` is R^2 as ``estimator.score``
+    computes it) and their central interval is the one ``predict_interval`` gives.
+    """
+    if y is None:
+        if isinstance(estimator, BayesianDensityMixin):
+            return PredictiveChecks(score=float(estimator.score(X)))
+        return PredictiveChecks()
+    target = np.asarray(y).ravel()
+    shown = _plot_rows(len(target))
+    checks = PredictiveChecks(observed=target[shown], n_rows=len(target))
+    if not is_regressor(estimator):
+        if is_classifier(estimator):
+            checks.score = float(estimator.score(X, y))
+            checks.draws = estimator.sample_posterior_predictive(_rows(X, shown))[:PPC_DRAWS]
+        return checks
+    target = target.astype(np.float64)
+    chunk = max(1, _CHUNK_VALUES // estimator.n_posterior_draws_)
+    mean, inside, draws = np.empty(len(target)), np.empty(len(target), dtype=bool), []
+    for start in range(0, len(target), chunk):
+        rows = slice(start, start + chunk)
+        samples = estimator.sample_posterior_predictive(_rows(X, rows))
+        mean[rows] = samples.mean(axis=0)
+        inside[rows] = _inside_central_interval(samples, target[rows], COVERAGE_PROB)
+        draws.append(samples[:PPC_DRAWS, shown[(shown >= start) & (shown < start + chunk)] - start])
+    checks.coverage = float(np.mean(inside))
+    checks.draws = np.concatenate(draws, axis=1)
+    # R^2 of the posterior predictive mean is what RegressorMixin.score computes; an
+    # estimator with its own score is asked directly.
+    own_score = type(estimator).score is not RegressorMixin.score
+    checks.score = float(estimator.score(X, y)) if own_score else float(r2_score(target, mean))
+    return checks
+
+
+def fit_metrics(
+    estimator: BayesianEstimator,
+    fit_seconds: float,
+    summary: pd.DataFrame | None = None,
+    checks: PredictiveChecks | None = None,
+) -> dict[str, float]:
+    """ADVI or NUTS diagnostics, the fit time, the training score and (regressors) coverage.
+
+    Parameters
+    ----------
+    estimator : BayesianEstimator
+        The fitted estimator.
+    fit_seconds : float
+        Wall time of the fit.
+    summary : DataFrame, optional
+        :func:`posterior_summary` of ``estimator.idata_`` (computed when omitted).
+    checks : PredictiveChecks, optional
+        :func:`predictive_checks` on the training data (no score or coverage when omitted).
+    """
+    idata = estimator.idata_
+    metrics: dict[str, float] = {"fit_time_s": fit_seconds}
+    if "fit_history" in idata.children:
+        loss = idata.fit_history["loss"].values
+        metrics["elbo_final"] = float(-np.mean(loss[-100:]))
+        metrics["advi_iterations"] = float(len(loss))
+        metrics["advi_converged"] = float(idata.fit_history.attrs.get("converged", 0))
+    if "sample_stats" in idata.children:
+        stats = idata.sample_stats
+        if summary is None:
+            summary = posterior_summary(idata)
+        metrics["divergences"] = float(stats["diverging"].sum())
+        metrics["r_hat_max"] = float(summary["r_hat"].max())
+        metrics["ess_bulk_min"] = float(summary["ess_bulk"].min())
+        metrics["ess_tail_min"] = float(summary["ess_tail"].min())
+        metrics["mean_tree_depth"] = float(stats["tree_depth"].mean())
+        metrics["step_size"] = float(stats["step_size"].mean())
+        sampling_time = float(stats.attrs.get("sampling_time", np.nan))
+        metrics["sampling_time_s"] = sampling_time
+        n_draws = stats.sizes["chain"] * stats.sizes["draw"]
+        metrics["draws_per_second"] = n_draws / sampling_time if sampling_time > 0 else np.nan
+    if checks is not None and checks.score is not None:
+        metrics["training_score"] = checks.score
+    if checks is not None and checks.coverage is not None:
+        metrics[f"training_coverage_{round(100 * COVERAGE_PROB)}"] = checks.coverage
+    return metrics

@@ -1,0 +1,139 @@
+"""Plots of a fit as PNG bytes, drawn off-screen: ELBO or trace and rank, posteriors, predictive check."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import arviz_plots
+import numpy as np
+import xarray as xr
+from sklearn.base import is_classifier
+
+from estimators.base import BayesianEstimator
+from mlflow_pmlearn.autologging.metrics import COVERAGE_PROB, PredictiveChecks
+
+#: Most panels (scalar components) in the rank plot.
+MAX_RANK_PANELS = 12
+#: Most rows (scalar components) in the posterior forest plot.
+MAX_FOREST_ROWS = 60
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _arviz_png(plot: Callable, idata: xr.DataTree, title: str | None = None, **kwargs) -> bytes:
+    """PNG of an ``arviz_plots`` plot, drawn with matplotlib; its figure is then closed
+    (``arviz_plots`` creates figures through pyplot, which would otherwise keep them)."""
+    from matplotlib import pyplot
+
+    collection = plot(idata, backend="matplotlib", **kwargs)
+    if title is not None:
+        collection.add_title(title)
+    figure = collection.viz["figure"].item()
+    try:
+        return _png(figure)
+    finally:
+        pyplot.close(figure)
+
+
+def _figure(*, width: float = 8.0, height: float = 3.0):
+    """A one-panel figure drawn off-screen (no pyplot state, no window), and its axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots()
+
+
+def _forest_variables(idata: xr.DataTree, names: list[str]) -> tuple[list[str], list[str]]:
+    """The variables that fit in the forest plot (``MAX_FOREST_ROWS`` rows), and those left out."""
+    shown, left_out, rows = [], [], 0
+    for name in names:
+        size = int(np.prod(idata.posterior[name].shape[2:]))
+        if rows + size <= MAX_FOREST_ROWS:
+            shown.append(name)
+            rows += size
+        else:
+            left_out.append(name)
+    return shown, left_out
+
+
+def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = None) -> dict[str, bytes]:
+    """PNG plots by file name: ELBO curve or trace and rank plots, posteriors, a PPC.
+
+    Parameters
+    ----------
+    estimator : BayesianEstimator
+        The fitted estimator.
+    checks : PredictiveChecks, optional
+        :func:`predictive_checks` on the training data; without draws, no PPC plot.
+    """
+    idata = estimator.idata_
+    model = estimator.pymc_model()
+    free = [rv.name for rv in model.free_RVs]
+    plots = {}
+    if "fit_history" in idata.children:
+        figure, ax = _figure()
+        loss = idata.fit_history["loss"].values
+        ax.plot(np.arange(1, len(loss) + 1), -loss, lw=0.6)
+        ax.set(xlabel="iteration", ylabel="ELBO", title="ADVI evidence lower bound")
+        low, high = np.percentile(-loss[len(loss) // 10 :], [1, 100])
+        ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
+        plots["elbo.png"] = _png(figure)
+    if "sample_stats" in idata.children:
+        plots["trace.png"] = _arviz_png(arviz_plots.plot_trace_dist, idata, var_names=free, compact=True)
+        ranked, n_panels = [], 0
+        for name in free:  # rank plots of the first dozen scalar components
+            size = int(np.prod(idata.posterior[name].shape[2:]))
+            if n_panels + size > MAX_RANK_PANELS:
+                break
+            ranked.append(name)
+            n_panels += size
+        if ranked:
+            plots["rank.png"] = _arviz_png(arviz_plots.plot_rank, idata, var_names=ranked)
+    shown, left_out = _forest_variables(idata, free)
+    if shown:
+        title = "posterior of each prior-governed variable"
+        if left_out:
+            title += f"\nnot shown (too many components): {', '.join(left_out)}"
+        plots["posterior.png"] = _arviz_png(arviz_plots.plot_forest, idata, title, var_names=shown, combined=True)
+    if checks is not None and checks.draws is not None:
+        plots["posterior_predictive_check.png"] = _ppc_plot(estimator, checks)
+    return plots
+
+
+def _ppc_plot(estimator: BayesianEstimator, checks: PredictiveChecks) -> bytes:
+    from matplotlib.collections import LineCollection
+
+    figure, ax = _figure(width=7, height=4)
+    observed, samples = checks.observed, checks.draws
+    if is_classifier(estimator):
+        classes = estimator.classes_
+        positions = np.arange(len(classes))
+        draw_shares = np.stack([(samples == c).mean(axis=1) for c in classes], axis=1)
+        tail = 50 * (1 - COVERAGE_PROB)
+        low, high = np.percentile(draw_shares, [tail, 100 - tail], axis=0)
+        ax.bar(positions, [(observed == c).mean() for c in classes], color="0.7", label="observed")
+        ax.errorbar(positions, draw_shares.mean(0), yerr=[draw_shares.mean(0) - low, high - draw_shares.mean(0)], fmt="o", color="C0", label=f"posterior predictive ({COVERAGE_PROB:.0%})")
+        ax.set_xticks(positions, [str(c) for c in classes])
+        ax.set(ylabel="share of rows")
+    else:
+        bins = np.histogram_bin_edges(np.concatenate([observed, samples.ravel()]), bins=40)
+        edges = np.repeat(bins, 2)[1:-1]
+        # All draws' histograms as one collection of step lines: one artist draws fast.
+        steps = [np.column_stack([edges, np.repeat(np.histogram(draw, bins, density=True)[0], 2)]) for draw in samples]
+        ax.add_collection(LineCollection(steps, colors="C0", alpha=0.15, label=f"posterior predictive ({len(samples)} draws)"))
+        ax.stairs(np.histogram(observed, bins, density=True)[0], bins, color="k", lw=2, label="observed")
+        ax.autoscale_view()
+        ax.set(xlabel="target", ylabel="density")
+    title = "posterior predictive check on the training data"
+    if len(observed) < checks.n_rows:
+        title += f" ({len(observed):,} of {checks.n_rows:,} rows)"
+    ax.set_title(title)
+    ax.legend()
+    return _png(figure)

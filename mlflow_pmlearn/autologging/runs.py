@@ -1,0 +1,392 @@
+"""The run of an autologged pmlearn fit: its settings, its start and end, and what is logged into it.
+
+Everything here runs after the estimator's own ``fit`` has returned, inside MLflow's
+``safe_patch``: each part of the logging that fails becomes a warning, the other parts are
+still logged, and the fit and its result are never changed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from joblib.parallel import get_active_backend
+from mlflow.entities import Metric, RunStatus
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+from mlflow.utils.mlflow_tags import MLFLOW_AUTOLOGGING
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
+from sklearn.base import BaseEstimator
+
+from estimators.base import BayesianEstimator
+from mlflow_pmlearn.autologging._failures import _attempt, _warn
+from mlflow_pmlearn.autologging.describe import bayesian_params, model_graph
+from mlflow_pmlearn.autologging.metrics import (
+    PredictiveChecks,
+    _elbo_metrics,
+    fit_metrics,
+    posterior_summary,
+    predictive_checks,
+)
+from mlflow_pmlearn.autologging.plots import fit_plots
+from mlflow_pmlearn.serialization import NETCDF_ENGINE
+from mlflow_pmlearn.versions import FLAVOR_NAME
+
+#: Settings of :func:`mlflow_pmlearn.autolog` that the logging reads, with their defaults.
+_CONFIG_DEFAULTS = {
+    "log_models": True,
+    "log_input_examples": False,
+    "log_model_signatures": True,
+    "log_traces": True,
+    "log_plots": True,
+    "log_datasets": True,
+    "registered_model_name": None,
+    "max_tuning_runs": 5,
+    "extra_tags": None,
+}
+#: Rows of the training data saved as the model's input example (``log_input_examples``).
+INPUT_EXAMPLE_ROWS = 5
+#: Rows of the training data from which its dataset's column types are inferred.
+SCHEMA_SAMPLE_ROWS = 1000
+#: Run tag holding the traceback of a fit that raised.
+FIT_ERROR_TAG = "pmlearn.fit_error"
+#: Run tag saying what the logged model is when it is not the whole fitted estimator.
+LOGGED_MODEL_TAG = "pmlearn.logged_model"
+
+
+@dataclass
+class _Fit:
+    """One pmlearn fit inside an autologged meta-estimator: what it was given and how long it took."""
+
+    estimator: BayesianEstimator
+    X: Any
+    y: Any
+    seconds: float
+
+
+class _Session:
+    """The autologged fit in progress in this context; nested fits report to it and log nothing."""
+
+    last_fit: _Fit | None = None
+
+
+_session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("pmlearn_autolog", default=None)
+
+
+def _config() -> dict[str, Any]:
+    from mlflow.utils.autologging_utils import get_autologging_config
+
+    return {key: get_autologging_config(FLAVOR_NAME, key, default) for key, default in _CONFIG_DEFAULTS.items()}
+
+
+def _readable(value: Any) -> Any:
+    """``value`` with estimators replaced by their class names (their parameters have own keys)."""
+    if isinstance(value, BaseEstimator):
+        return type(value).__name__
+    if isinstance(value, (list, tuple)):
+        items = [_readable(item) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        return {key: _readable(item) for key, item in value.items()}
+    return value
+
+
+def _loggable(params: dict[str, Any]) -> dict[str, str]:
+    """Parameters as MLflow stores them: strings within its length limit."""
+    result = {}
+    for key, value in params.items():
+        text = str(_readable(value))
+        result[key] = text if len(text) <= MAX_PARAM_VAL_LENGTH else text[: MAX_PARAM_VAL_LENGTH - 3] + "..."
+    return result
+
+
+def _log_params(params: dict[str, Any]) -> None:
+    """Log ``params`` on the active run, keeping any value the run already has.
+
+    MLflow parameters are written once, and ``mlflow run`` logs its entry point's
+    parameters before the fit: one may share a name with a hyper-parameter, spelled
+    differently (``-P prior_scale=1`` against the estimator's ``1.0``). MLflow would refuse
+    the whole batch for that one value; here the others are logged and a warning names it.
+    """
+    loggable = _loggable(params)
+    existing = MlflowClient().get_run(mlflow.active_run().info.run_id).data.params
+    differing = [f"{key}={existing[key]!r} (fit: {value!r})" for key, value in loggable.items() if existing.get(key, value) != value]
+    if differing:
+        warnings.warn(
+            f"pmlearn autologging kept the run's earlier values of {', '.join(differing)}: MLflow "
+            "parameters are written once.",
+            stacklevel=3,
+        )
+    mlflow.log_params({key: value for key, value in loggable.items() if key not in existing})
+
+
+def training_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset:
+    """The training data as one MLflow dataset: the features and, as ``target``, the targets.
+
+    Its source is the code that ran the fit (script or notebook, user, git commit), and its
+    digest identifies the data, so runs fitted on the same data show the same dataset.
+    """
+    frame = X.copy() if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    frame.columns = [str(c) for c in frame.columns]
+    targets = None
+    if y is not None:
+        targets = "target" if "target" not in frame.columns else "__target__"
+        frame[targets] = np.asarray(y).ravel()  # by position, whatever y's index
+    dataset = mlflow.data.from_pandas(frame, targets=targets, name="training")
+    # Seed the dataset's cached schema: MLflow would test each value for missingness in a
+    # Python loop (0.14 s at 10,000 x 11 values, growing with the rows).
+    dataset.__dict__["schema"] = dataset_schema(frame)
+    return dataset
+
+
+def dataset_schema(frame: pd.DataFrame) -> Schema | None:
+    """The MLflow schema of ``frame``: types from its first rows, required-ness from all of them.
+
+    The same schema as MLflow infers from the whole frame (for columns of one type each),
+    with the missing values found by one vectorised check. None where MLflow cannot infer one.
+    """
+    try:
+        with warnings.catch_warnings():  # MLflow's hint about integer columns concerns serving
+            warnings.simplefilter("ignore")
+            sample_schema = infer_signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs
+    except Exception:
+        return None
+    missing = frame.isna().any()
+    return Schema([ColSpec(spec.type, spec.name, required=not missing[spec.name]) for spec in sample_schema.inputs])
+
+
+def _log_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset:
+    dataset = training_dataset(X, y)
+    mlflow.log_input(dataset, context="training")
+    return dataset
+
+
+def _log_metrics(values: dict[str, float], dataset=None, history: list[Metric] = ()) -> None:
+    """One ``log_batch`` (MLflow splits it into batches of its limit); ``training_*`` metrics
+    are tied to the training dataset."""
+    timestamp = int(time.time() * 1000)
+    link = {"dataset_name": dataset.name, "dataset_digest": dataset.digest} if dataset is not None else {}
+    metrics = [
+        Metric(key, float(value), timestamp, 0, **(link if key.startswith("training_") else {}))
+        for key, value in values.items()
+    ]
+    MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=[*metrics, *history])
+
+
+def log_fit(
+    estimator: BayesianEstimator,
+    X: Any,
+    y: Any,
+    fit_seconds: float,
+    config: dict[str, Any],
+    *,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    data: tuple[Any, Any] | None = None,
+    model_note: str | None = None,
+) -> None:
+    """Log one finished fit to the active run; each part that fails becomes a warning.
+
+    Parameters
+    ----------
+    estimator : BayesianEstimator
+        The fitted estimator.
+    X, y
+        What ``estimator.fit`` was given.
+    fit_seconds : float
+        Wall time of the fit (of the whole meta-estimator's fit, for one).
+    config : dict
+        The autolog settings (``_config()``).
+    params : dict, optional
+        Hyper-parameters to log; by default ``estimator.get_params(deep=False)``; a
+        meta-estimator passes its own.
+    metrics : dict, optional
+        More metrics, e.g. a search's ``best_cv_score``.
+    data : (X, y), optional
+        The training data as the user passed it (to a pipeline), for the dataset input and
+        the data shape; by default ``(X, y)``.
+    model_note : str, optional
+        Set when the estimator is only the last step of a pipeline: the model is then
+        logged as ``bayesian_step`` (not registered) and this note says what it expects.
+    """
+    raw_X, raw_y = data if data is not None else (X, y)
+    hyper = params if params is not None else estimator.get_params(deep=False)
+    _attempt("the hyper-parameters", lambda: _log_params(hyper))
+    _attempt("the priors and model structure", lambda: _log_params(bayesian_params(estimator, raw_X)))
+    dataset = _attempt("the training dataset", lambda: _log_dataset(raw_X, raw_y)) if config["log_datasets"] else None
+    summary = _attempt("the posterior summary", lambda: posterior_summary(estimator.idata_))
+    checks = _attempt("the posterior predictive checks", lambda: predictive_checks(estimator, X, y))
+
+    def log_metrics() -> None:
+        values = {**fit_metrics(estimator, fit_seconds, summary, checks), **(metrics or {})}
+        has_history = "fit_history" in estimator.idata_.children
+        _log_metrics(values, dataset, _elbo_metrics(estimator.idata_, int(time.time() * 1000)) if has_history else [])
+
+    _attempt("the metrics", log_metrics)
+    if config["log_traces"]:
+        _attempt("the trace", lambda: _log_trace(estimator, summary))
+    if config["log_plots"]:
+        _attempt("the plots", lambda: _log_plots(estimator, checks))
+    if config["log_models"]:
+        _attempt("the model", lambda: _log_model(estimator, config, model_note))
+
+
+def _code_paths(estimator: BayesianEstimator) -> list[str] | None:
+    """The file of a bespoke estimator's top-level module, to ship with the model.
+
+    The same as ``code_paths=[__file__]`` in that module: the class is then found by name
+    wherever the model is loaded. Built-ins (and classes in packages) ship nothing here.
+    """
+    module = sys.modules.get(type(estimator).__module__)
+    path = getattr(module, "__file__", None)
+    if module is None or "." in module.__name__ or module.__name__ == "__main__" or not path:
+        return None
+    return [path] if path.endswith(".py") and Path(path).name != "__init__.py" else None
+
+
+def _log_model(estimator: BayesianEstimator, config: dict[str, Any], model_note: str | None) -> None:
+    # Imported here, when a model is logged: loading this module never needs the flavor's
+    # __init__ to have finished, and that __init__ imports this package only inside autolog().
+    from mlflow_pmlearn import log_model
+
+    name, registered_model_name, metadata = "model", config["registered_model_name"], None
+    if model_note is not None:
+        name, metadata = "bayesian_step", {"pmlearn_logged_model": model_note}
+        mlflow.set_tag(LOGGED_MODEL_TAG, model_note)
+        message = f"pmlearn autologging logged the model as 'bayesian_step': {model_note}"
+        if registered_model_name:
+            message += f"; it is not registered as {registered_model_name!r}, as it is not the whole pipeline"
+            registered_model_name = None
+        warnings.warn(message, stacklevel=2)
+    log_model(
+        estimator,
+        name=name,
+        input_example=estimator.training_sample(INPUT_EXAMPLE_ROWS) if config["log_input_examples"] else None,
+        signature=None if config["log_model_signatures"] else False,
+        registered_model_name=registered_model_name,
+        code_paths=_code_paths(estimator),
+        metadata=metadata,
+    )
+
+
+def _log_files(files: dict[str, bytes], artifact_path: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        for name, content in files.items():
+            (Path(directory) / name).write_bytes(content)
+        mlflow.log_artifacts(directory, artifact_path)
+
+
+def _log_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None) -> None:
+    graph_name, graph = model_graph(estimator.pymc_model())
+    _log_files({**fit_plots(estimator, checks), graph_name: graph}, "plots")
+
+
+def _log_trace(estimator: BayesianEstimator, summary: pd.DataFrame | None) -> None:
+    """The trace as NetCDF (reloads with ``xarray.open_datatree``) and its summary as CSV and HTML."""
+    with tempfile.TemporaryDirectory() as directory:
+        estimator.idata_.to_netcdf(Path(directory) / "trace.nc", engine=NETCDF_ENGINE)
+        if summary is not None:
+            summary.to_csv(Path(directory) / "summary.csv")
+            (Path(directory) / "summary.html").write_text(summary.to_html(float_format=lambda v: f"{v:.4g}"))
+        mlflow.log_artifacts(directory, "trace")
+
+
+def _run_tags(config: dict[str, Any]) -> dict[str, str]:
+    return {**(config["extra_tags"] or {}), MLFLOW_AUTOLOGGING: FLAVOR_NAME}
+
+
+def _record_fit_error() -> None:
+    """Keep the traceback of the exception being handled in the run (never masking it)."""
+    try:
+        if mlflow.active_run() is not None:
+            mlflow.set_tag(FIT_ERROR_TAG, traceback.format_exc()[-MAX_TAG_VAL_LENGTH:])
+    except Exception as error:
+        _warn("the fit's error", error)
+
+
+def _timed_fit(original: Callable, estimator: BaseEstimator, X: Any, y: Any, kwargs: dict) -> tuple[Any, float]:
+    start = time.perf_counter()
+    try:
+        result = original(estimator, X, y, **kwargs)
+    except BaseException:  # KeyboardInterrupt and SystemExit too: the run says where the fit stopped
+        _record_fit_error()
+        raise
+    return result, time.perf_counter() - start
+
+
+def _in_managed_run(function: Callable, config: dict[str, Any], *args, **kwargs):
+    """``function(*args, **kwargs)`` in the run MLflow's ``with_managed_run`` starts if none is active.
+
+    That run ends FINISHED, or FAILED on an exception or a KeyboardInterrupt. A
+    ``SystemExit`` (e.g. raised by an application's SIGTERM handler) would leave it active
+    until MLflow's exit hook ended it FINISHED; it is ended KILLED instead. No signal handler
+    is installed: a library must not take over the process's signals.
+    """
+    from mlflow.utils.autologging_utils import with_managed_run
+
+    starts_run = mlflow.active_run() is None
+    try:
+        return with_managed_run(FLAVOR_NAME, function, tags=_run_tags(config))(*args, **kwargs)
+    except SystemExit:
+        if starts_run and mlflow.active_run() is not None:
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+
+
+#: Autologged meta-estimator fits running, in any thread; see ``_is_meta_fit_worker``.
+_meta_fits_running: list[BaseEstimator] = []
+
+
+def _is_meta_fit_worker() -> bool:
+    """Whether a fit outside any session is taken for a worker of a meta-estimator's autologged fit.
+
+    A search's candidate fits on joblib's threading backend run in joblib's threads, where the
+    search's session (a context variable) is not visible. A fit is taken for such a worker
+    when it runs inside a joblib task (joblib's active backend is then a nested one) while an
+    autologged meta-estimator fit runs; a fit started in any other thread is not.
+    """
+    return bool(_meta_fits_running) and bool(get_active_backend()[0].nesting_level)
+
+
+def patched_fit(original: Callable, self: BayesianEstimator, X: Any, y: Any = None, **kwargs):
+    """``BayesianEstimator.fit`` under autolog: fit, then log; a fit inside another logs nothing.
+
+    Inside an autologged fit in this context (a pipeline's, a search's, or an estimator's
+    own nested fit) the fit reports its data and time to that fit's session. Inside a joblib
+    task while a meta-estimator's autologged fit runs, it is taken for a worker of that fit
+    (joblib's threading backend) and logs nothing either. A fit in any other thread logs its
+    own run, whatever runs in other threads.
+    """
+    session = _session.get()
+    if session is not None:
+        start = time.perf_counter()
+        result = original(self, X, y, **kwargs)
+        session.last_fit = _Fit(self, X, y, time.perf_counter() - start)
+        return result
+    if _is_meta_fit_worker():
+        return original(self, X, y, **kwargs)
+    config = _config()
+    return _in_managed_run(_fit_and_log, config, original, self, X, y, config, **kwargs)
+
+
+def _fit_and_log(original: Callable, estimator: BayesianEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
+    token = _session.set(_Session())
+    try:
+        result, seconds = _timed_fit(original, estimator, X, y, kwargs)
+    finally:
+        _session.reset(token)
+    # Whatever fails while logging is a warning: the run still ends FINISHED, as the fit did.
+    _attempt("the fit", lambda: log_fit(estimator, X, y, seconds, config))
+    return result
