@@ -15,6 +15,7 @@ Functions: :func:`save_model`, :func:`log_model`, :func:`load_model`, :func:`aut
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -34,6 +35,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 from mlflow.tracking._model_registry import DEFAULT_AWAIT_MAX_SLEEP_SECONDS
 from mlflow.tracking.artifact_utils import _download_artifact_from_uri
 from mlflow.types.schema import ColSpec, Schema
+from mlflow.utils.docstring_utils import LOG_MODEL_PARAM_DOCS, format_docstring
 from mlflow.utils.environment import (
     _CONDA_ENV_FILE_NAME,
     _CONSTRAINTS_FILE_NAME,
@@ -47,6 +49,7 @@ from mlflow.utils.environment import (
 from mlflow.utils.file_utils import get_total_file_size, write_to
 from mlflow.utils.model_utils import (
     _add_code_from_conf_to_system_path,
+    _copy_extra_files,
     _get_flavor_configuration,
     _validate_and_copy_code_paths,
 )
@@ -62,31 +65,34 @@ from mlflow_pmlearn.environment import (
 )
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, params_schema
 from mlflow_pmlearn.serialization import load_estimator, save_estimator
+from mlflow_pmlearn.versions import DISTRIBUTION, FLAVOR_NAME
 
 __version__ = estimators.__version__
+__all__ = [
+    "FLAVOR_NAME",
+    "autolog",
+    "get_default_conda_env",
+    "get_default_pip_requirements",
+    "load_model",
+    "log_model",
+    "save_model",
+]
 
-FLAVOR_NAME = "pmlearn"
 _MODEL_DATA_SUBPATH = "estimator"
 _CODE_SUBPATH = "code"
-#: Output columns present only when asked for with ``params``.
-_OPTIONAL_OUTPUTS = ("std", "lower", "upper")
 
 
 def _infer_signature(estimator: BayesianEstimator, input_example: Any) -> ModelSignature:
     model_input = input_example if input_example is not None else estimator.training_sample()
-    wrapper = PmlearnModelWrapper(estimator)
-    schema = params_schema(estimator)
-    all_outputs = {spec.name: spec.default for spec in schema.params} if schema else {}
-    if "interval_prob" in all_outputs:
-        all_outputs = {"return_std": True, "interval_prob": 0.94}
-    signature = infer_signature(model_input, wrapper.predict(model_input, params=all_outputs))
+    every_column = PmlearnModelWrapper(estimator).predict(model_input, params=estimator.all_columns_params)
+    signature = infer_signature(model_input, every_column)
     signature.outputs = Schema(
         [
-            ColSpec(spec.type, spec.name, required=spec.name not in _OPTIONAL_OUTPUTS)
+            ColSpec(spec.type, spec.name, required=spec.name not in estimator.optional_columns)
             for spec in signature.outputs.inputs
         ]
     )
-    signature.params = schema
+    signature.params = params_schema(estimator)
     return signature
 
 
@@ -103,14 +109,17 @@ def _write_model(
     extra_pip_requirements,
     metadata,
     serialization_format: str,
+    extra_files,
 ) -> None:
     code_subpath = _validate_and_copy_code_paths(code_paths, str(path), default_subpath=_CODE_SUBPATH)
+    extra_files_conf = _copy_extra_files(extra_files, str(path))
     wheel_requirement = write_release_wheel(path)
     saved_example = _save_example(mlflow_model, input_example, str(path))
     if signature is None:
         example = saved_example.inference_data if saved_example is not None else None
         signature = _infer_signature(pm_model, example)
     elif signature is not False and signature.params is None:
+        signature = copy.copy(signature)  # the user's own object stays as given
         signature.params = params_schema(pm_model)
     if signature is not False:
         mlflow_model.signature = signature
@@ -136,6 +145,7 @@ def _write_model(
         data=_MODEL_DATA_SUBPATH,
         serialization_format=serialization_format,
         code=code_subpath,
+        **extra_files_conf,
     )
     if size := get_total_file_size(str(path)):
         mlflow_model.model_size_bytes = size
@@ -157,6 +167,7 @@ def _write_model(
     _PythonEnv.current().to_yaml(str(path / _PYTHON_ENV_FILE_NAME))
 
 
+@format_docstring(LOG_MODEL_PARAM_DOCS.format(package_name=DISTRIBUTION))
 def save_model(
     pm_model: BayesianEstimator,
     path: str | os.PathLike,
@@ -169,6 +180,7 @@ def save_model(
     extra_pip_requirements=None,
     metadata: dict[str, Any] | None = None,
     serialization_format: str = "json",
+    extra_files: list[str] | None = None,
 ) -> None:
     """Save a fitted estimator as an MLflow model at ``path``.
 
@@ -179,24 +191,45 @@ def save_model(
     ``path``: never a model, safe to delete. It is not deleted by later saves, which cannot
     tell it from a save that another process is making.
 
+    Requirements are not inferred: unless given, they are :func:`get_default_pip_requirements`,
+    and the model always requires the mlflow-pmlearn release that saved it, which it
+    carries as a wheel in ``wheels/``.
+
     Parameters
     ----------
     pm_model : BayesianEstimator
         A fitted estimator.
-    path : path
+    path : str or path-like
         Local directory to create.
-    conda_env, code_paths, mlflow_model, pip_requirements, extra_pip_requirements, metadata
-        As in MLflow's built-in flavors. ``code_paths`` is also how a bespoke estimator
-        class travels with the model.
-    signature : ModelSignature, optional
+    conda_env : dict or str, optional
+        {{ conda_env }}
+    code_paths : list of str, optional
+        {{ code_paths }}
+
+        This is also how a bespoke estimator class travels with the model: loading
+        imports such a class only from this code.
+    mlflow_model : Model, optional
+        The :py:class:`Model <mlflow.models.Model>` this flavor is added to.
+    signature : ModelSignature or False, optional
         Inferred from ``input_example`` (or from the training data's schema) when omitted;
         ``False`` disables it. The inference parameters (``return_std``,
-        ``interval_prob``) are added as its ``params``.
+        ``interval_prob``) are added as its ``params``, to a copy of a signature given
+        without them.
     input_example : DataFrame or ndarray, optional
-        Saved with the model.
+        {{ input_example }}
+    pip_requirements : iterable of str or str, optional
+        {{ pip_requirements }}
+    extra_pip_requirements : iterable of str or str, optional
+        {{ extra_pip_requirements }}
+    metadata : dict, optional
+        {{ metadata }}
     serialization_format : {"json", "cloudpickle"}, default="json"
         ``"cloudpickle"`` pickles a bespoke estimator class that is not importable where
         the model will be loaded; loading it then requires pickle to be allowed.
+    extra_files : list of str, optional
+        {{ extra_files }}
+
+        They are listed under ``extra_files`` in the ``pmlearn`` flavor of ``MLmodel``.
     """
     _validate_env_arguments(conda_env, pip_requirements, extra_pip_requirements)
     if not isinstance(pm_model, BayesianEstimator):
@@ -221,6 +254,7 @@ def save_model(
             extra_pip_requirements=extra_pip_requirements,
             metadata=metadata,
             serialization_format=serialization_format,
+            extra_files=extra_files,
         )
         umask = os.umask(0)
         os.umask(umask)
@@ -233,6 +267,7 @@ def save_model(
         raise
 
 
+@format_docstring(LOG_MODEL_PARAM_DOCS.format(package_name=DISTRIBUTION))
 def log_model(
     pm_model: BayesianEstimator,
     artifact_path: str | None = None,
@@ -252,12 +287,51 @@ def log_model(
     model_type: str | None = None,
     step: int = 0,
     model_id: str | None = None,
+    extra_files: list[str] | None = None,
     **kwargs,
 ):
     """Log a fitted estimator as an MLflow model of the current run.
 
-    Parameters are those of :func:`save_model` and MLflow's ``Model.log`` (``name``,
-    ``registered_model_name``, ``params``, ``tags``, ...).
+    Parameters
+    ----------
+    pm_model, signature, serialization_format
+        As in :func:`save_model`.
+    artifact_path : str, optional
+        Deprecated: use ``name``.
+    conda_env : dict or str, optional
+        {{ conda_env }}
+    code_paths : list of str, optional
+        {{ code_paths }}
+
+        This is also how a bespoke estimator class travels with the model.
+    registered_model_name : str, optional
+        Register the model as a new version of this registered model (created if absent).
+    input_example : DataFrame or ndarray, optional
+        {{ input_example }}
+    await_registration_for : int, default=300
+        Seconds to wait for the model version to be ``READY``; 0 or None not to wait.
+    pip_requirements : iterable of str or str, optional
+        {{ pip_requirements }}
+    extra_pip_requirements : iterable of str or str, optional
+        {{ extra_pip_requirements }}
+    metadata : dict, optional
+        {{ metadata }}
+    name : str, optional
+        {{ name }}
+    params : dict, optional
+        {{ params }}
+    tags : dict, optional
+        {{ tags }}
+    model_type : str, optional
+        {{ model_type }}
+    step : int, default=0
+        {{ step }}
+    model_id : str, optional
+        {{ model_id }}
+    extra_files : list of str, optional
+        {{ extra_files }}
+    **kwargs
+        Passed on to :py:meth:`mlflow.models.Model.log`.
 
     Returns
     -------
@@ -284,15 +358,18 @@ def log_model(
         model_type=model_type,
         step=step,
         model_id=model_id,
+        extra_files=extra_files,
         **kwargs,
     )
 
 
-def _load_from_local_path(local_path: str) -> BayesianEstimator:
-    flavor_conf = _get_flavor_configuration(model_path=local_path, flavor_name=FLAVOR_NAME)
-    _add_code_from_conf_to_system_path(local_path, flavor_conf)
-    code_dir = os.path.join(local_path, flavor_conf["code"]) if flavor_conf.get("code") else None
-    return load_estimator(os.path.join(local_path, flavor_conf["data"]), code_directory=code_dir)
+def _load_estimator(data_path: str | os.PathLike) -> BayesianEstimator:
+    """The estimator in a model's data folder; a bespoke class only from the ``code`` folder beside it.
+
+    The folder is found from the model's layout, not from ``MLmodel``: the class must be both
+    importable (the loader put the model's code on ``sys.path``) and inside that folder.
+    """
+    return load_estimator(data_path, code_directory=Path(data_path).parent / _CODE_SUBPATH)
 
 
 def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator:
@@ -312,13 +389,17 @@ def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator
         The fitted estimator.
     """
     local_path = _download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path)
-    return _load_from_local_path(local_path)
+    flavor_conf = _get_flavor_configuration(model_path=local_path, flavor_name=FLAVOR_NAME)
+    _add_code_from_conf_to_system_path(local_path, flavor_conf)
+    return _load_estimator(os.path.join(local_path, flavor_conf["data"]))
 
 
 def _load_pyfunc(path: str) -> PmlearnModelWrapper:
-    """Called by ``mlflow.pyfunc.load_model`` with the model's ``data`` directory."""
-    model_root = Path(path).parent
-    return PmlearnModelWrapper(_load_from_local_path(str(model_root)))
+    """Called by ``mlflow.pyfunc.load_model`` with the model's data folder.
+
+    MLflow has read ``MLmodel`` and put the model's code on ``sys.path``.
+    """
+    return PmlearnModelWrapper(_load_estimator(path))
 
 
 @autologging_integration(FLAVOR_NAME)

@@ -389,11 +389,53 @@ def test_user_signature_is_kept_and_enforced(regression, tmp_path):
     mean, std = model.predict(whole, return_std=True)
     np.testing.assert_array_equal(frame["prediction"].to_numpy(), mean)
     np.testing.assert_array_equal(frame["std"].to_numpy(), std)
-    # Without params of its own, a signature gets the inference params (documented).
-    mlflow_pmlearn.save_model(model, tmp_path / "no-params", signature=ModelSignature(inputs, outputs))
+    # Without params of its own, a signature gets the inference params (documented), on a
+    # copy: the user's object is left as given.
+    without_params = ModelSignature(inputs, outputs)
+    mlflow_pmlearn.save_model(model, tmp_path / "no-params", signature=without_params)
     saved = Model.load(str(tmp_path / "no-params")).signature
     assert saved.inputs == inputs and saved.outputs == outputs
     assert {spec.name for spec in saved.params.params} == {"return_std", "interval_prob"}
+    assert without_params.params is None
+    assert without_params.to_dict() == ModelSignature(inputs, outputs).to_dict()
+
+
+def test_extra_files_travel_with_the_model(regression, mlflow_experiment, tmp_path):
+    """As in MLflow's built-in flavors: copied into ``extra_files/`` and listed in the flavor."""
+    model, _ = regression
+    notes, labels = tmp_path / "notes.txt", tmp_path / "labels.csv"
+    notes.write_text("fitted on the first 150 rows")
+    labels.write_text("label\nlow\nhigh\n")
+    listed = [{"path": "extra_files/notes.txt"}, {"path": "extra_files/labels.csv"}]
+
+    mlflow_pmlearn.save_model(
+        model, tmp_path / "saved", signature=False, extra_files=[str(notes), labels.as_uri()]
+    )
+    with mlflow.start_run():
+        info = mlflow_pmlearn.log_model(model, name="model", signature=False, extra_files=[str(notes), str(labels)])
+    logged = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+    for model_dir in (tmp_path / "saved", logged):
+        assert (model_dir / "extra_files" / "notes.txt").read_bytes() == notes.read_bytes()
+        assert (model_dir / "extra_files" / "labels.csv").read_bytes() == labels.read_bytes()
+        assert Model.load(str(model_dir)).flavors[mlflow_pmlearn.FLAVOR_NAME]["extra_files"] == listed
+
+    # A file that is not there is refused, naming it, and nothing of the model is written.
+    with pytest.raises(MlflowException, match="no-such-file.txt"):
+        mlflow_pmlearn.save_model(model, tmp_path / "refused", signature=False,
+                                  extra_files=[str(notes), str(tmp_path / "no-such-file.txt")])
+    assert not (tmp_path / "refused").exists()
+    assert _staging_leftovers(tmp_path) == []
+
+
+def test_pyfunc_loads_from_the_data_folder_it_is_given(saved, regression, tmp_path):
+    """``mlflow.pyfunc`` hands ``_load_pyfunc`` the model's data folder (having read
+    ``MLmodel`` itself): the flavor reads nothing above that folder."""
+    model, X = regression
+    model_dir = tmp_path / "model"
+    shutil.copytree(saved["linear"], model_dir)
+    (model_dir / "MLmodel").unlink()
+    frame = mlflow_pmlearn._load_pyfunc(str(model_dir / "estimator")).predict(X.head(5))
+    np.testing.assert_array_equal(frame["prediction"].to_numpy(), model.predict(X.head(5)))
 
 
 def test_builtin_models_contain_no_pickle(saved):
@@ -600,7 +642,8 @@ def test_class_outside_builtins_and_shipped_code_is_refused(saved, tmp_path, mon
     (library / "canarypkg" / "models.py").write_text("class Evil: pass\n")
     monkeypatch.syspath_prepend(str(library))
 
-    for class_path in ("os.system", "pmlearn_canary.Evil", "canarypkg.models.Evil", "sklearn.linear_model.Ridge"):
+    for class_path in ("os.system", "json.decoder.Evil.Evil", "pmlearn_canary.Evil", "canarypkg.models.Evil",
+                       "sklearn.linear_model.Ridge"):
         model_dir = tmp_path / class_path.replace(".", "_")
         shutil.copytree(saved["linear"], model_dir)
         _rewrite_config(model_dir, estimator_class=class_path)
