@@ -5,7 +5,7 @@ with ``--workers`` uvicorn workers on 127.0.0.1, and sends ``--requests`` reques
 rows each, a tenth of them bad) from ``--concurrency`` client threads, stopping at
 ``--time-limit`` seconds. Counts answers by status, compares every good answer with the
 single-threaded pyfunc answer, and samples the server's resident memory (its whole process
-tree). ``tests/test_load.py`` runs the same load, smaller, as a test.
+tree). ``tests/integration/test_load.py`` runs the same load, smaller, as a test.
 
 Run from the repository root (after ``pip install -e ".[test]"``)::
 

@@ -1,6 +1,6 @@
 """A real ``mlflow models serve`` process on 127.0.0.1, and a bounded load against it.
 
-Shared by the serving tests and the load benchmark. Not a test module: ``tests/test_*.py``
+Shared by the serving tests and the load benchmark. Not a test module: the ``tests/*/test_*.py``
 import it as ``model_server``, and ``benchmarks/load_test.py`` as ``tests.model_server``.
 """
 

@@ -22,7 +22,7 @@ from tests.references import assert_linear_regression_frame_within_monte_carlo_e
 
 pytest.importorskip("pyspark", reason="pip install mlflow-pmlearn[spark]")
 pytestmark = pytest.mark.slow
-SCORE_TABLE = Path(__file__).resolve().parents[1] / "examples" / "spark" / "score_table.py"
+SCORE_TABLE = Path(__file__).resolve().parents[2] / "examples" / "spark" / "score_table.py"
 
 
 @pytest.fixture(scope="module")

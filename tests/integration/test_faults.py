@@ -38,7 +38,7 @@ from estimators.linear_model import LinearRegression
 
 pytestmark = pytest.mark.slow  # each case starts a Python process (and kills it)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.005
 
 

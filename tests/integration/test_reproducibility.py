@@ -27,7 +27,7 @@ import pytest
 from tests.conftest import THREAD_COUNT_VARIABLES, isolated_environment
 from tests.references import assert_within_monte_carlo_error
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 METHODS = {
     "advi": {"inference": "advi", "n_draws": 100, "max_iter": 2000},
     "nuts": {"inference": "nuts", "n_draws": 100, "n_tune": 150, "n_chains": 2},

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from tests.conftest import isolated_environment
 
 pytestmark = pytest.mark.slow
-MAIN = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "main.py"
+MAIN = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "main.py"
 
 
 def test_main_job_trains_registers_and_predicts_from_the_registry(tmp_path):

@@ -28,7 +28,7 @@ import mlflow_pmlearn
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "models_0_1_0"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models_0_1_0"
 MODELS = sorted(path.name for path in FIXTURES.iterdir() if (path / "model").is_dir())
 #: The bespoke example's module, as the saved model names it (``robust_regression.RobustRegression``).
 BESPOKE_MODULE = "robust_regression"

@@ -244,7 +244,7 @@ def test_predict_mean_and_std_shapes(regressor, regression_data):
     assert np.all(std > 0)
     # Mean and std of the noise plus parameter uncertainty, as computed in NumPy from the
     # same posterior draws (tests/references.py), within 4 Monte Carlo standard errors
-    # (tests/test_posterior_reference.py checks them where parameter uncertainty dominates).
+    # (tests/estimators/test_posterior_reference.py checks them where parameter uncertainty dominates).
     assert_within_monte_carlo_error({"mean": mean, "std": std}, *linear_regression_draws(regressor, X.iloc[:7]))
     assert regressor.score(X, y) > 0.9
 

@@ -18,7 +18,7 @@ from sklearn.datasets import load_iris
 from tests.conftest import isolated_environment
 
 pytestmark = pytest.mark.slow
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _mlflow_run(project: str, parameters: dict, tmp_path: Path) -> MlflowClient:

@@ -42,7 +42,7 @@ from mlflow_pmlearn import serialization
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE, FORMAT_VERSION, load_estimator
 from references import assert_linear_regression_frame_within_monte_carlo_error, logistic_regression_proba
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BESPOKE_FILE = REPO / "examples" / "bespoke" / "robust_regression.py"
 N_TRAIN = 150
 #: The requirement that installs this release from the wheel every model carries.

@@ -26,7 +26,7 @@ from tests.conftest import FAST
 
 pytestmark = pytest.mark.slow
 
-SAVED_0_1_0 = Path(__file__).resolve().parent / "fixtures" / "models_0_1_0"
+SAVED_0_1_0 = Path(__file__).resolve().parents[1] / "fixtures" / "models_0_1_0"
 
 
 def _uv_folder() -> str:
