@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from mlflow.entities import Metric
-from sklearn.base import RegressorMixin, is_classifier, is_regressor
+from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
-from estimators.base import DEFAULT_INTERVAL_PROB, BayesianDensityMixin, BayesianEstimator
+from estimators.base import DEFAULT_INTERVAL_PROB, BayesianEstimator
 
 #: Most points of the ELBO curve logged as a metric history.
 MAX_ELBO_POINTS = 1000
@@ -92,25 +92,16 @@ def _inside_central_interval(samples: np.ndarray, target: np.ndarray, prob: floa
     return inside
 
 
-def predictive_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
-    """Score, interval coverage and the check plot's draws, in one pass over the training rows.
+def _regressor_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
+    """R^2, interval coverage and the check plot's draws, in one pass over the training rows.
 
-    For regressors one posterior predictive draw per posterior draw and row is made, in
-    chunks of rows: their mean is the prediction (so ``score`` is R^2 as ``estimator.score``
-    computes it) and their central interval is the one ``predict_interval`` gives.
+    One posterior predictive draw per posterior draw and row is made, in chunks of rows:
+    their mean is the prediction (so ``score`` is R^2 as ``estimator.score`` computes it)
+    and their central interval is the one ``predict_interval`` gives.
     """
-    if y is None:
-        if isinstance(estimator, BayesianDensityMixin):
-            return PredictiveChecks(score=float(estimator.score(X)))
-        return PredictiveChecks()
     target = np.asarray(y).ravel()
     shown = _plot_rows(len(target))
     checks = PredictiveChecks(observed=target[shown], n_rows=len(target))
-    if not is_regressor(estimator):
-        if is_classifier(estimator):
-            checks.score = float(estimator.score(X, y))
-            checks.draws = estimator.sample_posterior_predictive(_rows(X, shown))[:PPC_DRAWS]
-        return checks
     target = target.astype(np.float64)
     chunk = max(1, _CHUNK_VALUES // estimator.n_posterior_draws_)
     mean, inside, draws = np.empty(len(target)), np.empty(len(target), dtype=bool), []
@@ -127,6 +118,35 @@ def predictive_checks(estimator: BayesianEstimator, X: Any, y: Any) -> Predictiv
     own_score = type(estimator).score is not RegressorMixin.score
     checks.score = float(estimator.score(X, y)) if own_score else float(r2_score(target, mean))
     return checks
+
+
+def _classifier_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
+    """Accuracy, and the check plot's draws of the predicted classes."""
+    target = np.asarray(y).ravel()
+    shown = _plot_rows(len(target))
+    checks = PredictiveChecks(score=float(estimator.score(X, y)), observed=target[shown], n_rows=len(target))
+    checks.draws = estimator.sample_posterior_predictive(_rows(X, shown))[:PPC_DRAWS]
+    return checks
+
+
+def _density_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
+    """Mean log predictive density of the training rows (``y`` is ignored, as in fitting)."""
+    return PredictiveChecks(score=float(estimator.score(X)))
+
+
+#: The checks of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
+_PREDICTIVE_CHECKS = {"regressor": _regressor_checks, "classifier": _classifier_checks, "density_estimator": _density_checks}
+
+
+def predictive_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
+    """The posterior predictive checks of ``estimator``'s kind on its training data ``X, y``.
+
+    Regressors: R^2, coverage of the central ``COVERAGE_PROB`` interval and draws for the
+    check plot; classifiers: accuracy and draws; density estimators: the mean log density.
+    Any other kind of estimator gets no checks.
+    """
+    check = _PREDICTIVE_CHECKS.get(estimator.__sklearn_tags__().estimator_type)
+    return PredictiveChecks() if check is None else check(estimator, X, y)
 
 
 def fit_metrics(
