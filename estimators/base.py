@@ -630,6 +630,14 @@ def _keep_training_inputs(idata: xr.DataTree, inputs: dict[str, np.ndarray]) -> 
     idata["constant_data"] = xr.Dataset(missing) if group is None else group.assign(missing)
 
 
+def _probability_frame(labels: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
+    """``prediction`` (the most probable label) and one ``proba_<label>`` column per label."""
+    frame = pd.DataFrame({"prediction": labels[np.argmax(proba, axis=1)]})
+    for column, label in enumerate(labels):
+        frame[f"proba_{label}"] = proba[:, column]
+    return frame
+
+
 def log_mean_exp_over_draws(log_values: np.ndarray) -> np.ndarray:
     """``log(mean(exp(log_values)))`` over the leading (posterior draw) axis, computed stably."""
     return logsumexp(log_values, axis=0) - np.log(len(log_values))
@@ -683,11 +691,7 @@ class BayesianClassifierMixin(ClassifierMixin):
         return summary["proba"]
 
     def predict_frame(self, X: Any) -> pd.DataFrame:
-        proba = self.predict_proba(X)
-        frame = pd.DataFrame({"prediction": self.classes_[np.argmax(proba, axis=1)]})
-        for column, label in enumerate(self.classes_):
-            frame[f"proba_{label}"] = proba[:, column]
-        return frame
+        return _probability_frame(self.classes_, self.predict_proba(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class under the posterior mean probabilities.
@@ -825,10 +829,7 @@ class BayesianDensityMixin(DensityMixin):
 
     def predict_frame(self, X: Any) -> pd.DataFrame:
         summary = self.predict_summary(X)
-        proba = summary["proba"]
-        frame = pd.DataFrame({"prediction": np.argmax(proba, axis=1)})
-        for component in range(proba.shape[1]):
-            frame[f"proba_{component}"] = proba[:, component]
+        frame = _probability_frame(np.arange(self.n_components), summary["proba"])
         frame["log_density"] = summary["log_density"]
         return frame
 
