@@ -9,6 +9,7 @@ from here.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from estimators.validation import (
     check_probability,
     class_labels,
     numeric_matrix,
+    quantile_levels,
     regression_target,
 )
 
@@ -39,6 +41,11 @@ from estimators.validation import (
 TARGET = "y"
 #: Probability of the central credible interval when none is given.
 DEFAULT_INTERVAL_PROB = 0.94
+
+
+def quantile_column(level: float) -> str:
+    """The name of the prediction column of the quantile at ``level``: ``quantile_0.05``."""
+    return f"quantile_{level:g}"
 
 
 class BayesianEstimator(BaseEstimator):
@@ -71,7 +78,8 @@ class BayesianEstimator(BaseEstimator):
     prediction_params : dict
         Set by the mixin: the parameters of :meth:`predict_frame` and their defaults.
     all_columns_params : dict
-        Set by the mixin: values of ``prediction_params`` that turn on every column.
+        Set by the mixin: values of ``prediction_params`` that turn on every column whose
+        name is fixed (not the quantile columns, named by the levels asked for).
     optional_columns : tuple of str
         Set by the mixin: the columns of :meth:`predict_frame` present only when asked for.
     """
@@ -480,10 +488,12 @@ class BayesianRegressorMixin(RegressorMixin):
     prediction does not depend on the other rows it is predicted with.
 
     :meth:`predict_frame` gives ``prediction`` (the posterior predictive mean), plus
-    ``std`` with ``return_std=True`` and ``lower``, ``upper`` with ``interval_prob=p``.
+    ``std`` with ``return_std=True``, ``lower``, ``upper`` with ``interval_prob=p``, and
+    one column per level with ``quantiles=[...]``, named by :func:`quantile_column`
+    (``quantile_0.05``, ``quantile_0.5``, ...).
     """
 
-    prediction_params = {"return_std": False, "interval_prob": None}
+    prediction_params = {"return_std": False, "interval_prob": None, "quantiles": []}
     all_columns_params = {"return_std": True, "interval_prob": DEFAULT_INTERVAL_PROB}
     optional_columns = ("std", "lower", "upper")
 
@@ -537,23 +547,29 @@ class BayesianRegressorMixin(RegressorMixin):
             lambda outputs: {"lpd": log_mean_exp_over_draws(outputs[0])},
         )["lpd"]
 
-    def predict_summary(self, X: Any, *, interval_prob: float | None = None) -> dict[str, np.ndarray]:
-        """Posterior predictive mean, standard deviation and (optionally) central interval.
+    def predict_summary(
+        self, X: Any, *, interval_prob: float | None = None, quantiles: Sequence[float] = ()
+    ) -> dict[str, np.ndarray]:
+        """Posterior predictive mean, standard deviation and (optionally) interval and quantiles.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         interval_prob : float, optional
             Probability mass of the central credible interval, in (0, 1).
+        quantiles : sequence of float, optional
+            Levels of predictive quantiles, each in (0, 1).
 
         Returns
         -------
         dict
-            ``mean`` and ``std`` of shape (n_samples,), and ``lower`` and ``upper`` when
-            ``interval_prob`` is given. Computed in row chunks, so memory stays bounded.
+            ``mean`` and ``std`` of shape (n_samples,); ``lower`` and ``upper`` when
+            ``interval_prob`` is given; ``quantiles`` of shape (n_samples, n_levels) when
+            levels are. Computed in row chunks, so memory stays bounded.
         """
         if interval_prob is not None:
             check_probability(interval_prob)
+        levels = quantile_levels(quantiles)
         inputs = self._inputs(X)
 
         def summarize(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -562,6 +578,8 @@ class BayesianRegressorMixin(RegressorMixin):
             if interval_prob is not None:
                 tail = (1.0 - interval_prob) / 2.0
                 summary["lower"], summary["upper"] = np.quantile(samples, [tail, 1.0 - tail], axis=0)
+            if levels:
+                summary["quantiles"] = np.quantile(samples, levels, axis=0).T
             return summary
 
         summary = self.posterior_predictor().map_rows(inputs, summarize)
@@ -587,16 +605,38 @@ class BayesianRegressorMixin(RegressorMixin):
         summary = self.predict_summary(X)
         return (summary["mean"], summary["std"]) if return_std else summary["mean"]
 
-    def predict_frame(self, X: Any, *, return_std: bool = False, interval_prob: float | None = None) -> pd.DataFrame:
+    def predict_frame(
+        self, X: Any, *, return_std: bool = False, interval_prob: float | None = None, quantiles: Sequence[float] = ()
+    ) -> pd.DataFrame:
         check_flag(return_std, "return_std")
-        summary = self.predict_summary(X, interval_prob=interval_prob)
+        summary = self.predict_summary(X, interval_prob=interval_prob, quantiles=quantiles)
         frame = pd.DataFrame({"prediction": summary["mean"]})
         if return_std:
             frame["std"] = summary["std"]
         if interval_prob is not None:
             frame["lower"] = summary["lower"]
             frame["upper"] = summary["upper"]
+        for column, level in enumerate(quantile_levels(quantiles)):
+            frame[quantile_column(level)] = summary["quantiles"][:, column]
         return frame
+
+    def predict_quantiles(self, X: Any, quantiles: Sequence[float]) -> np.ndarray:
+        """Posterior predictive quantiles of each row.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        quantiles : sequence of float
+            Levels, each strictly between 0 and 1, e.g. ``[0.05, 0.5, 0.95]``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_levels)
+            Column ``j`` is the quantile at ``quantiles[j]``.
+        """
+        if not quantile_levels(quantiles):
+            raise ValueError("quantiles is empty; give at least one level, e.g. [0.05, 0.5, 0.95].")
+        return self.predict_summary(X, quantiles=quantiles)["quantiles"]
 
     def predict_interval(self, X: Any, prob: float = DEFAULT_INTERVAL_PROB) -> np.ndarray:
         """Central credible interval of the posterior predictive.

@@ -213,6 +213,39 @@ def check_probability(prob: Any) -> None:
         raise ValueError(f"The interval probability must be a number strictly between 0 and 1; got {prob!r}.")
 
 
+#: Most quantile levels one prediction takes.
+MAX_QUANTILE_LEVELS = 99
+
+
+def quantile_levels(levels: Any) -> tuple[float, ...]:
+    """``levels`` as distinct floats strictly between 0 and 1, or an error naming the bad one.
+
+    Parameters
+    ----------
+    levels : sequence of float
+        Quantile levels, e.g. ``[0.05, 0.5, 0.95]``; at most :data:`MAX_QUANTILE_LEVELS`.
+
+    Returns
+    -------
+    tuple of float
+        The levels, in the order given.
+    """
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__len__"):
+        raise TypeError(f"quantiles must be a list of levels such as [0.05, 0.5, 0.95]; got {levels!r:.80}.")
+    if len(levels) > MAX_QUANTILE_LEVELS:
+        raise ValueError(f"quantiles has {len(levels)} levels; at most {MAX_QUANTILE_LEVELS} are taken at once.")
+    for position, level in enumerate(levels):
+        if isinstance(level, (bool, np.bool_)) or not isinstance(level, (Real, np.floating, np.integer)) or not 0.0 < float(level) < 1.0:
+            raise ValueError(
+                f"quantiles[{position}] is {level!r}; each quantile level must be a number strictly between 0 and 1."
+            )
+    floats = tuple(float(level) for level in levels)
+    if len(set(floats)) != len(floats):
+        repeated = sorted({level for level in floats if floats.count(level) > 1})
+        raise ValueError(f"quantiles repeats the level(s) {repeated}; give each level once.")
+    return floats
+
+
 def aligned_columns(estimator: BaseEstimator, X: Any) -> Any:
     """``X`` with its columns in the order seen at fit, or an error naming the difference."""
     expected = getattr(estimator, "feature_names_in_", None)

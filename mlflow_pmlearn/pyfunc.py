@@ -19,23 +19,29 @@ _PARAM_TYPES = {bool: "boolean", float: "double", int: "long", str: "string"}
 
 
 def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
-    """The inference-time parameters the wrapper accepts, as the estimator declares them."""
+    """The inference-time parameters the wrapper accepts, as the estimator declares them.
+
+    A parameter's type is that of the value that turns its columns on (or of its default);
+    a list default (``quantiles``) makes an array of doubles.
+    """
     if not estimator.prediction_params:
         return None
-    return ParamSchema(
-        [
-            ParamSpec(name, _PARAM_TYPES[type(estimator.all_columns_params[name])], default)
-            for name, default in estimator.prediction_params.items()
-        ]
-    )
+    specs = []
+    for name, default in estimator.prediction_params.items():
+        if isinstance(default, list):
+            specs.append(ParamSpec(name, "double", default, shape=(-1,)))
+        else:
+            specs.append(ParamSpec(name, _PARAM_TYPES[type(estimator.all_columns_params[name])], default))
+    return ParamSchema(specs)
 
 
 class PmlearnModelWrapper:
     """pyfunc face of a fitted estimator: its ``predict_frame``, with a row limit and 4xx errors.
 
     The columns and params are those the estimator's kind declares: for regressors
-    ``prediction``, plus ``std`` with ``params={"return_std": True}`` and ``lower``/``upper``
-    with ``params={"interval_prob": p}``; for classifiers ``prediction`` and
+    ``prediction``, plus ``std`` with ``params={"return_std": True}``, ``lower``/``upper``
+    with ``params={"interval_prob": p}`` and ``quantile_0.05``, ... with
+    ``params={"quantiles": [0.05, ...]}``; for classifiers ``prediction`` and
     ``proba_<class>``; for density models ``prediction``, ``proba_<k>`` and ``log_density``.
     """
 
@@ -58,8 +64,9 @@ class PmlearnModelWrapper:
             Rows with the training columns; at most ``MLFLOW_PMLEARN_MAX_ROWS`` (default
             100,000) per call.
         params : dict, optional
-            The estimator's ``prediction_params`` (regressors: ``return_std``, a bool, and
-            ``interval_prob``, a float in (0, 1)).
+            The estimator's ``prediction_params`` (regressors: ``return_std``, a bool,
+            ``interval_prob``, a float in (0, 1), and ``quantiles``, a list of levels in
+            (0, 1) that adds a ``quantile_<level>`` column per level).
         """
         params = params or {}
         n_rows = len(data)

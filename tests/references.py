@@ -125,11 +125,21 @@ def one_draw_each_standard_errors(mu: np.ndarray, sigma: np.ndarray, summary: di
     }
     for bound in ("lower", "upper"):
         if bound in summary:
-            z = (summary[bound] - mu) / sigma
-            cdf = ndtr(z)
-            density = (np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * sigma)).mean(axis=0)
-            errors[bound] = np.sqrt((cdf * (1 - cdf)).sum(axis=0)) / n_draws / density
+            errors[bound] = quantile_standard_errors(summary[bound], mu, sigma)
     return errors
+
+
+def quantile_standard_errors(quantile: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Monte Carlo standard error of a predictive quantile from one draw per posterior draw.
+
+    ``sqrt(sum_s F_s (1 - F_s)) / S`` over the mixture density at the exact ``quantile``,
+    ``F_s`` the draw's CDF there (see :func:`one_draw_each_standard_errors`).
+    """
+    sigma = np.broadcast_to(sigma, mu.shape)
+    z = (quantile - mu) / sigma
+    cdf = ndtr(z)
+    density = (np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * sigma)).mean(axis=0)
+    return np.sqrt((cdf * (1 - cdf)).sum(axis=0)) / len(mu) / density
 
 
 def assert_within_monte_carlo_error(

@@ -32,6 +32,7 @@ from tests.references import (
     normal_mixture_summary,
     one_draw_each_standard_errors,
     posterior_draws,
+    quantile_standard_errors,
     softmax_class_probabilities,
 )
 
@@ -130,6 +131,26 @@ def test_predictive_interval_is_the_posterior_mixtures_quantiles(few_rows_regres
     noise_only = _noise_only(mu, sigma)
     for bound in ("lower", "upper"):
         assert np.all(np.abs(noise_only[bound] - reference[bound]) > 2 * tolerance[bound])
+
+
+def test_predictive_quantiles_are_the_posterior_mixtures_quantiles(few_rows_regressor):
+    """Each quantile level is the posterior predictive mixture's quantile, within 4 Monte
+    Carlo errors; the tails are more than two tolerances from the noise-only quantiles."""
+    levels = [0.05, 0.25, 0.5, 0.75, 0.95]
+    mu, sigma = linear_regression_draws(few_rows_regressor, FAR_ROWS)
+    got = few_rows_regressor.predict_quantiles(FAR_ROWS, levels)
+    assert got.shape == (len(FAR_ROWS), len(levels))
+    assert np.all(np.diff(got, axis=1) > 0)
+    for column, level in enumerate(levels):
+        reference = normal_mixture_quantile(mu, sigma, level)
+        tolerance = N_ERRORS * quantile_standard_errors(reference, mu, sigma)
+        deviation = np.abs(got[:, column] - reference)
+        assert np.all(deviation < tolerance), (level, deviation, tolerance)
+        if level in (0.05, 0.95):
+            noise_only = normal_mixture_quantile(mu.mean(axis=0, keepdims=True), sigma.mean(axis=0, keepdims=True), level)
+            assert np.all(np.abs(noise_only - reference) > 2 * tolerance)
+    # The same computation as the interval's bounds (0.9's tails are 0.05 up to rounding).
+    np.testing.assert_allclose(got[:, [0, 4]], few_rows_regressor.predict_interval(FAR_ROWS, prob=0.9), rtol=1e-12)
 
 
 # -- the logistic regression's class probabilities -----------------------------------------

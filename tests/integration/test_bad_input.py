@@ -399,6 +399,16 @@ PARAMS_CASES = [
     ("interval_prob 1", {"interval_prob": 1}, ("strictly between 0 and 1", "got 1"), _not_a_probability(1)),
     ("interval_prob 1.5", {"interval_prob": 1.5}, ("strictly between 0 and 1", "got 1.5"), _not_a_probability(1.5)),
     ("interval_prob -0.1", {"interval_prob": -0.1}, ("strictly between 0 and 1", "got -0.1"), _not_a_probability(-0.1)),
+    ("a quantile level 1.5", {"quantiles": [0.5, 1.5]}, (r"quantiles\[1\] is 1\.5", "strictly between 0 and 1"),
+     r"^ValueError: quantiles\[1\] is 1\.5; each quantile level must be a number strictly between 0 and 1\.$"),
+    ("a quantile level 0", {"quantiles": [0.0]}, (r"quantiles\[0\] is 0", "strictly between 0 and 1"),
+     r"^ValueError: quantiles\[0\] is 0\.0; each quantile level must be a number strictly between 0 and 1\.$"),
+    ("a quantile level repeated", {"quantiles": [0.5, 0.5]}, ("repeats", r"0\.5"),
+     r"^ValueError: quantiles repeats the level\(s\) \[0\.5\]; give each level once\.$"),
+    ("quantiles a string", {"quantiles": "0.5"}, ("quantiles",),
+     r"^TypeError: quantiles must be a list of levels such as \[0\.05, 0\.5, 0\.95\]; got '0\.5'\.$"),
+    ("quantiles not numbers", {"quantiles": ["low"]}, ("quantiles",),
+     r"^ValueError: quantiles\[0\] is 'low'; each quantile level must be a number strictly between 0 and 1\.$"),
 ]
 
 
@@ -415,6 +425,8 @@ def test_bad_params(name, params, names, says, entry, request, rows):
         regressor = request.getfixturevalue("regressor")
         if "return_std" in params:
             message = _outcome(lambda: regressor.predict(rows, return_std=params["return_std"]))
+        elif "quantiles" in params:
+            message = _outcome(lambda: regressor.predict_quantiles(rows, params["quantiles"]))
         else:
             message = _outcome(lambda: regressor.predict_interval(rows, prob=params["interval_prob"]))
         names = (*names, says)

@@ -85,6 +85,20 @@ def test_every_documented_input_format_gives_the_posterior_frame(served):
     np.testing.assert_allclose(csv["prediction"], expected["mean"], rtol=1e-9)
 
 
+def test_quantiles_chosen_per_request_over_rest(served):
+    """``params={"quantiles": [...]}`` adds one ``quantile_<level>`` column per level, the
+    estimator's own quantiles; other levels in the next request, and none by default."""
+    server, model, X = served["regressor"]
+    rows = X.head(4)
+    for levels in ([0.05, 0.5, 0.95], [0.1, 0.9]):
+        body = {"dataframe_split": json.loads(rows.to_json(orient="split")), "params": {"quantiles": levels, "return_std": True}}
+        frame = _frame(server.invoke(body))
+        columns = [f"quantile_{level:g}" for level in levels]
+        assert list(frame.columns) == ["prediction", "std", *columns]
+        np.testing.assert_allclose(frame[columns].to_numpy(), model.predict_quantiles(rows, levels), rtol=1e-9)
+    assert list(_frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))})).columns) == ["prediction"]
+
+
 def test_classifier_endpoint_returns_labels_and_probabilities(served):
     server, model, X = served["classifier"]
     rows = X.head(5)
@@ -102,6 +116,8 @@ def test_classifier_endpoint_returns_labels_and_probabilities(served):
         ("string in numeric column", lambda X: {"dataframe_records": [{"x0": "abc", "x1": 0.0, "x2": 0.0}]}, "application/json", "x0"),
         ("NaN", lambda X: '{"dataframe_split": {"columns": ["x0", "x1", "x2"], "data": [[NaN, 0.0, 0.0]]}}', "application/json", "NaN"),
         ("interval_prob out of range", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"interval_prob": 2.0}}, "application/json", "interval probability must be a number strictly between 0 and 1; got 2.0"),
+        ("quantile level out of range", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"quantiles": [0.5, 1.5]}}, "application/json", "quantiles[1] is 1.5; each quantile level must be a number strictly between 0 and 1"),
+        ("quantiles not a list of numbers", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"quantiles": ["low"]}}, "application/json", "quantiles"),
         ("wrong param type", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"return_std": "maybe"}}, "application/json", "return_std"),
         ("malformed JSON", lambda X: '{"dataframe_records": [', "application/json", "valid JSON"),
         ("too many rows", lambda X: {"dataframe_split": json.loads(pd.concat([X] * 3).to_json(orient="split"))}, "application/json", f"at most {MAX_ROWS:,}"),

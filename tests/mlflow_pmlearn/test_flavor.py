@@ -282,8 +282,9 @@ def test_signature_is_inferred_with_inference_params(saved, registered):
     assert regressor is not None
     assert [spec.name for spec in regressor.inputs.inputs] == ["x0", "x1", "x2"]
     params = {spec.name: spec for spec in regressor.params.params}
-    assert set(params) == {"return_std", "interval_prob"}
+    assert set(params) == {"return_std", "interval_prob", "quantiles"}
     assert params["return_std"].default is False
+    assert (params["quantiles"].default, params["quantiles"].shape, params["quantiles"].dtype.name) == ([], (-1,), "double")
     assert [spec.name for spec in regressor.outputs.inputs] == ["prediction", "std", "lower", "upper"]
 
     classifier = Model.load(str(saved["logistic"])).signature
@@ -295,7 +296,7 @@ def test_signature_is_inferred_with_inference_params(saved, registered):
     assert types == {"x": "double", "store": "string"}
 
     logged = registered["infos"]["linear"].signature
-    assert {spec.name for spec in logged.params.params} == {"return_std", "interval_prob"}
+    assert {spec.name for spec in logged.params.params} == {"return_std", "interval_prob", "quantiles"}
     assert registered["infos"]["linear"].saved_input_example_info is not None
 
 
@@ -395,7 +396,7 @@ def test_user_signature_is_kept_and_enforced(regression, tmp_path):
     mlflow_pmlearn.save_model(model, tmp_path / "no-params", signature=without_params)
     saved = Model.load(str(tmp_path / "no-params")).signature
     assert saved.inputs == inputs and saved.outputs == outputs
-    assert {spec.name for spec in saved.params.params} == {"return_std", "interval_prob"}
+    assert {spec.name for spec in saved.params.params} == {"return_std", "interval_prob", "quantiles"}
     assert without_params.params is None
     assert without_params.to_dict() == ModelSignature(inputs, outputs).to_dict()
 
