@@ -11,8 +11,11 @@ either completes or raises, never returns a half-fitted posterior.
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pymc as pm
@@ -24,6 +27,17 @@ from estimators.settings import InferenceSettings
 
 #: Iterations per window of the ADVI plateau schedule (full-batch fits).
 PLATEAU_WINDOW = 100
+#: PyMC's ADVI logger, whose handler prints to the console. A fit's closing line there is
+#: this module's (:func:`fit_advi`), in place of PyMC's.
+ADVI_LOGGER = logging.getLogger("pymc.variational.inference")
+
+
+def final_loss(loss: np.ndarray) -> float:
+    """The loss an ADVI fit ends with: the mean of its last ``PLATEAU_WINDOW`` iterations.
+
+    One number for the console, the ``elbo_final`` metric (its negative) and the plot.
+    """
+    return float(np.mean(loss[-PLATEAU_WINDOW:]))
 
 
 def resolve_progressbar(progressbar: bool | None) -> bool:
@@ -62,6 +76,8 @@ class PlateauSchedule:
         self.n_reductions = n_reductions
         self.reductions = 0
         self.converged = False
+        #: The message of the ``StopIteration`` that stops a converged fit.
+        self.stop_message = "ADVI converged"
         self._since = 0
 
     def __call__(self, approx, losses: np.ndarray, i: int) -> None:
@@ -73,7 +89,7 @@ class PlateauSchedule:
             return
         if self.reductions == self.n_reductions:
             self.converged = True
-            raise StopIteration(f"ADVI converged after {i} iterations")
+            raise StopIteration(self.stop_message)
         self.reductions += 1
         self._since = i
         self.learning_rate.set_value(self.learning_rate.get_value() / 10.0)
@@ -124,7 +140,7 @@ def fit_advi(
             n_rows = len(model[row_data[0]].get_value())
             window = int(np.ceil(PLATEAU_WINDOW * np.sqrt(n_rows / batch_size)))
     schedule = PlateauSchedule(learning_rate, window=window, tol=settings.tol)
-    with model:
+    with model, _closing_lines_replaced(schedule):
         approx = pm.fit(
             n=settings.max_iter,
             method="advi",
@@ -138,6 +154,14 @@ def fit_advi(
         if history.size < settings.max_iter and not schedule.converged:
             _interrupted(f"ADVI at iteration {history.size:,} of {settings.max_iter:,}")
         idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
+    if schedule.converged:
+        outcome = f"ADVI converged after {history.size:,} iterations (of at most {settings.max_iter:,})"
+    else:
+        outcome = (
+            f"ADVI ran all max_iter={settings.max_iter:,} iterations without converging (raise max_iter, "
+            "or tol, to let it converge)"
+        )
+    ADVI_LOGGER.info(f"{outcome}; final loss {final_loss(history):,.6g} (mean of the last {min(PLATEAU_WINDOW, history.size)}).")
     if "sample_stats" in idata.children:  # PyMC 6 adds an empty one; ADVI has no sampler statistics
         del idata["sample_stats"]
     idata["fit_history"] = xr.Dataset(
@@ -181,6 +205,29 @@ def fit_nuts(
             f"({posterior.sizes['chain']} of {settings.n_chains} chains)"
         )
     return idata
+
+
+@contextmanager
+def _closing_lines_replaced(schedule: PlateauSchedule) -> Iterator[None]:
+    """Drop PyMC's closing lines of this thread's ADVI fit, which say "Interrupted at 6%"
+    when the schedule stopped a converged fit; a Ctrl-C's lines are kept."""
+
+    thread = threading.get_ident()
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.thread != thread:
+            return True
+        message = record.getMessage()
+        if message.startswith("Finished ["):  # max_iter reached: fit_advi's closing line says so
+            return False
+        # A converged fit: PyMC logs the schedule's stop message and "Interrupted at ...%".
+        return not (schedule.converged and (message == schedule.stop_message or message.startswith("Interrupted at ")))
+
+    ADVI_LOGGER.addFilter(keep)
+    try:
+        yield
+    finally:
+        ADVI_LOGGER.removeFilter(keep)
 
 
 def _interrupted(where: str) -> None:

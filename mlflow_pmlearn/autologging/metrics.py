@@ -14,6 +14,7 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
 from estimators.base import DEFAULT_INTERVAL_PROB, BayesianEstimator
+from estimators.inference import final_loss
 
 #: Most points of the ELBO curve logged as a metric history.
 MAX_ELBO_POINTS = 1000
@@ -172,7 +173,7 @@ def fit_metrics(
     metrics: dict[str, float] = {"fit_time_s": fit_seconds}
     if "fit_history" in idata.children:
         loss = idata.fit_history["loss"].values
-        metrics["elbo_final"] = float(-np.mean(loss[-100:]))
+        metrics["elbo_final"] = -final_loss(loss)
         metrics["advi_iterations"] = float(len(loss))
         metrics["advi_converged"] = float(idata.fit_history.attrs.get("converged", 0))
     if "sample_stats" in idata.children:

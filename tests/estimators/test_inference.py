@@ -8,6 +8,8 @@ API as users pass them.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pymc as pm
 import pytensor
@@ -15,7 +17,7 @@ import pytest
 
 from conftest import FAST
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
-from estimators.inference import PlateauSchedule
+from estimators.inference import ADVI_LOGGER, PlateauSchedule, final_loss
 
 
 def run_schedule(losses: np.ndarray, *, window: int, tol: float, learning_rate: float = 0.05):
@@ -121,6 +123,27 @@ def test_a_fit_stops_once_converged_well_before_max_iter(mean_five):
     assert model.n_iter_ == history.sizes["iteration"] <= FAST["max_iter"] // 2
     # It stopped at the posterior, N(5, 0.1): the mean within half a posterior standard deviation.
     assert abs(fitted_mu(model).mean() - 5.0) < 0.05
+
+
+#: How a fit ends, by max_iter: converged (measured: well before 5,000), or at max_iter.
+CLOSING_LINES = {
+    5000: "ADVI converged after {n:,} iterations (of at most 5,000)",
+    300: "ADVI ran all max_iter=300 iterations without converging (raise max_iter, or tol, to let it converge)",
+}
+
+
+@pytest.mark.parametrize("max_iter", CLOSING_LINES)
+def test_the_console_ends_a_fit_with_one_true_line(mean_five, caplog, max_iter):
+    """One closing line, which says how the fit ended and the final loss that the
+    ``elbo_final`` metric reports; never PyMC's "Interrupted at 18%" for a converged fit."""
+    X, y = mean_five
+    with caplog.at_level(logging.INFO, logger=ADVI_LOGGER.name):
+        model = UnknownMean(**{**FAST, "max_iter": max_iter}).fit(X, y)
+    loss = model.idata_.fit_history["loss"].values
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("pymc")]
+    ending = CLOSING_LINES[max_iter].format(n=len(loss))
+    assert lines == [f"{ending}; final loss {final_loss(loss):,.6g} (mean of the last 100)."]
+    assert final_loss(loss) == np.mean(loss[-100:])
 
 
 def test_a_larger_tol_stops_earlier(mean_five):
