@@ -18,8 +18,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 INFERENCE_METHODS = ("advi", "nuts")
 
 
-def _setting(default: Any, constraints: list, kind: str, doc: str) -> Any:
-    return dataclasses.field(default=default, metadata={"constraints": constraints, "kind": kind, "doc": doc})
+#: The inference methods a setting applies to (``_DISPLAY``: none, it changes only what is shown).
+_BOTH, _ADVI, _NUTS, _DISPLAY = INFERENCE_METHODS, ("advi",), ("nuts",), ()
+
+
+def _setting(default: Any, constraints: list, kind: str, doc: str, applies_to: tuple[str, ...] = _BOTH) -> Any:
+    metadata = {"constraints": constraints, "kind": kind, "doc": doc, "applies_to": applies_to}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,20 +39,20 @@ class InferenceSettings:
         1000, [Interval(Integral, 1, None, closed="left")], "int",
         "Posterior draws kept: drawn from the ADVI approximation, or per NUTS chain.",
     )
-    n_tune: int = _setting(1000, [Interval(Integral, 0, None, closed="left")], "int", "NUTS tuning steps per chain.")
-    n_chains: int = _setting(2, [Interval(Integral, 1, None, closed="left")], "int", "NUTS chains.")
+    n_tune: int = _setting(1000, [Interval(Integral, 0, None, closed="left")], "int", "NUTS tuning steps per chain.", _NUTS)
+    n_chains: int = _setting(2, [Interval(Integral, 1, None, closed="left")], "int", "NUTS chains.", _NUTS)
     max_iter: int = _setting(
         20_000, [Interval(Integral, 1, None, closed="left")], "int",
-        "Most ADVI iterations, if the loss has not converged before.",
+        "Most ADVI iterations, if the loss has not converged before.", _ADVI,
     )
     tol: float = _setting(
         1e-4, [Interval(Real, 0, None, closed="neither")], "float",
         "ADVI plateau threshold: when the mean loss of the last 100 iterations improves on the "
         "100 before by less than this fraction, the learning rate is divided by ten; at the "
-        "third plateau the fit has converged and stops.",
+        "third plateau the fit has converged and stops.", _ADVI,
     )
     learning_rate: float = _setting(
-        0.05, [Interval(Real, 0, None, closed="neither")], "float", "Initial Adam learning rate of ADVI."
+        0.05, [Interval(Real, 0, None, closed="neither")], "float", "Initial Adam learning rate of ADVI.", _ADVI
     )
     random_seed: int | None = _setting(
         None, [Interval(Integral, 0, 2**32 - 1, closed="both"), None], "int or None",
@@ -56,7 +61,7 @@ class InferenceSettings:
     )
     progressbar: bool | None = _setting(
         None, ["boolean", None], "bool or None",
-        "PyMC's progress bar; by default shown only when standard error is a terminal.",
+        "PyMC's progress bar; by default shown only when standard error is a terminal.", _DISPLAY,
     )
 
     @classmethod
@@ -72,6 +77,12 @@ PARAMETER_CONSTRAINTS = {field.name: field.metadata["constraints"] for field in 
 INIT_PARAMETERS = tuple(
     inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default) for field in _FIELDS
 )
+
+
+def settings_that_do_not_apply(inference: str) -> frozenset[str]:
+    """The settings that change nothing in a fit by ``inference`` (NUTS's on ADVI, ...) or
+    that change only what is shown (``progressbar``): what autolog leaves out."""
+    return frozenset(field.name for field in _FIELDS if inference not in field.metadata["applies_to"])
 
 
 def parameters_doc(indent: str = "    ") -> str:

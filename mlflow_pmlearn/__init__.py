@@ -422,7 +422,8 @@ def autolog(
 
     A fit logs, in the active run or in a run it starts and ends:
 
-    - params: the hyper-parameters (inference settings among them); each prior as
+    - params: the hyper-parameters (of the inference settings, those that apply to the
+      method used: no ``n_tune`` on an ADVI fit, no ``progressbar``); each prior as
       ``prior.<variable>`` (e.g. ``Normal(loc=0.0, scale=2.5)``), read from the PyMC model, so
       bespoke models are described too; the model structure (``model.*``); the seed used
       (``inference.seed``); the PyMC, PyTensor, ArviZ and mlflow-pmlearn versions; the

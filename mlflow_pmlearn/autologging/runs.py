@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator
 
 from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging._failures import _attempt, _warn
+from estimators.settings import settings_that_do_not_apply
 from mlflow_pmlearn.autologging.describe import bayesian_params, model_graph
 from mlflow_pmlearn.autologging.metrics import (
     PredictiveChecks,
@@ -210,8 +211,9 @@ def log_fit(
     config : dict
         The autolog settings (``_config()``).
     params : dict, optional
-        Hyper-parameters to log; by default ``estimator.get_params(deep=False)``; a
-        meta-estimator passes its own.
+        Hyper-parameters to log; by default ``estimator.get_params(deep=False)`` less the
+        inference settings that do not apply to its fit (``n_tune`` on an ADVI fit,
+        ``progressbar``); a meta-estimator passes its own.
     metrics : dict, optional
         More metrics, e.g. a search's ``best_cv_score``.
     data : (X, y), optional
@@ -222,8 +224,10 @@ def log_fit(
         logged as ``bayesian_step`` (not registered) and this note says what it expects.
     """
     raw_X, raw_y = data if data is not None else (X, y)
-    hyper = params if params is not None else estimator.get_params(deep=False)
-    _attempt("the hyper-parameters", lambda: _log_params(hyper))
+    if params is None:
+        skipped = settings_that_do_not_apply(estimator.inference)
+        params = {name: value for name, value in estimator.get_params(deep=False).items() if name not in skipped}
+    _attempt("the hyper-parameters", lambda: _log_params(params))
     _attempt("the priors and model structure", lambda: _log_params(bayesian_params(estimator, raw_X)))
     dataset = _attempt("the training dataset", lambda: _log_dataset(raw_X, raw_y)) if config["log_datasets"] else None
     summary = _attempt("the posterior summary", lambda: posterior_summary(estimator.idata_))

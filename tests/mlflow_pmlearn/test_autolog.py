@@ -131,8 +131,12 @@ def test_params_hold_hyperparameters_priors_structure_versions_and_data_shape(ad
     params = run.data.params
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.autologging"] == "pmlearn" and run.data.tags["team"] == "bayes"
+    # The hyper-parameters, and of the inference settings those that apply to ADVI.
     for name, value in estimator.get_params().items():
-        assert params[name] == str(value)
+        if name not in ("n_tune", "n_chains", "progressbar"):
+            assert params[name] == str(value)
+        else:
+            assert name not in params, f"{name} does not apply to an ADVI fit"
     assert params["prior.coef_std"] == "Normal(loc=0.0, scale=2.5)"
     assert params["prior.intercept_std"] == "Normal(loc=0.0, scale=2.5)"
     assert params["prior.noise_std"] == "HalfNormal(loc=0.0, scale=1.0)"
@@ -277,6 +281,14 @@ def test_nuts_diagnostics_agree_with_arviz_summary_of_the_logged_trace(nuts_fit,
         index_col=0,
     )
     assert {"r_hat", "ess_bulk", "ess_tail"} <= set(logged_summary.columns)
+
+
+def test_a_nuts_run_logs_the_settings_that_apply_to_nuts(nuts_fit):
+    estimator, run = nuts_fit
+    params = run.data.params
+    assert (params["n_tune"], params["n_chains"], params["n_draws"]) == tuple(str(FAST_NUTS[k]) for k in ("n_tune", "n_chains", "n_draws"))
+    assert params["inference"] == "nuts"
+    assert not {"max_iter", "tol", "learning_rate", "progressbar"} & set(params)
 
 
 def test_nuts_fit_logs_trace_and_rank_plots(nuts_fit, tmp_path):
