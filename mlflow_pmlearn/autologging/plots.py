@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from estimators.base import BayesianEstimator
+from estimators.inference import PLATEAU_WINDOW, final_loss
 from mlflow_pmlearn.autologging.metrics import COVERAGE_PROB, PredictiveChecks
 
 #: Most panels (scalar components) in the rank plot.
@@ -39,14 +40,31 @@ def _arviz_png(plot: Callable, idata: xr.DataTree, title: str | None = None, **k
         pyplot.close(figure)
 
 
-def _figure(*, width: float = 8.0, height: float = 3.0):
-    """A one-panel figure drawn off-screen (no pyplot state, no window), and its axes."""
+def _figure(*, width: float = 8.0, height: float = 3.0, panels: int = 1):
+    """A figure of ``panels`` side by side, drawn off-screen (no pyplot state, no window), and its axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height))
+    figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
-    return figure, figure.subplots()
+    return figure, figure.subplots(1, panels)
+
+
+def _elbo_plot(loss: np.ndarray) -> bytes:
+    """The whole ELBO curve beside its last 90% (zoomed to its range), with the
+    final ELBO that the console and the ``elbo_final`` metric report."""
+    figure, (whole, end) = _figure(width=10, panels=2)
+    iterations, elbo, final = np.arange(1, len(loss) + 1), -loss, -final_loss(loss)
+    whole.plot(iterations, elbo, lw=0.6)
+    whole.set(xlabel="iteration", ylabel="ELBO", title="ADVI evidence lower bound: the whole fit")
+    start = len(loss) // 10
+    end.plot(iterations[start:], elbo[start:], lw=0.6)
+    low, high = np.percentile(elbo[start:], [1, 100])
+    end.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
+    end.axhline(final, color="C1", lw=1, label=f"final ELBO {final:,.6g} (mean of the last {min(PLATEAU_WINDOW, len(loss))})")
+    end.set(xlabel="iteration", title=f"from iteration {start + 1:,}")
+    end.legend(loc="lower right")
+    return _png(figure)
 
 
 def _forest_variables(idata: xr.DataTree, names: list[str]) -> tuple[list[str], list[str]]:
@@ -77,13 +95,7 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
     free = [rv.name for rv in model.free_RVs]
     plots = {}
     if "fit_history" in idata.children:
-        figure, ax = _figure()
-        loss = idata.fit_history["loss"].values
-        ax.plot(np.arange(1, len(loss) + 1), -loss, lw=0.6)
-        ax.set(xlabel="iteration", ylabel="ELBO", title="ADVI evidence lower bound")
-        low, high = np.percentile(-loss[len(loss) // 10 :], [1, 100])
-        ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
-        plots["elbo.png"] = _png(figure)
+        plots["elbo.png"] = _elbo_plot(idata.fit_history["loss"].values)
     if "sample_stats" in idata.children:
         plots["trace.png"] = _arviz_png(arviz_plots.plot_trace_dist, idata, var_names=free, compact=True)
         ranked, n_panels = [], 0
