@@ -58,6 +58,8 @@ class PredictiveChecks:
     observed: np.ndarray | None = None
     draws: np.ndarray | None = None
     n_rows: int = 0
+    #: The target's own name (a named ``y``, e.g. a DataFrame column), for the plot.
+    target_name: str = "target"
 
 
 def _rows(X: Any, rows: slice | np.ndarray) -> Any:
@@ -147,7 +149,10 @@ def predictive_checks(estimator: BayesianEstimator, X: Any, y: Any) -> Predictiv
     Any other kind of estimator gets no checks.
     """
     check = _PREDICTIVE_CHECKS.get(estimator.__sklearn_tags__().estimator_type)
-    return PredictiveChecks() if check is None else check(estimator, X, y)
+    checks = PredictiveChecks() if check is None else check(estimator, X, y)
+    if isinstance(getattr(y, "name", None), str):
+        checks.target_name = y.name
+    return checks
 
 
 def fit_metrics(

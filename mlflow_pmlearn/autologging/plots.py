@@ -128,7 +128,7 @@ def _class_shares(ax, estimator: BayesianEstimator, checks: PredictiveChecks) ->
     ax.bar(positions, [(observed == c).mean() for c in classes], color="0.7", label="observed")
     ax.errorbar(positions, draw_shares.mean(0), yerr=[draw_shares.mean(0) - low, high - draw_shares.mean(0)], fmt="o", color="C0", label=f"posterior predictive ({COVERAGE_PROB:.0%})")
     ax.set_xticks(positions, [str(c) for c in classes])
-    ax.set(ylabel="share of rows")
+    ax.set(xlabel=checks.target_name, ylabel="share of rows")
 
 
 def _target_histograms(ax, estimator: BayesianEstimator, checks: PredictiveChecks) -> None:
@@ -143,7 +143,7 @@ def _target_histograms(ax, estimator: BayesianEstimator, checks: PredictiveCheck
     ax.add_collection(LineCollection(steps, colors="C0", alpha=0.15, label=f"posterior predictive ({len(samples)} draws)"))
     ax.stairs(np.histogram(observed, bins, density=True)[0], bins, color="k", lw=2, label="observed")
     ax.autoscale_view()
-    ax.set(xlabel="target", ylabel="density")
+    ax.set(xlabel=checks.target_name, ylabel="density")
 
 
 #: The posterior predictive check panel of each kind of estimator whose checks have draws,

@@ -646,3 +646,11 @@ def test_a_search_in_one_thread_leaves_a_fit_in_another_its_own_run(tracking_uri
 def test_max_tuning_runs_must_be_non_negative():
     with pytest.raises(mlflow.exceptions.MlflowException, match="max_tuning_runs"):
         mlflow_pmlearn.autolog(max_tuning_runs=-1)
+
+
+def test_the_predictive_check_names_the_target_as_the_user_did(advi_fit, regression_data):
+    estimator, _ = advi_fit
+    X, y, _ = regression_data
+    named = autolog_metrics.predictive_checks(estimator, X.iloc[:50], pd.Series(np.asarray(y)[:50], name="house price"))
+    assert named.target_name == "house price"
+    assert autolog_metrics.predictive_checks(estimator, X.iloc[:50], np.asarray(y)[:50]).target_name == "target"
