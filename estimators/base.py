@@ -616,7 +616,7 @@ class BayesianRegressorMixin(RegressorMixin):
         if interval_prob is not None:
             frame["lower"] = summary["lower"]
             frame["upper"] = summary["upper"]
-        for column, level in enumerate(quantile_levels(quantiles)):
+        for column, level in enumerate(quantiles):  # levels checked by predict_summary
             frame[quantile_column(level)] = summary["quantiles"][:, column]
         return frame
 
