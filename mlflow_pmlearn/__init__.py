@@ -64,7 +64,13 @@ from mlflow_pmlearn.environment import (
     write_release_wheel,
 )
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, params_schema
-from mlflow_pmlearn.serialization import load_estimator, save_estimator
+from mlflow_pmlearn.serialization import (
+    MAX_DOCUMENT_BYTES,
+    confined_path,
+    load_estimator,
+    model_file,
+    save_estimator,
+)
 from mlflow_pmlearn.versions import DISTRIBUTION, FLAVOR_NAME
 
 __version__ = estimators.__version__
@@ -363,17 +369,23 @@ def log_model(
     )
 
 
-def _load_estimator(data_path: str | os.PathLike) -> BayesianEstimator:
-    """The estimator in a model's data folder; a bespoke class only from the ``code`` folder beside it.
+def _load_estimator(model_dir: Path, data: str) -> BayesianEstimator:
+    """The estimator in the model's data folder ``data``; a bespoke class only from the ``code`` folder beside it.
 
-    The folder is found from the model's layout, not from ``MLmodel``: the class must be both
-    importable (the loader put the model's code on ``sys.path``) and inside that folder.
+    ``data`` must lead to a folder inside ``model_dir``. The code folder is found from the
+    model's layout, not from ``MLmodel``: the class must be both importable (the loader put
+    the model's code on ``sys.path``) and inside that folder.
     """
-    return load_estimator(data_path, code_directory=Path(data_path).parent / _CODE_SUBPATH)
+    data_dir = confined_path(model_dir, data, "data folder")
+    return load_estimator(data_dir, code_directory=model_dir / _CODE_SUBPATH)
 
 
 def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator:
     """Load a ``pmlearn`` model as its estimator.
+
+    Only the model's own files are read: ``MLmodel`` (at most 16 MiB) must name its
+    ``data`` and ``code`` folders inside the model's folder; then see
+    :func:`~mlflow_pmlearn.serialization.load_estimator` for the limits on the data files.
 
     Parameters
     ----------
@@ -388,18 +400,29 @@ def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator
     BayesianEstimator
         The fitted estimator.
     """
-    local_path = _download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path)
-    flavor_conf = _get_flavor_configuration(model_path=local_path, flavor_name=FLAVOR_NAME)
-    _add_code_from_conf_to_system_path(local_path, flavor_conf)
-    return _load_estimator(os.path.join(local_path, flavor_conf["data"]))
+    local_path = Path(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
+    model_file(local_path, MLMODEL_FILE_NAME, MLMODEL_FILE_NAME, MAX_DOCUMENT_BYTES)
+    flavor_conf = _get_flavor_configuration(model_path=str(local_path), flavor_name=FLAVOR_NAME)
+    if code := flavor_conf.get("code"):
+        confined_path(local_path, code, "code folder")
+    _add_code_from_conf_to_system_path(str(local_path), flavor_conf)
+    return _load_estimator(local_path, flavor_conf.get("data"))
 
 
 def _load_pyfunc(path: str) -> PmlearnModelWrapper:
     """Called by ``mlflow.pyfunc.load_model`` with the model's data folder.
 
-    MLflow has read ``MLmodel`` and put the model's code on ``sys.path``.
+    MLflow has read ``MLmodel``, put the model's code on ``sys.path`` and joined the
+    model's folder (absolute and normalised) with the ``data`` that ``MLmodel`` names: a
+    ``..`` in ``path`` comes from ``MLmodel``, and leads out of the model's folder.
     """
-    return PmlearnModelWrapper(_load_estimator(path))
+    data_dir = Path(path)
+    if ".." in data_dir.parts:
+        raise MlflowException(
+            f"The data folder {path} leads outside the model's folder (its MLmodel names it with "
+            "'..'); refusing to read it."
+        )
+    return PmlearnModelWrapper(_load_estimator(data_dir.parent, data_dir.name))
 
 
 @autologging_integration(FLAVOR_NAME)

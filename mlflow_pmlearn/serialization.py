@@ -14,6 +14,14 @@ a missing file, a document that is not JSON or has missing or wrong-typed fields
 (:func:`validate_config`), a trace that does not match the SHA-256 recorded when it was
 written or cannot be read as NetCDF, or a posterior whose variables are not those of the
 model the class builds (:func:`check_trace_fits_model`).
+
+A hostile one is refused the same way before it can take memory or reach outside the
+model: every file is read only inside its folder (:func:`confined_path`; no absolute path,
+``..`` or link leading out), ``estimator.json`` and a pickled class only up to
+:data:`MAX_DOCUMENT_BYTES`, and the trace only once the sizes its HDF5 metadata declares
+fit the estimator's settings and a byte budget (``MLFLOW_PMLEARN_MAX_TRACE_BYTES``,
+default 2 GiB, for the file and again for all the arrays it declares), and it refers to
+no other file.
 """
 
 from __future__ import annotations
@@ -22,12 +30,14 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import math
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import h5py
 import numpy as np
 import xarray as xr
 from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
@@ -47,6 +57,12 @@ PICKLED_CLASS_FILE = "estimator_class.pkl"
 SERIALIZATION_FORMATS = ("json", "cloudpickle")
 #: The NetCDF library that writes and reads traces (HDF5 through h5py, no netCDF4 C library).
 NETCDF_ENGINE = "h5netcdf"
+#: Environment variable: most bytes a trace may hold, as a file and as the arrays it declares.
+MAX_TRACE_BYTES_VARIABLE = "MLFLOW_PMLEARN_MAX_TRACE_BYTES"
+DEFAULT_MAX_TRACE_BYTES = 2 * 2**30
+#: Most bytes of a model's other files (``estimator.json``, ``MLmodel``, a pickled class),
+#: each read whole before it is parsed.
+MAX_DOCUMENT_BYTES = 16 * 2**20
 
 #: The built-in estimators, by the public path recorded in ``estimator.json``.
 BUILTIN_ESTIMATORS = (
@@ -161,8 +177,89 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _is_within(path: str | None, directory: Path) -> bool:
+def _is_within(path: str | os.PathLike | None, directory: Path) -> bool:
+    """Whether ``path`` is ``directory`` or lies below it, once links are resolved."""
     return path is not None and Path(path).resolve().is_relative_to(directory.resolve())
+
+
+def confined_path(directory: str | os.PathLike, name: str, what: str) -> Path:
+    """``directory / name``, refused unless it stays inside ``directory``.
+
+    Parameters
+    ----------
+    directory : path
+        The folder the path must stay in (a model's folder, its data folder).
+    name : str
+        A relative path, as a model's files give it.
+    what : str
+        What the path is, for the error message.
+
+    Returns
+    -------
+    Path
+        ``directory / name``.
+
+    Raises
+    ------
+    MlflowException
+        For a ``name`` that is not a non-empty string, is absolute or has a ``..``, and for
+        a path that a link leads out of ``directory``.
+    """
+    directory = Path(directory)
+    if not isinstance(name, str) or not name:
+        raise MlflowException(f"The model at {directory} names its {what} {name!r}; it must be a relative path.")
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise MlflowException(
+            f"The {what} {name!r} of the model at {directory} leads outside the model's folder (an "
+            "absolute path or '..'); refusing to read it."
+        )
+    path = directory / name
+    if not _is_within(path, directory):
+        raise MlflowException(
+            f"The {what} {path} leads outside {directory} (it is a link to {path.resolve()}); refusing to read it."
+        )
+    return path
+
+
+def model_file(
+    directory: str | os.PathLike, name: str, what: str, max_bytes: int, limit_variable: str | None = None
+) -> Path:
+    """The file ``name`` of a model folder, checked before anything reads it.
+
+    Parameters
+    ----------
+    directory : path
+        The folder holding the file.
+    name : str
+        The file's name (or relative path) in it.
+    what : str
+        What the file is, for the error message.
+    max_bytes : int
+        The file's largest allowed size.
+    limit_variable : str, optional
+        The environment variable that sets ``max_bytes``, named in the error.
+
+    Returns
+    -------
+    Path
+        The file: inside ``directory`` (:func:`confined_path`), a regular file (not a
+        device or pipe) and at most ``max_bytes`` long.
+
+    Raises
+    ------
+    MlflowException
+        Naming the file and the problem (the size and the limit for one too large).
+    """
+    path = confined_path(directory, name, what)
+    if not path.is_file():
+        raise MlflowException(f"The model has no {what}: {path} is missing.")
+    if (size := path.stat().st_size) > max_bytes:
+        setting = f" ({limit_variable})" if limit_variable else ""
+        raise MlflowException(
+            f"{path} has {size:,} bytes, over the limit of {max_bytes:,} bytes for the model's {what}{setting}; "
+            "refusing to read it."
+        )
+    return path
 
 
 def _importable_from(module_name: str, code_directory: Path | None) -> bool:
@@ -214,7 +311,7 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
             )
         import cloudpickle
 
-        pickled = _existing(directory / PICKLED_CLASS_FILE, "pickled estimator class").read_bytes()
+        pickled = model_file(directory, PICKLED_CLASS_FILE, "pickled estimator class", MAX_DOCUMENT_BYTES).read_bytes()
         try:
             estimator_class = cloudpickle.loads(pickled)
         except Exception as error:  # a damaged pickle raises anything
@@ -259,16 +356,10 @@ def _json_type(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _existing(path: Path, what: str) -> Path:
-    if not path.is_file():
-        raise MlflowException(f"The model has no {what}: {path} is missing.")
-    return path
-
-
 def _read_config(path: Path) -> Any:
     try:
-        return json.loads(_existing(path, CONFIG_FILE).read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # RecursionError: nested too deep
         raise MlflowException(f"{path} is not valid JSON: {error}.") from None
 
 
@@ -330,26 +421,132 @@ def validate_config(config: Any, path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def _read_trace(path: Path, expected_sha256: str | None) -> xr.DataTree:
+def _max_trace_bytes() -> int:
+    return int(os.environ.get(MAX_TRACE_BYTES_VARIABLE, DEFAULT_MAX_TRACE_BYTES))
+
+
+class _DeclaredArray(NamedTuple):
+    """A dataset of the trace file as its HDF5 metadata declares it (none of its data read)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    #: A NetCDF dimension (its coordinate), not a data variable.
+    is_dimension: bool
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _declared_arrays(path: Path) -> tuple[dict[str, _DeclaredArray], list[str]]:
+    """The trace file's datasets by HDF5 path, from its metadata alone, and what in it a trace never holds.
+
+    A trace that :func:`save_estimator` writes holds groups and datasets, each under one
+    name. Listed as foreign: soft and external links, an object under several names
+    (xarray would read it once per name, or forever in a cycle), and a dataset whose data
+    lies in other files (virtual, or external storage).
+    """
+    arrays, foreign = {}, []
+    with h5py.File(path, "r") as file:
+
+        def visit(name: str, link: Any) -> None:
+            if not isinstance(link, h5py.HardLink):
+                foreign.append(f"{name!r} is a link ({type(link).__name__})")
+                return
+            item = file[name]
+            if (names := h5py.h5o.get_info(item.id).rc) > 1:
+                foreign.append(f"{name!r} has {names} names")
+            if isinstance(item, h5py.Dataset):
+                if item.is_virtual or item.external:
+                    foreign.append(f"{name!r} keeps its data in other files")
+                is_dimension = item.attrs.get("CLASS") == b"DIMENSION_SCALE"
+                arrays[name] = _DeclaredArray(tuple(item.shape or ()), item.dtype, is_dimension)
+
+        file.visititems_links(visit)
+    return arrays, foreign
+
+
+def _length(arrays: dict[str, _DeclaredArray], name: str) -> int | None:
+    """The declared length of the dataset ``name`` along its first axis; None without one."""
+    array = arrays.get(name)
+    return array.shape[0] if array is not None and array.shape else None
+
+
+def _check_declared_sizes(
+    path: Path, arrays: dict[str, _DeclaredArray], config: dict[str, Any], estimator_class: type
+) -> None:
+    """Refuse a trace whose declared arrays exceed the byte budget or disagree with ``estimator.json``.
+
+    Compared with the configuration: the draws per chain with ``n_draws`` and the chains
+    with ``n_chains`` (where the parameters name them), and the rows of the training
+    inputs (``input_names``) and of the observed target with each other. The shapes of
+    the model's variables need the model, built from the training data: they are
+    compared once the trace, within the budget, is read (:func:`check_trace_fits_model`).
+    """
+    limit = _max_trace_bytes()
+    if (total := sum(array.nbytes for array in arrays.values())) > limit:
+        largest = sorted(arrays.items(), key=lambda item: item[1].nbytes, reverse=True)[:3]
+        listed = "; ".join(
+            f"{name} {_shape_text(array.shape)} of {array.dtype}: {array.nbytes:,} bytes" for name, array in largest
+        )
+        raise MlflowException(
+            f"{path} declares {total:,} bytes of arrays, over the limit of {limit:,} bytes "
+            f"({MAX_TRACE_BYTES_VARIABLE}); refusing to read it. The largest: {listed}."
+        )
+    params, problems = config["params"], []
+    draws, chains = _length(arrays, "posterior/draw"), _length(arrays, "posterior/chain")
+    n_draws, n_chains = params.get("n_draws"), params.get("n_chains")
+    if type(n_draws) is int and draws is not None and draws != n_draws:
+        problems.append(f"the posterior has {draws:,} draws per chain where n_draws is {n_draws:,}")
+    if type(n_chains) is int and chains is not None and chains > n_chains:
+        problems.append(f"the posterior has {chains:,} chains, more than n_chains={n_chains:,}")
+    training = [f"constant_data/{name}" for name in estimator_class.input_names]
+    training += [name for name, array in arrays.items() if name.startswith("observed_data/") and not array.is_dimension]
+    rows = {name: count for name in training if (count := _length(arrays, name)) is not None}
+    if len(set(rows.values())) > 1:
+        listed = ", ".join(f"{name} has {count:,}" for name, count in rows.items())
+        problems.append(f"the training data disagree on their number of rows ({listed})")
+    if problems:
+        raise MlflowException(
+            f"{path} does not fit the {estimator_class.__name__} that {CONFIG_FILE} describes: "
+            f"{'; '.join(problems)}. Refusing to read it."
+        )
+
+
+def _unreadable(path: Path, error: Exception) -> MlflowException:
+    return MlflowException(
+        f"{path} could not be read as a NetCDF trace (truncated or corrupted?): {type(error).__name__}: {error}"
+    )
+
+
+def _read_trace(path: Path, config: dict[str, Any], estimator_class: type) -> xr.DataTree:
     """The whole trace, read into memory (its file closed), or an error naming the problem.
 
-    Read eagerly (``load_datatree``): opened lazily, a damaged data block would otherwise
-    surface at the first prediction, and the file would stay open.
+    Its checksum is compared first, then its HDF5 metadata is checked
+    (:func:`_check_declared_sizes`) before xarray opens it: opening decodes every
+    coordinate, and a declared coordinate of billions of draws is an allocation of that
+    size. Read eagerly (``load_datatree``): opened lazily, a damaged data block would
+    otherwise surface at the first prediction, and the file would stay open.
     """
-    _existing(path, "trace")
+    expected_sha256 = config.get("trace_sha256")
     if expected_sha256 is not None and _sha256(path) != expected_sha256:
         raise MlflowException(
             f"{path} is corrupted or was changed after it was saved: its SHA-256 differs from "
             f"the one recorded in {CONFIG_FILE}."
         )
     try:
-        idata = xr.load_datatree(path, engine=NETCDF_ENGINE)
-    except Exception as error:  # netCDF/HDF5 raise many types for a damaged file
+        arrays, foreign = _declared_arrays(path)
+    except Exception as error:  # HDF5 raises many types for a damaged file
+        raise _unreadable(path, error) from None
+    if foreign:
         raise MlflowException(
-            f"{path} could not be read as a NetCDF trace (truncated or corrupted?): "
-            f"{type(error).__name__}: {error}"
-        ) from None
-    return idata
+            f"{path} holds what a pmlearn trace does not: {'; '.join(foreign)}. Refusing to read it."
+        )
+    _check_declared_sizes(path, arrays, config, estimator_class)
+    try:
+        return xr.load_datatree(path, engine=NETCDF_ENGINE)
+    except Exception as error:  # netCDF/HDF5 raise many types for a damaged file
+        raise _unreadable(path, error) from None
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -359,7 +556,8 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def check_trace_fits_model(estimator: BayesianEstimator, trace_path: str | os.PathLike) -> None:
     """Check that a loaded estimator's posterior is one of the model its class builds.
 
-    The model is rebuilt from the training data kept in the trace; each of its free
+    The posterior must carry the seed of the predictive draws (its ``pmlearn_seed``
+    attribute). The model is rebuilt from the training data kept in the trace; each of its free
     variables must be in the posterior with the shape the model gives it and finite draws
     (prediction reads them), and every posterior variable must be a free or deterministic
     variable of the model. The shapes of deterministic variables are not compared:
@@ -388,6 +586,13 @@ def check_trace_fits_model(estimator: BayesianEstimator, trace_path: str | os.Pa
     if not {"chain", "draw"} <= set(posterior.dims):
         raise MlflowException(
             f"{trace_path}: the posterior must have the dimensions chain and draw; it has {list(posterior.dims)}."
+        )
+    seed = posterior.attrs.get("pmlearn_seed")
+    if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+        found = "missing" if seed is None else f"{seed!r:.60}"
+        raise MlflowException(
+            f"{trace_path}: the posterior's attribute 'pmlearn_seed' (the seed of the predictive draws) "
+            f"must be a non-negative integer; it is {found}."
         )
     try:
         model = estimator.pymc_model()
@@ -439,14 +644,18 @@ def load_estimator(directory: str | os.PathLike, code_directory: str | os.PathLi
     ------
     MlflowException
         For a missing, damaged or inconsistent file, naming it and the problem; for a
-        class that is not allowed; for a newer format version.
+        class that is not allowed; for a newer format version; for a file over its size
+        limit or that a link leads out of ``directory``; for a trace whose HDF5 metadata
+        declares more bytes than ``MLFLOW_PMLEARN_MAX_TRACE_BYTES`` (default 2 GiB), sizes
+        that disagree with the estimator's settings, or data in other files. These are
+        checked before any array is read.
     """
     directory = Path(directory)
-    config_path = directory / CONFIG_FILE
+    config_path = model_file(directory, CONFIG_FILE, CONFIG_FILE, MAX_DOCUMENT_BYTES)
     config = validate_config(_read_config(config_path), config_path)
     estimator_class = _resolve_class(config, directory, Path(code_directory) if code_directory else None)
-    trace_path = directory / TRACE_FILE
-    idata = _read_trace(trace_path, config.get("trace_sha256"))
+    trace_path = model_file(directory, TRACE_FILE, "trace", _max_trace_bytes(), MAX_TRACE_BYTES_VARIABLE)
+    idata = _read_trace(trace_path, config, estimator_class)
     try:
         estimator = estimator_class.from_fitted_state(config["params"], config["fitted_state"], idata)
     except (TypeError, ValueError) as error:
