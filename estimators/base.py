@@ -9,7 +9,7 @@ from here.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from estimators.fitted import FittedModel
 from estimators.inference import fit_posterior, resolve_progressbar
-from estimators.predictive import PosteriorPredictor, conditional_likelihood, likelihood_of
+from estimators.likelihood_draws import conditional_likelihood, derive_given_draw, likelihood_draw_predictor
+from estimators.predictive import PosteriorPredictor, likelihood_of
 from estimators.settings import INIT_PARAMETERS, PARAMETER_CONSTRAINTS, SETTING_NAMES, InferenceSettings, parameters_doc
 from estimators.validation import (
     check_feature_state,
@@ -346,26 +347,35 @@ class BayesianEstimator(BaseEstimator):
         raise NotImplementedError
 
     def _predictive_outputs(self, model: pm.Model, inputs: dict, uniform: pt.TensorVariable) -> list:
-        """Per-draw outputs at new inputs; set by the regressor, classifier or density mixin."""
+        """Per-draw outputs at new inputs; set by the classifier or density mixin."""
         raise NotImplementedError
+
+    def _compile_predictor(self, model: pm.Model, posterior: xr.Dataset, seed: int) -> PosteriorPredictor:
+        """The predictor of :meth:`_predictive_outputs`, vectorised over the posterior draws."""
+        return PosteriorPredictor(
+            model,
+            posterior,
+            list(self.input_names),
+            lambda inputs, uniform: self._predictive_outputs(model, inputs, uniform),
+            seed=seed,
+        )
 
     def posterior_predictor(self) -> PosteriorPredictor:
         """The compiled prediction function over all posterior draws, built once and reused."""
         check_is_fitted(self)
-        return self._cached_predictor("predictor", list(self.input_names), self._predictive_outputs)
+        return self._cached_predictor("predictor", self._compile_predictor)
 
-    def _cached_predictor(self, key: str, input_names: list[str], build_outputs) -> PosteriorPredictor:
-        """A :class:`PosteriorPredictor` compiled on first use and kept with the fitted state."""
-        def compile_predictor(model: pm.Model) -> PosteriorPredictor:
-            return PosteriorPredictor(
-                model,
-                self.idata_["posterior"].to_dataset(),
-                input_names,
-                lambda inputs, uniform: build_outputs(model, inputs, uniform),
-                seed=int(self.idata_.posterior.attrs["pmlearn_seed"]),
-            )
-
-        return self._fitted_model.predictor(key, compile_predictor)
+    def _cached_predictor(
+        self, key: str, compile_predictor: Callable[[pm.Model, xr.Dataset, int], PosteriorPredictor]
+    ) -> PosteriorPredictor:
+        """A predictor made by ``compile_predictor(model, posterior, seed)`` on first use and
+        kept with the fitted state."""
+        return self._fitted_model.predictor(
+            key,
+            lambda model: compile_predictor(
+                model, self.idata_["posterior"].to_dataset(), int(self.idata_.posterior.attrs["pmlearn_seed"])
+            ),
+        )
 
     def posterior_mean(self, name: str) -> np.ndarray | float:
         """Posterior mean of the model variable ``name`` (a float for a scalar).
@@ -500,8 +510,14 @@ class BayesianRegressorMixin(RegressorMixin):
     def _target(self, y: Any) -> tuple[np.ndarray, dict[str, Any]]:
         return regression_target(self, y), {}
 
-    def _predictive_outputs(self, model, inputs, uniform):
-        return [pm.icdf(self.predictive_distribution(model, inputs), uniform)]
+    def _compile_predictor(self, model, posterior, seed):
+        return likelihood_draw_predictor(
+            model,
+            posterior,
+            list(self.input_names),
+            lambda inputs: self.predictive_distribution(model, inputs),
+            seed=seed,
+        )
 
     def sample_posterior_predictive(self, X: Any) -> np.ndarray:
         """One posterior predictive draw per posterior draw and row.
@@ -537,11 +553,15 @@ class BayesianRegressorMixin(RegressorMixin):
         if len(target) != len(next(iter(inputs.values()))):
             raise ValueError(f"X has {len(next(iter(inputs.values())))} rows but y has {len(target)}; they must match.")
 
-        def log_density(model, new, uniform):
-            features = {container: value for container, value in new.items() if container is not model[TARGET]}
-            return [pm.logp(self.predictive_distribution(model, features), new[model[TARGET]])]
+        def compile_log_density(model: pm.Model, posterior: xr.Dataset, seed: int) -> PosteriorPredictor:
+            def log_density(new, uniform):
+                features = {container: value for container, value in new.items() if container is not model[TARGET]}
+                distribution = self.predictive_distribution(model, features)
+                return [derive_given_draw(pm.logp, model, distribution, new[model[TARGET]])]
 
-        predictor = self._cached_predictor("log_density", [*self.input_names, TARGET], log_density)
+            return PosteriorPredictor(model, posterior, [*self.input_names, TARGET], log_density, seed=seed)
+
+        predictor = self._cached_predictor("log_density", compile_log_density)
         return predictor.map_rows(
             {**inputs, TARGET: target},
             lambda outputs: {"lpd": log_mean_exp_over_draws(outputs[0])},

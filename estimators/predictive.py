@@ -25,10 +25,10 @@ import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile import ViewOp
 from pytensor.graph.replace import clone_replace, graph_replace, vectorize_graph
-from pytensor.graph.traversal import apply_ancestors, io_toposort
+from pytensor.graph.traversal import apply_ancestors, graph_inputs, io_toposort
 from pytensor.tensor.basic import Join
 from pytensor.tensor.elemwise import DimShuffle, Elemwise
-from pytensor.tensor.random.op import RandomVariable
+from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.shape import Reshape
 from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.variable import TensorVariable
@@ -100,7 +100,7 @@ def per_draw_parts(
     """
     varying, from_draws, costly = set(call_inputs), set(draw_inputs), set()
     for node in io_toposort([*draw_inputs, *call_inputs], outputs):
-        if isinstance(node.op, RandomVariable) or any(i in varying for i in node.inputs):
+        if any(i in varying or isinstance(i.type, RandomType) for i in node.inputs):
             varying.update(node.outputs)
         elif any(i in from_draws for i in node.inputs):
             if not all(getattr(o.type, "dtype", "").startswith("float") for o in node.outputs):
@@ -146,24 +146,6 @@ def _evaluate_per_draw(parts, draw_inputs, draws: list[np.ndarray]) -> list[np.n
     return [np.ascontiguousarray(values[part]) for part in parts]
 
 
-def conditional_likelihood(likelihood: TensorVariable, replacements: Mapping) -> TensorVariable:
-    """The likelihood's distribution at new inputs, with no fixed size.
-
-    The observed variable's size is tied to the training rows; a copy built from its
-    parameters alone takes its shape from the new inputs instead.
-    """
-    node = likelihood.owner
-    if not isinstance(node.op, RandomVariable):
-        raise TypeError(
-            f"The likelihood {likelihood.name!r} is a {type(node.op).__name__}; predicting from "
-            "the likelihood needs a plain PyMC distribution (Normal, StudentT, Bernoulli, ...). "
-            "Override predictive_distribution for other models."
-        )
-    params = graph_replace(node.op.dist_params(node), dict(replacements), strict=False)
-    _, value = node.op(*params, rng=node.op.rng_param(node), return_next_rng=True)
-    return value
-
-
 class PosteriorPredictor:
     """A compiled function from new model inputs to per-draw predictive quantities.
 
@@ -181,6 +163,14 @@ class PosteriorPredictor:
         it, and a scalar uniform; they are vectorised over all draws.
     seed : int
         Seed of the stratified uniforms.
+    arguments : sequence of TensorVariable, optional
+        Further per-draw variables that ``build_outputs`` uses (e.g. a candidate value
+        per row); each call passes their values with a leading draw axis.
+
+    Notes
+    -----
+    Random variables left in the outputs (a likelihood drawn forward) draw from random
+    generators that each call passes (``generators``), one per random variable.
     """
 
     def __init__(
@@ -191,6 +181,7 @@ class PosteriorPredictor:
         build_outputs: OutputBuilder,
         *,
         seed: int,
+        arguments: Sequence[TensorVariable] = (),
     ):
         self.input_names = list(input_names)
         containers = [model[name] for name in self.input_names]
@@ -206,7 +197,13 @@ class PosteriorPredictor:
         # One draw of each free variable, as a root of the graph.
         draw_inputs = [rv.type(name=rv.name) for rv in free_rvs]
         outputs = clone_replace(outputs, dict(zip(free_rvs, draw_inputs)))
-        parts = per_draw_parts(outputs, draw_inputs, [*new_inputs, uniform])
+        # Random variables left (the likelihood, drawn forward) draw from generators given per call.
+        shared_generators = [v for v in graph_inputs(outputs) if isinstance(v.type, RandomType)]
+        generators = [v.type(name=v.name) for v in shared_generators]
+        outputs = graph_replace(outputs, dict(zip(shared_generators, generators)), strict=False)
+        #: Number of random generators each call must pass (random variables drawn forward).
+        self.n_generators = len(generators)
+        parts = per_draw_parts(outputs, draw_inputs, [*new_inputs, uniform, *arguments, *generators])
         self._draws = _evaluate_per_draw(
             parts,
             draw_inputs,
@@ -224,27 +221,47 @@ class PosteriorPredictor:
             for part in part_inputs
         ]
         uniforms = pt.vector("uniforms", dtype="float64")
+        batched_arguments = [pt.tensor(dtype=a.dtype, shape=(None, *a.type.shape)) for a in arguments]
         batched_outputs = vectorize_graph(
-            outputs, replace={**dict(zip(part_inputs, batched_parts)), uniform: uniforms}
+            outputs,
+            replace={**dict(zip(part_inputs, batched_parts)), uniform: uniforms, **dict(zip(arguments, batched_arguments))},
         )
         self._function = pytensor.function(
-            [*new_inputs, *batched_parts, uniforms],
+            [*new_inputs, *batched_parts, uniforms, *batched_arguments, *generators],
             batched_outputs,
             on_unused_input="ignore",
             trust_input=True,
         )
         self.uniforms = stratified_uniforms(self.n_draws, seed)
+        self._seed = seed
         self._input_dtypes = [c.dtype for c in containers]
         self._lock = threading.Lock()
 
+    def input_arrays(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` as contiguous arrays of the dtypes the compiled function takes."""
+        return {
+            name: np.ascontiguousarray(inputs[name], dtype=dtype)
+            for name, dtype in zip(self.input_names, self._input_dtypes)
+        }
+
+    def evaluate(
+        self, inputs: Mapping[str, np.ndarray], *arguments: np.ndarray, generators: Sequence[np.random.Generator] = ()
+    ) -> list[np.ndarray]:
+        """The compiled function's outputs, each with a leading draw axis, for the rows of ``inputs``.
+
+        ``arguments`` are the values of the per-draw ``arguments`` given at construction,
+        and ``generators`` the :attr:`n_generators` random generators (by default new
+        ones from the seed, so that every call draws the same).
+        """
+        arrays = self.input_arrays(inputs)
+        if self.n_generators and not generators:
+            generators = [np.random.default_rng(key) for key in np.random.SeedSequence(self._seed).spawn(self.n_generators)]
+        with self._lock:
+            return self._function(*arrays.values(), *self._draws, self.uniforms, *arguments, *generators)
+
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """All outputs, each with a leading draw axis, for the rows of ``inputs``."""
-        arrays = [
-            np.ascontiguousarray(inputs[name], dtype=dtype)
-            for name, dtype in zip(self.input_names, self._input_dtypes)
-        ]
-        with self._lock:
-            return self._function(*arrays, *self._draws, self.uniforms)
+        return self.evaluate(inputs)
 
     def map_rows(
         self,
