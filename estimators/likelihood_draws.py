@@ -1,25 +1,25 @@
 """Posterior predictive draws from any univariate PyMC likelihood at new rows.
 
-Each posterior draw ``s`` has a fixed, stratified uniform ``u_s``; a row's predictive
-draw is the likelihood's quantile at ``u_s``. That makes every row's prediction
-deterministic, independent of the other rows in its batch and smooth in its inputs (a
-nearby row gets nearby draws), and it makes the predictive quantiles of a few hundred
-draws accurate. The quantile comes from the first of three methods that the
-distribution supports, so that no distribution needs code of its own:
+Every prediction keeps three properties: a row's draws do not depend on the other rows
+in its batch, repeat exactly for the fit's seed, and barely move when an input moves in
+its last bits (as a JSON round trip moves it). The draws come from the first of three
+methods that the likelihood supports, chosen from what PyMC can derive, never by the
+distribution's name:
 
-1. ``"inverse_cdf"``: PyMC's inverse CDF (``pm.icdf``), in closed form (Normal, StudentT,
-   Gamma, Beta, ..., and ``pm.Censored`` / ``pm.Truncated`` of them).
-2. ``"inverted_cdf"``: otherwise the CDF (``pm.logcdf``, which PyMC gives every discrete
-   family, mixtures, zero-inflated and hurdle families, ``pm.Truncated`` of a count, ...)
-   is inverted numerically: searched at ``u_s`` from the distribution's support point
-   (e.g. its mode), by integer steps for a discrete distribution and by bisection for a
-   continuous one, for all draws and rows at once.
-3. ``"forward"``: a plain random variable with neither (SkewNormal, a ``pm.CustomDist``
-   with only ``random``, ...) is drawn forward by its own sampler, vectorised over the
-   draws. A row's random stream is keyed by the fit's seed and the row's exact values
-   (a hash), not its position, so a row gets the same draws alone or in any batch; these
-   draws are not quantiles at ``u_s``, so a row whose inputs differ in the last bit gets
-   other draws.
+1. ``"inverse_cdf"``: PyMC's inverse CDF (``pm.icdf``: Normal, StudentT, Gamma, Beta, ...,
+   and ``pm.Censored`` / ``pm.Truncated`` of them) at each posterior draw's fixed,
+   stratified uniform ``u_s``: a quantile, smooth in the inputs.
+2. ``"forward"``: a plain random variable without one (Poisson, NegativeBinomial,
+   Binomial, SkewNormal, a ``pm.CustomDist`` with ``random``, ...) is drawn by its own
+   sampler, all posterior draws of a row at once, row by row. Every row starts from
+   the same random stream (the fit's seed), so a row gets the same draws alone or in
+   any batch, and rows with nearly equal parameters get nearly always equal draws
+   (common random numbers). Speed: a few times the NumPy floor (``benchmarks/likelihoods.py``).
+3. ``"inverted_cdf"``: a composite distribution without an inverse CDF (zero-inflated and
+   hurdle families, ``pm.Mixture``, ``pm.Truncated`` of a count, ...), which PyMC cannot
+   draw vectorised over posterior draws, has its CDF (``pm.logcdf``) inverted
+   numerically at ``u_s``: searched from its support point, by integer steps for a
+   discrete distribution and by bisection for a continuous one, all draws and rows at once.
 
 A distribution with none of the three cannot predict; the error says which variable and
 what to write instead.
@@ -27,7 +27,6 @@ what to write instead.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -46,6 +45,9 @@ from estimators.predictive import PosteriorPredictor
 RELATIVE_TOLERANCE = 1e-10
 #: Doublings of the search bracket before a quantile is declared not found.
 MAX_BRACKET_DOUBLINGS = 1100
+
+#: Spawn key that sets forward draws' streams apart from other uses of the fit's seed.
+FORWARD_STREAM = 1
 
 DistributionAt = Callable[[Mapping[TensorVariable, TensorVariable]], TensorVariable]
 
@@ -105,10 +107,10 @@ def draw_method(model: pm.Model, distribution: TensorVariable) -> str:
     """
     if _supports(pm.icdf, model, distribution):
         return "inverse_cdf"
-    if _supports(pm.logcdf, model, distribution):
-        return "inverted_cdf"
     if isinstance(distribution.owner.op, RandomVariable):
         return "forward"
+    if _supports(pm.logcdf, model, distribution):
+        return "inverted_cdf"
     raise _cannot_predict(distribution)
 
 
@@ -122,23 +124,25 @@ def _cannot_predict(distribution: TensorVariable) -> TypeError:
 
 
 class ForwardDrawPredictor(PosteriorPredictor):
-    """Draws forward from the likelihood, with a random stream keyed by each row's values.
+    """Draws forward from the likelihood, row by row, each row from the same random stream.
 
-    Rows are drawn one at a time (all posterior draws at once), each with generators
-    seeded by the fit's seed and a hash of the row's inputs, so a row gets the same draws
-    whatever batch it comes in.
+    A row's posterior draws are made at once, with generators that start where every
+    other row's started (from the fit's seed), so a row gets the same draws whatever
+    batch it comes in, and a row whose parameters move slightly gets the same draws
+    unless a draw crosses one of its sampler's thresholds.
     """
 
     def __init__(self, *args, distribution: TensorVariable, **kwargs):
         super().__init__(*args, **kwargs)
         self._distribution = distribution
+        self._stream_keys = [
+            np.random.Philox(child).state["state"]["key"]
+            for child in np.random.SeedSequence([self._seed, FORWARD_STREAM]).spawn(self.n_generators)
+        ]
 
-    def _row_generators(self, row: Mapping[str, np.ndarray]) -> list[np.random.Generator]:
-        digest = hashlib.blake2b(digest_size=16)
-        for values in row.values():
-            digest.update(values.tobytes())
-        key = np.random.SeedSequence([self._seed, int.from_bytes(digest.digest(), "little")])
-        return [np.random.Generator(np.random.Philox(child)) for child in key.spawn(self.n_generators)]
+    def _row_generators(self) -> list[np.random.Generator]:
+        """Generators at the start of the streams every row draws from."""
+        return [np.random.Generator(np.random.Philox(key=key)) for key in self._stream_keys]
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         arrays = self.input_arrays(inputs)
@@ -147,9 +151,9 @@ class ForwardDrawPredictor(PosteriorPredictor):
         try:
             for index in range(n_rows):
                 row = {name: values[index : index + 1] for name, values in arrays.items()}
-                rows.append(self.evaluate(row, generators=self._row_generators(row)))
+                rows.append(self.evaluate(row, generators=self._row_generators()))
             if not rows:
-                return self.evaluate(arrays, generators=self._row_generators(arrays))
+                return self.evaluate(arrays, generators=self._row_generators())
         except NotImplementedError as error:  # e.g. a CustomDist given neither `random` nor `dist`
             raise _cannot_predict(self._distribution) from error
         return [np.concatenate(parts, axis=1) for parts in zip(*rows)]
@@ -240,7 +244,7 @@ def likelihood_draw_predictor(
     distribution_at : callable
         ``distribution_at(inputs)``: the predictive distribution at the symbolic new rows.
     seed : int
-        The fit's seed: of the uniforms, and of the row-keyed streams of forward draws.
+        The fit's seed: of the uniforms, and of the random streams of forward draws.
     """
     probe = {model[name]: model[name].type() for name in input_names}
     distribution = distribution_at(probe)
