@@ -165,8 +165,9 @@ class InvertedCdfPredictor(PosteriorPredictor):
     The compiled function gives ``log F(value)`` for a value per draw and row, and the
     distribution's support point (e.g. its mode); the search doubles a bracket out from
     the support point (up or down) until ``F(lower) < u <= F(upper)``, then halves it,
-    for every draw and row at once: to the smallest such integer for a discrete distribution, to
-    a relative width of :data:`RELATIVE_TOLERANCE` for a continuous one.
+    for all rows at once and for the posterior draws still searching: to the smallest
+    such integer for a discrete distribution, to a relative width of
+    :data:`RELATIVE_TOLERANCE` for a continuous one.
     """
 
     def __init__(self, *args, discrete: bool, **kwargs):
@@ -176,37 +177,49 @@ class InvertedCdfPredictor(PosteriorPredictor):
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         n_rows = len(next(iter(inputs.values())))
         dtype = np.int64 if self._discrete else np.float64
-        log_u = np.broadcast_to(np.log(self.uniforms)[:, None], (self.n_draws, n_rows))
+        log_u = np.log(self.uniforms)[:, None]
 
-        def below(value: np.ndarray) -> np.ndarray:
-            """Where ``F(value) < u``: the quantile lies above ``value``."""
-            return self.evaluate(inputs, value)[0] < log_u
+        def below(value: np.ndarray, draws: np.ndarray) -> np.ndarray:
+            """Where ``F(value) < u`` at the posterior draws ``draws``: the quantile lies above."""
+            return self.evaluate(inputs, value, draws=draws)[0] < log_u[draws]
 
+        every_draw = np.arange(self.n_draws)
         log_cdf, start = self.evaluate(inputs, np.zeros((self.n_draws, n_rows), dtype=dtype))
         start = np.broadcast_to(np.floor(start) if self._discrete else start, log_cdf.shape).astype(dtype)
-        upward = below(start)  # the quantile lies above the support point
+        upward = below(start, every_draw)  # the quantile lies above the support point
         lower, upper = np.where(upward, start, start - 1), np.where(upward, start + 1, start)
+        # Only the draws with a row still searching are evaluated: those with extreme
+        # uniforms take the most steps.
+        searching = every_draw
         for _ in range(MAX_BRACKET_DOUBLINGS):
-            edge_below = below(np.where(upward, upper, lower))
-            unbracketed = np.where(upward, edge_below, ~edge_below)
-            if not unbracketed.any():
+            edge_below = below(np.where(upward, upper, lower)[searching], searching)
+            unbracketed = np.where(upward[searching], edge_below, ~edge_below)
+            searching, unbracketed = searching[unbracketed.any(axis=1)], unbracketed[unbracketed.any(axis=1)]
+            if not len(searching):
                 break
-            width = upper - lower
-            lower, upper = (
-                np.where(unbracketed, np.where(upward, upper, lower - 2 * width), lower),
-                np.where(unbracketed, np.where(upward, upper + 2 * width, lower), upper),
-            )
+            low, high, up = lower[searching], upper[searching], upward[searching]
+            width = high - low
+            lower[searching] = np.where(unbracketed, np.where(up, high, low - 2 * width), low)
+            upper[searching] = np.where(unbracketed, np.where(up, high + 2 * width, low), high)
         else:
             raise ValueError("The likelihood's quantile was not found: its CDF never reaches the draw's uniform.")
+        searching = every_draw
         while True:
-            width = upper - lower
-            unresolved = width > 1 if self._discrete else width > RELATIVE_TOLERANCE * np.maximum(1.0, np.abs(upper))
-            if not unresolved.any():
+            width = upper[searching] - lower[searching]
+            if self._discrete:
+                unresolved = width > 1
+            else:
+                unresolved = width > RELATIVE_TOLERANCE * np.maximum(1.0, np.abs(upper[searching]))
+            searching, unresolved, width = (
+                searching[unresolved.any(axis=1)], unresolved[unresolved.any(axis=1)], width[unresolved.any(axis=1)]
+            )
+            if not len(searching):
                 break
-            middle = lower + width // 2 if self._discrete else lower + width / 2
-            go_up = below(middle) & unresolved
-            lower = np.where(go_up, middle, lower)
-            upper = np.where(unresolved & ~go_up, middle, upper)
+            low = lower[searching]
+            middle = low + width // 2 if self._discrete else low + width / 2
+            go_up = below(middle, searching) & unresolved
+            lower[searching] = np.where(go_up, middle, low)
+            upper[searching] = np.where(unresolved & ~go_up, middle, upper[searching])
         return [upper if self._discrete else (lower + upper) / 2]
 
 

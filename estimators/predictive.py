@@ -245,19 +245,26 @@ class PosteriorPredictor:
         }
 
     def evaluate(
-        self, inputs: Mapping[str, np.ndarray], *arguments: np.ndarray, generators: Sequence[np.random.Generator] = ()
+        self,
+        inputs: Mapping[str, np.ndarray],
+        *arguments: np.ndarray,
+        generators: Sequence[np.random.Generator] = (),
+        draws: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         """The compiled function's outputs, each with a leading draw axis, for the rows of ``inputs``.
 
-        ``arguments`` are the values of the per-draw ``arguments`` given at construction,
-        and ``generators`` the :attr:`n_generators` random generators (by default new
-        ones from the seed, so that every call draws the same).
+        ``arguments`` are the values of the per-draw ``arguments`` given at construction
+        (one per draw evaluated), ``generators`` the :attr:`n_generators` random
+        generators (by default new ones from the seed, so that every call draws the
+        same), and ``draws`` the indices of the posterior draws to evaluate (all by default).
         """
         arrays = self.input_arrays(inputs)
+        per_draw = self._draws if draws is None else [values[draws] for values in self._draws]
+        uniforms = self.uniforms if draws is None else self.uniforms[draws]
         if self.n_generators and not generators:
             generators = [np.random.default_rng(key) for key in np.random.SeedSequence(self._seed).spawn(self.n_generators)]
         with self._lock:
-            return self._function(*arrays.values(), *self._draws, self.uniforms, *arguments, *generators)
+            return self._function(*arrays.values(), *per_draw, uniforms, *arguments, *generators)
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """All outputs, each with a leading draw axis, for the rows of ``inputs``."""
