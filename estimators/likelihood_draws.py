@@ -9,17 +9,19 @@ distribution's name:
 1. ``"inverse_cdf"``: PyMC's inverse CDF (``pm.icdf``: Normal, StudentT, Gamma, Beta, ...,
    and ``pm.Censored`` / ``pm.Truncated`` of them) at each posterior draw's fixed,
    stratified uniform ``u_s``: a quantile, smooth in the inputs.
-2. ``"forward"``: a plain random variable without one (Poisson, NegativeBinomial,
-   Binomial, SkewNormal, a ``pm.CustomDist`` with ``random``, ...) is drawn by its own
-   sampler, all posterior draws of a row at once, row by row. Every row starts from
-   the same random stream (the fit's seed), so a row gets the same draws alone or in
-   any batch, and rows with nearly equal parameters get nearly always equal draws
-   (common random numbers). Speed: a few times the NumPy floor (``benchmarks/likelihoods.py``).
-3. ``"inverted_cdf"``: a composite distribution without an inverse CDF (zero-inflated and
-   hurdle families, ``pm.Mixture``, ``pm.Truncated`` of a count, ...), which PyMC cannot
-   draw vectorised over posterior draws, has its CDF (``pm.logcdf``) inverted
-   numerically at ``u_s``: searched from its support point, by integer steps for a
-   discrete distribution and by bisection for a continuous one, all draws and rows at once.
+2. ``"forward"``: a likelihood without one is drawn by its own sampler, all posterior
+   draws of a row at once, row by row: a plain random variable (Poisson,
+   NegativeBinomial, Binomial, SkewNormal, a ``pm.CustomDist`` with ``random``, ...), and
+   a composite one (zero-inflated families, ``pm.Mixture`` of plain components, ...)
+   whose sampler, inlined, vectorises over the draws. Every row starts from the same
+   random stream (the fit's seed), so a row gets the same draws alone or in any batch,
+   and rows with nearly equal parameters get nearly always equal draws (common random
+   numbers). Speed: a few times the NumPy floor (``benchmarks/likelihoods.py``).
+3. ``"inverted_cdf"``: a composite distribution whose sampler does not vectorise (hurdle
+   families and ``pm.Truncated`` of a count, whose samplers loop; ``NormalMixture``) has
+   its CDF (``pm.logcdf``) inverted numerically at ``u_s``: searched from its support
+   point, by integer steps for a discrete distribution and by bisection for a continuous
+   one, for all rows at once and the posterior draws still searching.
 
 A distribution with none of the three cannot predict; the error says which variable and
 what to write instead.
@@ -35,7 +37,10 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.distributions.distribution import support_point
 from pymc.distributions.shape_utils import change_dist_size
+from pytensor.compile.builders import OpFromGraph
+from pytensor.compile.rewriting import inline_ofg_node
 from pytensor.graph.replace import graph_replace
+from pytensor.graph.traversal import ancestors, apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.variable import TensorVariable
 
@@ -87,6 +92,31 @@ def derive_given_draw(derive: Callable, model: pm.Model, distribution: TensorVar
     return derived
 
 
+class _NotDrawableForward(Exception):
+    """A composite distribution whose sampler does not vectorise over posterior draws."""
+
+
+def one_row_sampler(distribution: TensorVariable, containers: Sequence[TensorVariable]) -> TensorVariable:
+    """A composite distribution at one new row, as plain random variables (which vectorise).
+
+    PyMC's composite distributions (mixtures, censoring, ...) are op-from-graphs of plain
+    random variables; resized to one row (forward draws are made row by row) and inlined,
+    they vectorise over the posterior draws where their inner graph allows it.
+
+    Raises
+    ------
+    _NotDrawableForward
+        Where resizing brings back the training inputs (PyMC 6.3 resizes a ``CustomDist``
+        built from ``dist`` with the parameters it was created with).
+    """
+    sampler = change_dist_size(distribution, new_size=(1,))
+    if set(containers) & set(ancestors([sampler])):
+        raise _NotDrawableForward
+    while node := next((n for n in apply_ancestors([sampler]) if isinstance(n.op, OpFromGraph)), None):
+        (sampler,) = graph_replace([sampler], dict(zip(node.outputs, inline_ofg_node(node))), strict=False)
+    return sampler
+
+
 def _supports(derive: Callable, model: pm.Model, distribution: TensorVariable) -> bool:
     """Whether PyMC can derive ``derive`` (``pm.icdf``, ``pm.logcdf``) for the distribution."""
     try:
@@ -94,24 +124,6 @@ def _supports(derive: Callable, model: pm.Model, distribution: TensorVariable) -
     except NotImplementedError:
         return False
     return True
-
-
-def draw_method(model: pm.Model, distribution: TensorVariable) -> str:
-    """How predictive draws are made from ``distribution``: see the module's docstring.
-
-    Raises
-    ------
-    TypeError
-        When the distribution has no inverse CDF, no CDF and is not a plain random
-        variable that can be drawn forward.
-    """
-    if _supports(pm.icdf, model, distribution):
-        return "inverse_cdf"
-    if isinstance(distribution.owner.op, RandomVariable):
-        return "forward"
-    if _supports(pm.logcdf, model, distribution):
-        return "inverted_cdf"
-    raise _cannot_predict(distribution)
 
 
 def _cannot_predict(distribution: TensorVariable) -> TypeError:
@@ -147,13 +159,13 @@ class ForwardDrawPredictor(PosteriorPredictor):
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         arrays = self.input_arrays(inputs)
         n_rows = len(next(iter(arrays.values())))
+        if not n_rows:
+            return [np.empty((self.n_draws, 0), dtype=output.type.dtype) for output in self._function.maker.fgraph.outputs]
         rows = []
         try:
             for index in range(n_rows):
                 row = {name: values[index : index + 1] for name, values in arrays.items()}
                 rows.append(self.evaluate(row, generators=self._row_generators()))
-            if not rows:
-                return self.evaluate(arrays, generators=self._row_generators())
         except NotImplementedError as error:  # e.g. a CustomDist given neither `random` nor `dist`
             raise _cannot_predict(self._distribution) from error
         return [np.concatenate(parts, axis=1) for parts in zip(*rows)]
@@ -246,6 +258,9 @@ def likelihood_draw_predictor(
 ) -> PosteriorPredictor:
     """A predictor whose one output is a predictive draw per posterior draw and row.
 
+    By the first method the distribution supports (see the module's docstring): its
+    inverse CDF, forward draws, or its CDF inverted numerically.
+
     Parameters
     ----------
     model : pm.Model
@@ -261,8 +276,7 @@ def likelihood_draw_predictor(
     """
     probe = {model[name]: model[name].type() for name in input_names}
     distribution = distribution_at(probe)
-    method = draw_method(model, distribution)
-    if method == "inverse_cdf":
+    if _supports(pm.icdf, model, distribution):
         return PosteriorPredictor(
             model,
             posterior,
@@ -270,15 +284,23 @@ def likelihood_draw_predictor(
             lambda inputs, uniform: [derive_given_draw(pm.icdf, model, distribution_at(inputs), uniform)],
             seed=seed,
         )
-    if method == "forward":
+    if isinstance(distribution.owner.op, RandomVariable):
+        sampler = distribution_at
+    else:
+        containers = [model[name] for name in input_names]
+
+        def sampler(inputs):
+            return one_row_sampler(distribution_at(inputs), containers)
+
+    try:
         return ForwardDrawPredictor(
-            model,
-            posterior,
-            input_names,
-            lambda inputs, uniform: [distribution_at(inputs)],
-            seed=seed,
-            distribution=distribution,
+            model, posterior, input_names, lambda inputs, uniform: [sampler(inputs)], seed=seed, distribution=distribution
         )
+    except (_NotDrawableForward, NotImplementedError, ValueError) as error:  # a composite's sampler that loops
+        if sampler is distribution_at:
+            raise
+        if not _supports(pm.logcdf, model, distribution):
+            raise _cannot_predict(distribution) from error
     value = pt.vector("value", dtype=distribution.dtype)
     return InvertedCdfPredictor(
         model,

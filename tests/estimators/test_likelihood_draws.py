@@ -97,7 +97,7 @@ FAMILIES = {
     "poisson": ("ForwardDrawPredictor", True),
     "binomial": ("ForwardDrawPredictor", True),
     "negative_binomial": ("ForwardDrawPredictor", True),
-    "zero_inflated_poisson": ("InvertedCdfPredictor", True),
+    "zero_inflated_poisson": ("ForwardDrawPredictor", True),
     "hurdle_poisson": ("InvertedCdfPredictor", True),
     "truncated_poisson": ("InvertedCdfPredictor", True),
     "censored_normal": ("PosteriorPredictor", False),
@@ -152,48 +152,55 @@ def _posterior_means(model, X_new):
     return posterior, eta
 
 
-def _scipy_distribution(family: str, posterior, eta):
-    """The family's conditional distribution at each posterior draw (rows) and new row (columns)."""
+def _scipy_cdf_pmf(family: str, posterior, eta):
+    """The family's CDF and PMF (SciPy) at each posterior draw (rows) and new row (columns)."""
     if family == "poisson":
-        return stats.poisson(np.exp(eta))
-    if family == "binomial":
-        return stats.binom(20, 1.0 / (1.0 + np.exp(-eta)))
-    alpha = posterior["alpha"].values[:, None]
-    return stats.nbinom(alpha, alpha / (alpha + np.exp(eta)))
+        distribution = stats.poisson(np.exp(eta))
+    elif family == "binomial":
+        distribution = stats.binom(20, 1.0 / (1.0 + np.exp(-eta)))
+    elif family == "negative_binomial":
+        alpha = posterior["alpha"].values[:, None]
+        distribution = stats.nbinom(alpha, alpha / (alpha + np.exp(eta)))
+    else:  # zero-inflated Poisson: psi is the probability of the Poisson part
+        psi, counts = posterior["psi"].values[:, None], stats.poisson(np.exp(eta))
+        return (
+            lambda k: np.where(k < 0, 0.0, 1 - psi + psi * counts.cdf(k)),
+            lambda k: np.where(k == 0, 1 - psi, 0.0) + psi * counts.pmf(k),
+        )
+    return distribution.cdf, distribution.pmf
 
 
-def _pit_p_values(distribution, samples) -> np.ndarray:
+def _pit_p_values(cdf_pmf, samples) -> np.ndarray:
     """Per row, the KS p-value of the randomised PIT of its draws: uniform if and only if
-    each draw comes from ``distribution`` at its own posterior draw. (Rows are tested one
+    each draw comes from the distribution at its own posterior draw. (Rows are tested one
     by one: they share their random stream, so their PITs are dependent.)"""
-    noise = np.random.default_rng(0).uniform(size=samples.shape)
-    pit = distribution.cdf(samples - 1) + noise * distribution.pmf(samples)
+    cdf, pmf = cdf_pmf
+    pit = cdf(samples - 1) + np.random.default_rng(0).uniform(size=samples.shape) * pmf(samples)
     return np.array([stats.kstest(pit[:, row], "uniform").pvalue for row in range(samples.shape[1])])
 
 
-@pytest.mark.parametrize("family", ["poisson", "binomial", "negative_binomial"])
+@pytest.mark.parametrize("family", ["poisson", "binomial", "negative_binomial", "zero_inflated_poisson"])
 def test_forward_draws_follow_the_likelihood_at_each_posterior_draw(family):
     _, model, X_new, _ = _fit(family)
     posterior, eta = _posterior_means(model, X_new[:5])
     samples = model.sample_posterior_predictive(X_new[:5])
-    assert _pit_p_values(_scipy_distribution(family, posterior, eta), samples).min() > 1e-3 / 5
+    assert _pit_p_values(_scipy_cdf_pmf(family, posterior, eta), samples).min() > 1e-3 / 5
     # The test can fail: under a linear predictor shifted by 0.3 the same draws are rejected.
-    assert _pit_p_values(_scipy_distribution(family, posterior, eta + 0.3), samples).min() < 1e-3 / 5
+    assert _pit_p_values(_scipy_cdf_pmf(family, posterior, eta + 0.3), samples).min() < 1e-3 / 5
 
 
-@pytest.mark.parametrize("family", ["zero_inflated_poisson", "censored_normal"])
+@pytest.mark.parametrize("family", ["truncated_poisson", "censored_normal"])
 def test_draws_are_scipy_quantiles_at_the_draws_uniforms(family):
     _, model, X_new, _ = _fit(family)
     posterior, eta = _posterior_means(model, X_new[:20])
     u = model.posterior_predictor().uniforms[:, None]
-    if family == "zero_inflated_poisson":
-        psi = posterior["psi"].values[:, None]  # P(Poisson component); zeros come from both parts
-        # Where the Poisson part also gives 0 at the rescaled uniform, both parts agree on 0.
-        reference = np.where(u <= 1 - psi, 0, stats.poisson.ppf(np.clip((u - (1 - psi)) / psi, 0, 1), np.exp(eta)))
-        np.testing.assert_array_equal(model.sample_posterior_predictive(X_new[:20]), reference)
+    samples = model.sample_posterior_predictive(X_new[:20])
+    if family == "truncated_poisson":  # Poisson above 0: its quantile at F(0) + u (1 - F(0))
+        counts = stats.poisson(np.exp(eta))
+        np.testing.assert_array_equal(samples, counts.ppf(counts.cdf(0) + u * counts.sf(0)))
     else:
         reference = np.minimum(stats.norm.ppf(u, eta, posterior["sigma"].values[:, None]), LIMIT)
-        np.testing.assert_allclose(model.sample_posterior_predictive(X_new[:20]), reference, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(samples, reference, rtol=1e-9, atol=1e-9)
 
 
 def test_an_input_moved_in_its_last_bit_keeps_its_draws(fitted):
