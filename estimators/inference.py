@@ -7,6 +7,9 @@ ELBO) at every iteration.
 
 A Ctrl-C (``KeyboardInterrupt``) that PyMC catches to stop early is raised again: a fit
 either completes or raises, never returns a half-fitted posterior.
+
+With ``progressbar``, a fit says when it compiles the model (a cold compile cache: tens
+of seconds), and ADVI's progress bar ends at done when the fit converges early.
 """
 
 from __future__ import annotations
@@ -14,14 +17,19 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Self
 
 import numpy as np
 import pymc as pm
 import pytensor
 import xarray as xr
+from pymc.progress_bar import CustomProgress, default_progress_theme
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
+from rich.console import Console
+from rich.progress import Progress, TextColumn
 
 from estimators.settings import InferenceSettings
 
@@ -30,6 +38,10 @@ PLATEAU_WINDOW = 100
 #: PyMC's ADVI logger, whose handler prints to the console. A fit's closing line there is
 #: this module's (:func:`fit_advi`), in place of PyMC's.
 ADVI_LOGGER = logging.getLogger("pymc.variational.inference")
+#: Seconds of compiling in one fit after which the console says that the model is compiling.
+COMPILE_NOTICE_AFTER = 1.0
+#: What it says (through PyMC's logger, which owns the console handler).
+COMPILE_NOTICE = "Compiling the model (compiled code is cached on disk for later fits)..."
 
 
 def final_loss(loss: np.ndarray) -> float:
@@ -95,6 +107,45 @@ class PlateauSchedule:
         self.learning_rate.set_value(self.learning_rate.get_value() / 10.0)
 
 
+class _ProgressBar:
+    """ADVI callback: the fit's progress bar, which ends at done when the fit converges.
+
+    It stands in for PyMC's bar, which freezes where the schedule stopped a converged fit
+    ("6%"): :meth:`done` makes the iterations run the bar's total. A Ctrl-C leaves it where
+    the fit was. The loss shown is :func:`final_loss` of the iterations so far, the number
+    the closing line ends with. The bar appears at the first iteration, after the model is
+    compiled, so that the console's lines before it are not drawn over.
+    """
+
+    def __init__(self, max_iter: int, *, enabled: bool):
+        self._progress = CustomProgress(
+            *Progress.get_default_columns(),
+            TextColumn("{task.fields[loss]}"),
+            console=Console(theme=default_progress_theme),
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task("Fitting:", total=max_iter, loss="")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._progress.stop()
+
+    def __call__(self, approx, losses: np.ndarray, i: int) -> None:
+        if i == 1:
+            self._progress.start()
+        self._progress.update(self._task, completed=i, **(self._loss(losses) if i % 10 == 0 else {}))
+
+    def done(self, losses: np.ndarray) -> None:
+        """End the bar at the iterations the fit ran, with the final loss."""
+        self._progress.update(self._task, total=losses.size, completed=losses.size, **self._loss(losses))
+
+    @staticmethod
+    def _loss(losses: np.ndarray) -> dict[str, str]:
+        return {"loss": f"Average Loss = {final_loss(losses):,.6g}"}
+
+
 def minibatch_replacements(model: pm.Model, row_data: Sequence[str], batch_size: int) -> dict:
     """Each row-indexed data container mapped to one random minibatch of its rows.
 
@@ -140,19 +191,22 @@ def fit_advi(
             n_rows = len(model[row_data[0]].get_value())
             window = int(np.ceil(PLATEAU_WINDOW * np.sqrt(n_rows / batch_size)))
     schedule = PlateauSchedule(learning_rate, window=window, tol=settings.tol)
+    bar = _ProgressBar(settings.max_iter, enabled=settings.progressbar)
     with model, _closing_lines_replaced(schedule):
-        approx = pm.fit(
-            n=settings.max_iter,
-            method="advi",
-            obj_optimizer=pm.adam(learning_rate=learning_rate),
-            callbacks=[schedule],
-            random_seed=int(fit_seed),
-            progressbar=settings.progressbar,
-            more_replacements=replacements or None,
-        )
-        history = np.asarray(approx.hist, dtype=np.float64)
-        if history.size < settings.max_iter and not schedule.converged:
-            _interrupted(f"ADVI at iteration {history.size:,} of {settings.max_iter:,}")
+        with bar:
+            approx = pm.fit(
+                n=settings.max_iter,
+                method="advi",
+                obj_optimizer=pm.adam(learning_rate=learning_rate),
+                callbacks=[bar, schedule],
+                random_seed=int(fit_seed),
+                progressbar=False,  # the bar above stands in for PyMC's
+                more_replacements=replacements or None,
+            )
+            history = np.asarray(approx.hist, dtype=np.float64)
+            if history.size < settings.max_iter and not schedule.converged:
+                _interrupted(f"ADVI at iteration {history.size:,} of {settings.max_iter:,}")
+            bar.done(history)
         idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
     if schedule.converged:
         outcome = f"ADVI converged after {history.size:,} iterations (of at most {settings.max_iter:,})"
@@ -230,6 +284,49 @@ def _closing_lines_replaced(schedule: PlateauSchedule) -> Iterator[None]:
         ADVI_LOGGER.removeFilter(keep)
 
 
+@contextmanager
+def _compile_notice(*, enabled: bool) -> Iterator[None]:
+    """Say once, through PyMC's console logger, that the model is compiling, once this
+    thread has spent ``COMPILE_NOTICE_AFTER`` seconds in Numba's compiler.
+
+    Numba compiles only functions that are in neither its in-memory nor its on-disk cache
+    (PyTensor's compiledir), and announces each compilation with a ``numba:compile`` event:
+    a first fit on a cold cache compiles for tens of seconds, a fit on a warm one for a
+    tenth of a second (a few functions that Numba never caches).
+    """
+    if not enabled:
+        yield
+        return
+    from numba.core import event  # here: importing Numba takes a second, and compiling imports it anyway
+
+    thread = threading.get_ident()
+
+    class CompileClock(event.Listener):
+        """The seconds this thread spends inside Numba compilations, nested ones counted once."""
+
+        depth, seconds, since, said = 0, 0.0, 0.0, False
+
+        def on_start(self, _event) -> None:
+            self._tick(+1)
+
+        def on_end(self, _event) -> None:
+            self._tick(-1)
+
+        def _tick(self, step: int) -> None:
+            if threading.get_ident() != thread:
+                return
+            now = time.perf_counter()
+            if self.depth:
+                self.seconds += now - self.since
+            self.depth, self.since = self.depth + step, now
+            if self.seconds > COMPILE_NOTICE_AFTER and not self.said:
+                self.said = True
+                logging.getLogger("pymc").info(COMPILE_NOTICE)
+
+    with event.install_listener("numba:compile", CompileClock()):
+        yield
+
+
 def _interrupted(where: str) -> None:
     """Raise the ``KeyboardInterrupt`` that PyMC caught, so that ``fit`` stops instead of returning.
 
@@ -248,4 +345,5 @@ def fit_posterior(
     the ones that minibatches of ``batch_size`` rows slice (None: the full data).
     """
     fitters = {"advi": fit_advi, "nuts": fit_nuts}
-    return fitters[settings.inference](model, settings, row_data, batch_size)
+    with _compile_notice(enabled=settings.progressbar):
+        return fitters[settings.inference](model, settings, row_data, batch_size)
