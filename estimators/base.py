@@ -181,8 +181,27 @@ class BayesianEstimator(BaseEstimator):
             target = observed.values
         return self._build_pymc_model(inputs, target)
 
+    def model_coords(self) -> dict[str, list]:
+        """Named coordinates that the model's variables may take as ``dims``.
+
+        Plots and ``summary.csv`` then label those variables' entries by name. By default
+        ``"feature"``: the training columns' names (``x0``, ``x1``, ... for an array, as
+        scikit-learn names them), and for a classifier ``"class"``: its labels. Override to
+        add more, e.g. ``{**super().model_coords(), "group": ...}``.
+
+        Returns
+        -------
+        dict
+            Coordinate name to its labels.
+        """
+        names = getattr(self, "feature_names_in_", None)
+        coords = {"feature": [str(name) for name in names] if names is not None else [f"x{i}" for i in range(self.n_features_in_)]}
+        if hasattr(self, "classes_"):
+            coords["class"] = self.classes_.tolist()
+        return coords
+
     def _build_pymc_model(self, inputs: dict[str, np.ndarray], y: np.ndarray | None) -> pm.Model:
-        with pm.Model() as model:
+        with pm.Model(coords=self.model_coords()) as model:
             containers = {name: pm.Data(name, value) for name, value in inputs.items()}
             if y is not None:
                 containers[TARGET] = pm.Data(TARGET, y)

@@ -46,6 +46,12 @@ def standardized(container: pt.TensorVariable) -> tuple[pt.TensorVariable, pt.Te
     return (container - location) / scale, location, scale
 
 
+def logit_labels(classes: np.ndarray) -> list[str]:
+    """Names of the log-odds a multi-class model learns: each class against the first."""
+    first, *others = classes.tolist()
+    return [f"{label} vs {first}" for label in others]
+
+
 def class_likelihood(
     name: str,
     logits: pt.TensorVariable,

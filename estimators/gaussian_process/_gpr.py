@@ -63,7 +63,7 @@ class _GaussianProcessMixin:
         length_scale = pm.LogNormal(LENGTH_SCALE, mu=np.log(self.prior_length_scale), sigma=1.0, shape=shape)
         amplitude = pm.HalfNormal(AMPLITUDE, self.prior_scale_amplitude)
         noise = pm.HalfNormal(NOISE, self.prior_scale_noise)
-        pm.Deterministic("length_scale", length_scale * x_scale)
+        pm.Deterministic("length_scale", length_scale * x_scale, dims="feature" if self.ard else None)
         pm.Deterministic("amplitude", amplitude * y_scale)
         pm.Deterministic("noise", noise * y_scale)
         return length_scale, amplitude, noise

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval
 
 from estimators.base import BayesianClassifierMixin, BayesianEstimator
 from estimators.validation import numeric_matrix
-from estimators.modeling import class_likelihood, standardized
+from estimators.modeling import class_likelihood, logit_labels, standardized
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 #: ``pandas.api.types.infer_dtype`` kinds of group columns made only of strings and numbers.
@@ -108,6 +108,10 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
             raise ValueError(f"group_col={self.group_col} is out of range for X with {n_columns} columns.")
         return self.group_col
 
+    def _fitted_group_position(self, names: list) -> int:
+        """The group column's position among the training columns ``names``."""
+        return names.index(self.group_col) if isinstance(self.group_col, str) else self.group_col
+
     def _split_group(self, X: Any) -> tuple[np.ndarray, Any, np.ndarray | None]:
         """The group labels (checked), the other features, and those features' names."""
         position = self._group_position(X)
@@ -164,22 +168,39 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
             position = self.group_col
             columns = [*features.T[:position], labels, *features.T[position:]]
             return np.column_stack(columns).astype(np.result_type(features, labels))
-        position = list(names).index(self.group_col) if isinstance(self.group_col, str) else self.group_col
+        position = self._fitted_group_position(list(names))
         frame = pd.DataFrame(features, columns=[n for i, n in enumerate(names) if i != position])
         frame.insert(position, names[position], labels)
         return frame
+
+    def model_coords(self) -> dict[str, list]:
+        """``"feature"``: the columns besides the group; ``"logit"``: each class but the first
+        against the first; ``"group_label"``: the training groups, then ``"(unseen)"``, the
+        population-level slot that groups not seen in training get."""
+        names = super().model_coords()["feature"]
+        names.pop(self._fitted_group_position(names))
+        return {
+            **super().model_coords(),
+            "feature": names,
+            "logit": logit_labels(self.classes_),
+            "group_label": [*map(str, self.groups_), "(unseen)"],
+        }
 
     def build_model(self, X, group, y):
         X_std, _, _ = standardized(X)
         n_features, n_logits = X.get_value().shape[1], len(self.classes_) - 1
         # One slot per training group, plus one with no data: the population draw for unseen groups.
         n_slots = len(self.groups_) + 1
-        intercept_mu = pm.Normal("intercept_mu", 0.0, self.prior_scale_intercept, shape=n_logits)
-        intercept_sigma = pm.HalfNormal("intercept_sigma", self.prior_scale_group, shape=n_logits)
-        intercept_z = pm.Normal("intercept_z", 0.0, 1.0, shape=(n_slots, n_logits))
-        coef_mu = pm.Normal("coef_mu", 0.0, self.prior_scale_coef, shape=(n_features, n_logits))
-        coef_sigma = pm.HalfNormal("coef_sigma", self.prior_scale_group, shape=(n_features, n_logits))
-        coef_z = pm.Normal("coef_z", 0.0, 1.0, shape=(n_slots, n_features, n_logits))
+        intercept_mu = pm.Normal("intercept_mu", 0.0, self.prior_scale_intercept, shape=n_logits, dims="logit")
+        intercept_sigma = pm.HalfNormal("intercept_sigma", self.prior_scale_group, shape=n_logits, dims="logit")
+        intercept_z = pm.Normal("intercept_z", 0.0, 1.0, shape=(n_slots, n_logits), dims=("group_label", "logit"))
+        coef_mu = pm.Normal("coef_mu", 0.0, self.prior_scale_coef, shape=(n_features, n_logits), dims=("feature", "logit"))
+        coef_sigma = pm.HalfNormal(
+            "coef_sigma", self.prior_scale_group, shape=(n_features, n_logits), dims=("feature", "logit")
+        )
+        coef_z = pm.Normal(
+            "coef_z", 0.0, 1.0, shape=(n_slots, n_features, n_logits), dims=("group_label", "feature", "logit")
+        )
         intercept = intercept_mu + intercept_sigma * intercept_z
         coef = coef_mu + coef_sigma * coef_z
         logits = intercept[group] + (X_std[:, :, None] * coef[group]).sum(axis=1)

@@ -10,7 +10,7 @@ import pytensor.tensor as pt
 from sklearn.utils._param_validation import Interval
 
 from estimators.base import BayesianClassifierMixin, BayesianEstimator, BayesianRegressorMixin
-from estimators.modeling import class_likelihood, location_scale, standardized, training_constant
+from estimators.modeling import class_likelihood, location_scale, logit_labels, standardized, training_constant
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
@@ -106,7 +106,7 @@ class LinearRegression(_CoefficientsMixin, BayesianRegressorMixin, BayesianEstim
         intercept_std = pm.Normal("intercept_std", 0.0, self.prior_scale_intercept)
         coef_std = pm.Normal("coef_std", 0.0, self.prior_scale_coef, shape=n_features)
         noise_std = pm.HalfNormal("noise_std", self.prior_scale_noise)
-        coef = pm.Deterministic("coef", coef_std * y_scale / x_scale)
+        coef = pm.Deterministic("coef", coef_std * y_scale / x_scale, dims="feature")
         pm.Deterministic("intercept", y_loc + y_scale * intercept_std - pt.dot(coef, x_loc))
         sigma = pm.Deterministic("sigma", noise_std * y_scale)
         mu = y_loc + y_scale * (intercept_std + pt.dot(X_std, coef_std))
@@ -170,12 +170,16 @@ class LogisticRegression(_CoefficientsMixin, BayesianClassifierMixin, BayesianEs
         self.prior_scale_intercept = prior_scale_intercept
         self.prior_scale_coef = prior_scale_coef
 
+    def model_coords(self) -> dict[str, list]:
+        """Also ``"logit"``: each class but the first, whose log-odds against the first the model learns."""
+        return {**super().model_coords(), "logit": logit_labels(self.classes_)}
+
     def build_model(self, X, y):
         X_std, x_loc, x_scale = standardized(X)
         n_logits = len(self.classes_) - 1
         intercept_std = pm.Normal("intercept_std", 0.0, self.prior_scale_intercept, shape=n_logits)
         coef_std = pm.Normal("coef_std", 0.0, self.prior_scale_coef, shape=(X.get_value().shape[1], n_logits))
-        pm.Deterministic("coef", (coef_std / x_scale[:, None]).T)
-        pm.Deterministic("intercept", intercept_std - pt.dot(x_loc / x_scale, coef_std))
+        pm.Deterministic("coef", (coef_std / x_scale[:, None]).T, dims=("logit", "feature"))
+        pm.Deterministic("intercept", intercept_std - pt.dot(x_loc / x_scale, coef_std), dims="logit")
         logits = intercept_std + pt.dot(X_std, coef_std)
         class_likelihood("y_obs", logits, y, n_classes=len(self.classes_))

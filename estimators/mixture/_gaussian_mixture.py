@@ -80,6 +80,10 @@ class _GaussianComponentsMixin:
     likelihood, ``means`` and ``covariances`` are in the original units.
     """
 
+    def model_coords(self) -> dict[str, list]:
+        """Also ``"component"``: the component numbers ``0..n_components-1``."""
+        return {**super().model_coords(), "component": list(range(self.n_components))}
+
     def _observe_mixture(self, X, weights, *, dirichlet_process: bool) -> None:
         """Create the component priors and the mixture likelihood of ``X``.
 
@@ -120,7 +124,7 @@ class _GaussianComponentsMixin:
                 "means_std", 0.0, self.prior_scale_mean, shape=(n_components, n_features), initval=start
             )
         location, scale = training_constant(location), training_constant(scale)
-        means = pm.Deterministic("means", location + scale * means_std)
+        means = pm.Deterministic("means", location + scale * means_std, dims=("component", "feature"))
         if self.covariance_type == "full":
             factors = [
                 pm.expand_packed_triangular(
@@ -273,7 +277,7 @@ class GaussianMixture(_GaussianComponentsMixin, BayesianDensityMixin, BayesianEs
         self.lkj_eta = lkj_eta
 
     def build_model(self, X):
-        weights = pm.Dirichlet("weights", np.full(self.n_components, float(self.weight_concentration)))
+        weights = pm.Dirichlet("weights", np.full(self.n_components, float(self.weight_concentration)), dims="component")
         self._observe_mixture(X, weights, dirichlet_process=False)
 
 
@@ -393,7 +397,7 @@ class DirichletProcessMixture(_GaussianComponentsMixin, BayesianDensityMixin, Ba
         else:  # nothing to break (and a zero-length variable would have no draws to stack)
             sticks = pt.zeros(0)
         remaining = pt.concatenate([pt.ones(1), pt.cumprod(1.0 - sticks)])
-        weights = pm.Deterministic("weights", pt.concatenate([sticks, pt.ones(1)]) * remaining)
+        weights = pm.Deterministic("weights", pt.concatenate([sticks, pt.ones(1)]) * remaining, dims="component")
         self._observe_mixture(X, weights, dirichlet_process=True)
 
     @property

@@ -119,8 +119,8 @@ class GaussianNB(BayesianClassifierMixin, BayesianEstimator):
         theta_std = pm.Normal("theta_std", 0.0, self.prior_scale_mean, shape=shape)
         sd_std = pm.HalfNormal("sd_std", self.prior_scale_sd, shape=shape)
         location, scale = training_constant(location), training_constant(scale)
-        theta = pm.Deterministic("theta", location + scale * theta_std)
-        var = pm.Deterministic("var", scale**2 * (sd_std**2 + self.var_smoothing))
+        theta = pm.Deterministic("theta", location + scale * theta_std, dims=("class", "feature"))
+        var = pm.Deterministic("var", scale**2 * (sd_std**2 + self.var_smoothing), dims=("class", "feature"))
         pm.CustomDist(
             "y_obs", class_prior, theta, pt.sqrt(var), X, logp=_joint_logp, observed=y,
             signature="(k),(k,d),(k,d),(d)->()", dtype="int64",

@@ -80,6 +80,15 @@ def _forest_variables(idata: xr.DataTree, names: list[str]) -> tuple[list[str], 
     return shown, left_out
 
 
+def _in_data_units(model) -> list[str]:
+    """The variables the posterior plot shows: the free ones not on the standardised scale
+    (the built-ins name those ``*_std``) and the deterministics, where the built-ins keep
+    each quantity in the data's units, labelled by the model's coordinates (feature names,
+    class labels, component numbers)."""
+    free = [rv.name for rv in model.free_RVs if not rv.name.endswith("_std")]
+    return [*free, *(variable.name for variable in model.deterministics)]
+
+
 def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = None) -> dict[str, bytes]:
     """PNG plots by file name: ELBO curve or trace and rank plots, posteriors, a PPC.
 
@@ -107,9 +116,9 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
             n_panels += size
         if ranked:
             plots["rank.png"] = _arviz_png(arviz_plots.plot_rank, idata, var_names=ranked)
-    shown, left_out = _forest_variables(idata, free)
+    shown, left_out = _forest_variables(idata, _in_data_units(model))
     if shown:
-        title = "posterior of each prior-governed variable"
+        title = "posterior in the data's units"
         if left_out:
             title += f"\nnot shown (too many components): {', '.join(left_out)}"
         plots["posterior.png"] = _arviz_png(arviz_plots.plot_forest, idata, title, var_names=shown, combined=True)

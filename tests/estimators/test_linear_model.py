@@ -153,6 +153,33 @@ def test_multiclass_logistic_regression_recovers_log_odds_against_the_reference_
     )
 
 
+def test_posterior_names_features_and_classes_as_the_user_did(multiclass_fit):
+    """The posterior in the data's units carries the user's names, which ArviZ's plots and
+    summaries (autolog's posterior.png and summary.csv) use as labels."""
+    model, _ = multiclass_fit
+    coef = model.idata_.posterior["coef"]
+    assert coef.dims[2:] == ("logit", "feature")
+    assert coef.coords["feature"].values.tolist() == ["x0", "x1"]
+    assert coef.coords["logit"].values.tolist() == ["b vs a", "c vs a"]
+    # The labels name what the values are: the row "c vs a" holds c's log-odds against a.
+    np.testing.assert_array_equal(coef.sel(logit="c vs a").mean(("chain", "draw")).values, model.coef_[1])
+
+
+def test_hierarchical_posterior_names_features_groups_and_the_unseen_slot(hierarchical_fit):
+    model, _ = hierarchical_fit
+    coef_z = model.idata_.posterior["coef_z"]
+    assert coef_z.dims[2:] == ("group_label", "feature", "logit")
+    assert coef_z.coords["feature"].values.tolist() == ["x"]  # the group column is not a feature
+    assert coef_z.coords["group_label"].values.tolist() == ["a", "b", "c", "d", "(unseen)"]
+    assert coef_z.coords["logit"].values.tolist() == ["1 vs 0"]
+
+
+def test_features_of_an_array_are_named_as_scikit_learn_names_them():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    model = LinearRegression(**FAST).fit(X, X @ [1.0, 2.0, 3.0])
+    assert model.idata_.posterior["coef"].coords["feature"].values.tolist() == ["x0", "x1", "x2"]
+
+
 def test_hierarchical_model_recovers_group_intercepts_in_order_and_sign(hierarchical_fit):
     model, truth = hierarchical_fit
     assert list(model.groups_) == ["a", "b", "c", "d"]

@@ -33,6 +33,7 @@ import mlflow_pmlearn
 from conftest import FAST, FAST_NUTS
 from estimators.linear_model import LinearRegression
 from mlflow_pmlearn.autologging import metrics as autolog_metrics
+from mlflow_pmlearn.autologging import plots as autolog_plots
 from mlflow_pmlearn.autologging import runs as autolog_runs
 from test_flavor import BESPOKE_FILE, _import_bespoke
 
@@ -190,8 +191,14 @@ def test_trace_reloads_with_xarray_and_equals_idata(advi_fit, tmp_path):
     np.testing.assert_array_equal(reloaded.fit_history["loss"].values, estimator.idata_.fit_history["loss"].values)
     summary = pd.read_csv(f"{path}/summary.csv", index_col=0)
     assert {"mean", "sd", "eti89_lb", "eti89_ub"} <= set(summary.columns)
-    assert "coef[0]" in summary.index
+    # In the data's units and the user's names (the regression data's columns are x0, x1, x2).
+    assert {"coef[x0]", "coef[x1]", "coef[x2]", "intercept", "sigma"} <= set(summary.index)
     assert "<table" in open(f"{path}/summary.html").read()
+
+
+def test_the_posterior_plot_shows_the_variables_in_the_data_units(advi_fit):
+    estimator, _ = advi_fit  # not coef_std, intercept_std, noise_std: the standardised scale
+    assert autolog_plots._in_data_units(estimator.pymc_model()) == ["coef", "intercept", "sigma"]
 
 
 def test_plots_are_valid_png_files_drawn_off_screen(advi_fit, tmp_path):
