@@ -458,10 +458,13 @@ def autolog(
       ``fit_time_s``, ``training_score`` and, for regressors, ``training_coverage_94`` (the
       share of training targets inside the central 94% posterior predictive interval);
     - artifacts: ``trace/trace.nc`` (``xarray.open_datatree`` reloads it), ``trace/summary.csv``
-      and ``.html``; PNG plots under ``plots/`` (ELBO, or trace and rank plots; posteriors;
-      a posterior predictive check) and the model graph (PNG with graphviz, else text);
+      and ``.html``, with the variables labelled by the model's coordinates (feature names,
+      class labels, component numbers); PNG plots under ``plots/`` (ELBO, or trace and rank
+      plots; the posterior in the data's units; a posterior predictive check) and the
+      model graph (PNG with graphviz, else text);
     - the training data as a dataset input (source: the code that ran; with its digest);
-    - the model, with :func:`log_model`.
+    - the model, with :func:`log_model`, linked to the run's metrics (the training ones on
+      the training dataset), as MLflow's own flavors link theirs.
 
     A failure while logging becomes a warning and never changes the fit (the rest is still
     logged); an exception in the fit propagates and a run started by autolog is marked

@@ -8,7 +8,7 @@ comparison is recorded on the candidate version (tags and description) either wa
 
 Command line::
 
-    python -m mlflow_pmlearn.promote --name diabetes --version 3 --data holdout.csv --target y
+    python -m mlflow_pmlearn.promote --name diabetes-bayesian-regression --version 3 --data holdout.csv --target y
 """
 
 from __future__ import annotations

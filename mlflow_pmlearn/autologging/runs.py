@@ -24,6 +24,7 @@ import pandas as pd
 from joblib.parallel import get_active_backend
 from mlflow.entities import Metric, RunStatus
 from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_AUTOLOGGING
@@ -174,13 +175,20 @@ def _log_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset:
     return dataset
 
 
-def _log_metrics(values: dict[str, float], dataset=None, history: list[Metric] = ()) -> None:
-    """One ``log_batch`` (MLflow splits it into batches of its limit); ``training_*`` metrics
-    are tied to the training dataset."""
+def _log_metrics(
+    values: dict[str, float], dataset=None, history: list[Metric] = (), model_id: str | None = None
+) -> None:
+    """One ``log_batch`` (MLflow splits it into batches of its limit).
+
+    ``values`` are linked to the logged model ``model_id`` and ``training_*`` metrics to the
+    training dataset, as MLflow's own autologging links them (the UI's logged-model page lists
+    the model's metrics and, from their datasets, the "Datasets used"). The ``history`` (the
+    ELBO curve) stays on the run only: ``Model.log`` too links only the metrics of the model's step.
+    """
     timestamp = int(time.time() * 1000)
     link = {"dataset_name": dataset.name, "dataset_digest": dataset.digest} if dataset is not None else {}
     metrics = [
-        Metric(key, float(value), timestamp, 0, **(link if key.startswith("training_") else {}))
+        Metric(key, float(value), timestamp, 0, model_id=model_id, **(link if key.startswith("training_") else {}))
         for key, value in values.items()
     ]
     MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=[*metrics, *history])
@@ -233,18 +241,20 @@ def log_fit(
     summary = _attempt("the posterior summary", lambda: posterior_summary(estimator.idata_))
     checks = _attempt("the posterior predictive checks", lambda: predictive_checks(estimator, X, y))
 
+    # The model first, so that the metrics can name it (as MLflow's scikit-learn autolog does).
+    model = _attempt("the model", lambda: _log_model(estimator, config, model_note)) if config["log_models"] else None
+
     def log_metrics() -> None:
         values = {**fit_metrics(estimator, fit_seconds, summary, checks), **(metrics or {})}
         has_history = "fit_history" in estimator.idata_.children
-        _log_metrics(values, dataset, _elbo_metrics(estimator.idata_, int(time.time() * 1000)) if has_history else [])
+        history = _elbo_metrics(estimator.idata_, int(time.time() * 1000)) if has_history else []
+        _log_metrics(values, dataset, history, model_id=model.model_id if model is not None else None)
 
     _attempt("the metrics", log_metrics)
     if config["log_traces"]:
         _attempt("the trace", lambda: _log_trace(estimator, summary))
     if config["log_plots"]:
         _attempt("the plots", lambda: _log_plots(estimator, checks))
-    if config["log_models"]:
-        _attempt("the model", lambda: _log_model(estimator, config, model_note))
 
 
 def _code_paths(estimator: BayesianEstimator) -> list[str] | None:
@@ -260,7 +270,7 @@ def _code_paths(estimator: BayesianEstimator) -> list[str] | None:
     return [path] if path.endswith(".py") and Path(path).name != "__init__.py" else None
 
 
-def _log_model(estimator: BayesianEstimator, config: dict[str, Any], model_note: str | None) -> None:
+def _log_model(estimator: BayesianEstimator, config: dict[str, Any], model_note: str | None) -> ModelInfo:
     # Imported here, when a model is logged: loading this module never needs the flavor's
     # __init__ to have finished, and that __init__ imports this package only inside autolog().
     from mlflow_pmlearn import log_model
@@ -274,7 +284,7 @@ def _log_model(estimator: BayesianEstimator, config: dict[str, Any], model_note:
             message += f"; it is not registered as {registered_model_name!r}, as it is not the whole pipeline"
             registered_model_name = None
         warnings.warn(message, stacklevel=2)
-    log_model(
+    return log_model(
         estimator,
         name=name,
         input_example=estimator.training_sample(INPUT_EXAMPLE_ROWS) if config["log_input_examples"] else None,
