@@ -118,7 +118,7 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
             plots["rank.png"] = _arviz_png(arviz_plots.plot_rank, idata, var_names=ranked)
     shown, left_out = _forest_variables(idata, _in_data_units(model))
     if shown:
-        title = "posterior in the data's units"
+        title = "posterior"
         if left_out:
             title += f"\nnot shown (too many components): {', '.join(left_out)}"
         plots["posterior.png"] = _arviz_png(arviz_plots.plot_forest, idata, title, var_names=shown, combined=True)
