@@ -195,7 +195,9 @@ class BayesianEstimator(BaseEstimator):
             Coordinate name to its labels.
         """
         names = getattr(self, "feature_names_in_", None)
-        coords = {"feature": [str(name) for name in names] if names is not None else [f"x{i}" for i in range(self.n_features_in_)]}
+        if names is None:
+            names = [f"x{i}" for i in range(self.n_features_in_)]
+        coords = {"feature": [str(name) for name in names]}
         if hasattr(self, "classes_"):
             coords["class"] = self.classes_.tolist()
         return coords

@@ -51,9 +51,6 @@ RELATIVE_TOLERANCE = 1e-10
 #: Doublings of the search bracket before a quantile is declared not found.
 MAX_BRACKET_DOUBLINGS = 1100
 
-#: Spawn key that sets forward draws' streams apart from other uses of the fit's seed.
-FORWARD_STREAM = 1
-
 DistributionAt = Callable[[Mapping[TensorVariable, TensorVariable]], TensorVariable]
 
 
@@ -147,14 +144,6 @@ class ForwardDrawPredictor(PosteriorPredictor):
     def __init__(self, *args, distribution: TensorVariable, **kwargs):
         super().__init__(*args, **kwargs)
         self._distribution = distribution
-        self._stream_keys = [
-            np.random.Philox(child).state["state"]["key"]
-            for child in np.random.SeedSequence([self._seed, FORWARD_STREAM]).spawn(self.n_generators)
-        ]
-
-    def _row_generators(self) -> list[np.random.Generator]:
-        """Generators at the start of the streams every row draws from."""
-        return [np.random.Generator(np.random.Philox(key=key)) for key in self._stream_keys]
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         arrays = self.input_arrays(inputs)
@@ -165,7 +154,7 @@ class ForwardDrawPredictor(PosteriorPredictor):
         try:
             for index in range(n_rows):
                 row = {name: values[index : index + 1] for name, values in arrays.items()}
-                rows.append(self.evaluate(row, generators=self._row_generators()))
+                rows.append(self.evaluate(row))  # new generators each call: every row from the same streams
         except NotImplementedError as error:  # e.g. a CustomDist given neither `random` nor `dist`
             raise _cannot_predict(self._distribution) from error
         return [np.concatenate(parts, axis=1) for parts in zip(*rows)]
@@ -206,7 +195,8 @@ class InvertedCdfPredictor(PosteriorPredictor):
         for _ in range(MAX_BRACKET_DOUBLINGS):
             edge_below = below(np.where(upward, upper, lower)[searching], searching)
             unbracketed = np.where(upward[searching], edge_below, ~edge_below)
-            searching, unbracketed = searching[unbracketed.any(axis=1)], unbracketed[unbracketed.any(axis=1)]
+            still = unbracketed.any(axis=1)
+            searching, unbracketed = searching[still], unbracketed[still]
             if not len(searching):
                 break
             low, high, up = lower[searching], upper[searching], upward[searching]
@@ -222,9 +212,8 @@ class InvertedCdfPredictor(PosteriorPredictor):
                 unresolved = width > 1
             else:
                 unresolved = width > RELATIVE_TOLERANCE * np.maximum(1.0, np.abs(upper[searching]))
-            searching, unresolved, width = (
-                searching[unresolved.any(axis=1)], unresolved[unresolved.any(axis=1)], width[unresolved.any(axis=1)]
-            )
+            still = unresolved.any(axis=1)
+            searching, unresolved, width = searching[still], unresolved[still], width[still]
             if not len(searching):
                 break
             low = lower[searching]

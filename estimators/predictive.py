@@ -3,10 +3,10 @@
 ``pm.sample_posterior_predictive`` calls a compiled function once per draw. Here the
 model's predictive graph is instead vectorised over the draws (`vectorize_graph`) and
 compiled once per fitted model: new inputs and the stacked posterior go in, arrays with a
-leading draw axis come out. Random draws from the likelihood are replaced by its inverse
-CDF at fixed, stratified uniforms (one per posterior draw), which makes every row's
-prediction deterministic and independent of which other rows share its batch: a row gets
-the same answer alone, in a batch, from a served endpoint or from a Spark partition.
+leading draw axis come out. Each posterior draw has a fixed, stratified uniform, and random
+variables left in the graph draw from fixed random streams, so a function's outputs are
+deterministic; how draws from a likelihood keep a row's prediction independent of its
+batch is :mod:`estimators.likelihood_draws`'s job.
 
 What a draw's prediction computes from the draw alone (e.g. a Gaussian process's Cholesky
 factor of its training covariance) is computed once per draw when the function is built,
@@ -34,6 +34,8 @@ from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.variable import TensorVariable
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
+#: Spawn key that sets the random streams apart from other uses of the fit's seed.
+RANDOM_STREAMS = 1
 #: Upper bound on draws x rows (x classes) held in memory at once while predicting.
 MAX_ELEMENTS_PER_CHUNK = 2**22
 
@@ -169,8 +171,8 @@ class PosteriorPredictor:
 
     Notes
     -----
-    Random variables left in the outputs (a likelihood drawn forward) draw from random
-    generators that each call passes (``generators``), one per random variable.
+    Random variables left in the outputs (a likelihood drawn forward) draw from
+    :meth:`generators`, new at every call: every call starts from the same streams.
     """
 
     def __init__(
@@ -233,7 +235,10 @@ class PosteriorPredictor:
             trust_input=True,
         )
         self.uniforms = stratified_uniforms(self.n_draws, seed)
-        self._seed = seed
+        self._stream_keys = [
+            np.random.Philox(child).state["state"]["key"]
+            for child in np.random.SeedSequence([seed, RANDOM_STREAMS]).spawn(self.n_generators)
+        ]
         self._input_dtypes = [c.dtype for c in containers]
         self._lock = threading.Lock()
 
@@ -248,23 +253,24 @@ class PosteriorPredictor:
         self,
         inputs: Mapping[str, np.ndarray],
         *arguments: np.ndarray,
-        generators: Sequence[np.random.Generator] = (),
         draws: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         """The compiled function's outputs, each with a leading draw axis, for the rows of ``inputs``.
 
         ``arguments`` are the values of the per-draw ``arguments`` given at construction
-        (one per draw evaluated), ``generators`` the :attr:`n_generators` random
-        generators (by default new ones from the seed, so that every call draws the
-        same), and ``draws`` the indices of the posterior draws to evaluate (all by default).
+        (one per draw evaluated), and ``draws`` the indices of the posterior draws to
+        evaluate (all by default). Random variables draw from new :meth:`generators`.
         """
         arrays = self.input_arrays(inputs)
         per_draw = self._draws if draws is None else [values[draws] for values in self._draws]
         uniforms = self.uniforms if draws is None else self.uniforms[draws]
-        if self.n_generators and not generators:
-            generators = [np.random.default_rng(key) for key in np.random.SeedSequence(self._seed).spawn(self.n_generators)]
         with self._lock:
-            return self._function(*arrays.values(), *per_draw, uniforms, *arguments, *generators)
+            return self._function(*arrays.values(), *per_draw, uniforms, *arguments, *self.generators())
+
+    def generators(self) -> list[np.random.Generator]:
+        """One generator per random variable left in the outputs, at the start of its stream
+        (from the fit's seed): every call draws from the same streams."""
+        return [np.random.Generator(np.random.Philox(key=key)) for key in self._stream_keys]
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """All outputs, each with a leading draw axis, for the rows of ``inputs``."""
