@@ -15,14 +15,15 @@ from typing import Any
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
-INFERENCE_METHODS = ("advi", "nuts")
+INFERENCE_METHODS = ("advi", "fullrank_advi", "nuts", "pathfinder", "laplace")
+NUTS_SAMPLERS = ("pymc", "nutpie", "numpyro", "blackjax")
 
 
 #: The inference methods a setting applies to (``_DISPLAY``: none, it changes only what is shown).
-_BOTH, _ADVI, _NUTS, _DISPLAY = INFERENCE_METHODS, ("advi",), ("nuts",), ()
+_ALL, _ADVI, _NUTS, _DISPLAY = INFERENCE_METHODS, ("advi", "fullrank_advi"), ("nuts",), ()
 
 
-def _setting(default: Any, constraints: list, kind: str, doc: str, applies_to: tuple[str, ...] = _BOTH) -> Any:
+def _setting(default: Any, constraints: list, kind: str, doc: str, applies_to: tuple[str, ...] = _ALL) -> Any:
     metadata = {"constraints": constraints, "kind": kind, "doc": doc, "applies_to": applies_to}
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -32,12 +33,22 @@ class InferenceSettings:
     """How an estimator is fitted: its inference settings, as given to ``__init__``."""
 
     inference: str = _setting(
-        "advi", [StrOptions(set(INFERENCE_METHODS))], '{"advi", "nuts"}',
-        "How to fit: mean-field ADVI stopped when the loss converges, or PyMC's NUTS sampler.",
+        "nuts", [StrOptions(set(INFERENCE_METHODS))], "{" + ", ".join(f'"{name}"' for name in INFERENCE_METHODS) + "}",
+        "How to fit: NUTS, run by ``nuts_sampler`` (the default: the exact posterior); ADVI "
+        "(mean-field or full-rank) stopped when the loss converges, the choice for large data "
+        "with minibatches; multi-path pathfinder; or the Laplace approximation (a Gaussian at "
+        "the posterior mode, on the unconstrained space).",
+    )
+    nuts_sampler: str = _setting(
+        "pymc", [StrOptions(set(NUTS_SAMPLERS))], "{" + ", ".join(f'"{name}"' for name in NUTS_SAMPLERS) + "}",
+        "The NUTS implementation, as in ``pm.sample``: PyMC's own (the fastest measured "
+        'here: it compiles a model once, nutpie at every fit), nutpie (the "nutpie" extra), or '
+        'NumPyro or BlackJAX (the "jax" extra).', _NUTS,
     )
     n_draws: int = _setting(
         1000, [Interval(Integral, 1, None, closed="left")], "int",
-        "Posterior draws kept: drawn from the ADVI approximation, or per NUTS chain.",
+        "Posterior draws kept: per NUTS chain, or in all from an approximation (ADVI, "
+        "pathfinder, Laplace).",
     )
     n_tune: int = _setting(1000, [Interval(Integral, 0, None, closed="left")], "int", "NUTS tuning steps per chain.", _NUTS)
     n_chains: int = _setting(2, [Interval(Integral, 1, None, closed="left")], "int", "NUTS chains.", _NUTS)

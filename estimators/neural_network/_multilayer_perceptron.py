@@ -32,8 +32,11 @@ class MLPClassifier(BayesianClassifierMixin, BayesianEstimator):
     a weight's standard deviation is ``prior_scale / sqrt(fan_in)`` (``fan_in``: the
     width of the layer it reads from), so the prior on each unit's input stays the same
     whatever the widths, and a bias's is ``prior_scale``. The posterior is fitted by
-    ADVI (by default) on the full data or on minibatches of ``batch_size`` rows, or by
-    NUTS; predictions average the class probabilities over the posterior draws.
+    ADVI (this estimator's default) on the full data or on minibatches of ``batch_size``
+    rows, or by any other engine; predictions average the class probabilities over the
+    posterior draws. ADVI is the default here, not NUTS as elsewhere: a network's
+    posterior has many equivalent modes (units can swap), which NUTS's chains do not mix
+    between either, and NUTS would refuse minibatches, this estimator's way with large data.
 
     Parameters
     ----------
@@ -56,9 +59,11 @@ class MLPClassifier(BayesianClassifierMixin, BayesianEstimator):
         minibatch's loss is noisier). ``None``, or at least as many as the training rows:
         the full data at every iteration. NUTS always uses the full data and refuses a
         ``batch_size``.
+    inference : {"advi", "fullrank_advi", "nuts", "pathfinder", "laplace"}, default="advi"
+        How to fit; see :class:`~estimators.base.BayesianEstimator`.
     **inference_params
-        Inference settings of :class:`~estimators.base.BayesianEstimator`
-        (``inference``, ``n_draws``, ``max_iter``, ``learning_rate``, ``random_seed``, ...).
+        Other inference settings of :class:`~estimators.base.BayesianEstimator`
+        (``n_draws``, ``max_iter``, ``learning_rate``, ``random_seed``, ...).
 
     Attributes
     ----------
@@ -127,9 +132,10 @@ class MLPClassifier(BayesianClassifierMixin, BayesianEstimator):
         activation: str = "tanh",
         prior_scale: float = 3.0,
         batch_size: int | None = None,
+        inference: str = "advi",
         **inference_params,
     ):
-        super().__init__(**inference_params)
+        super().__init__(inference=inference, **inference_params)
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.prior_scale = prior_scale

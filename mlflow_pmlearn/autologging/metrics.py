@@ -1,4 +1,4 @@
-"""Metrics and diagnostics of a fit: ELBO history, posterior summary, checks on the training data."""
+"""Metrics and diagnostics of a fit: each engine's own, posterior summary, checks on the training data."""
 
 from __future__ import annotations
 
@@ -33,6 +33,32 @@ def _elbo_metrics(idata: xr.DataTree, timestamp: int) -> list[Metric]:
     # Mean of each thinned block, so the curve is smoother than single noisy iterations.
     elbo = -np.add.reduceat(loss, iterations) / np.diff(np.append(iterations, len(loss)))
     return [Metric("elbo", float(v), timestamp, int(i) + 1) for i, v in zip(iterations, elbo)]
+
+
+def sampler_metrics(idata: xr.DataTree, summary: pd.DataFrame) -> dict[str, float]:
+    """A NUTS sampler's diagnostics, read from its own ``sample_stats`` (whose names differ:
+    nutpie's tree depth is ``depth``; BlackJAX keeps no step size, which is then not logged).
+
+    The sampling time is in ``sample_stats``' attributes for PyMC's sampler and in the
+    posterior's for the others.
+    """
+    stats = idata.sample_stats
+    metrics = {
+        "divergences": float(stats["diverging"].sum()),
+        "r_hat_max": float(summary["r_hat"].max()),
+        "ess_bulk_min": float(summary["ess_bulk"].min()),
+        "ess_tail_min": float(summary["ess_tail"].min()),
+    }
+    depth = next((stats[name] for name in ("tree_depth", "depth") if name in stats), None)
+    if depth is not None:
+        metrics["mean_tree_depth"] = float(depth.mean())
+    if "step_size" in stats:
+        metrics["step_size"] = float(stats["step_size"].mean())
+    sampling_time = float(stats.attrs.get("sampling_time", idata.posterior.attrs.get("sampling_time", np.nan)))
+    if sampling_time > 0:
+        metrics["sampling_time_s"] = sampling_time
+        metrics["draws_per_second"] = stats.sizes["chain"] * stats.sizes["draw"] / sampling_time
+    return metrics
 
 
 def posterior_summary(idata: xr.DataTree) -> pd.DataFrame:
@@ -161,7 +187,10 @@ def fit_metrics(
     summary: pd.DataFrame | None = None,
     checks: PredictiveChecks | None = None,
 ) -> dict[str, float]:
-    """ADVI or NUTS diagnostics, the fit time, the training score and (regressors) coverage.
+    """The engine's diagnostics, the fit time, the training score and (regressors) coverage.
+
+    ADVI (mean-field or full-rank): the final ELBO, iterations and convergence; NUTS (any
+    sampler): :func:`sampler_metrics`; pathfinder and Laplace: their ``fit_diagnostics``.
 
     Parameters
     ----------
@@ -182,19 +211,11 @@ def fit_metrics(
         metrics["advi_iterations"] = float(len(loss))
         metrics["advi_converged"] = float(idata.fit_history.attrs.get("converged", 0))
     if "sample_stats" in idata.children:
-        stats = idata.sample_stats
         if summary is None:
             summary = posterior_summary(idata)
-        metrics["divergences"] = float(stats["diverging"].sum())
-        metrics["r_hat_max"] = float(summary["r_hat"].max())
-        metrics["ess_bulk_min"] = float(summary["ess_bulk"].min())
-        metrics["ess_tail_min"] = float(summary["ess_tail"].min())
-        metrics["mean_tree_depth"] = float(stats["tree_depth"].mean())
-        metrics["step_size"] = float(stats["step_size"].mean())
-        sampling_time = float(stats.attrs.get("sampling_time", np.nan))
-        metrics["sampling_time_s"] = sampling_time
-        n_draws = stats.sizes["chain"] * stats.sizes["draw"]
-        metrics["draws_per_second"] = n_draws / sampling_time if sampling_time > 0 else np.nan
+        metrics |= sampler_metrics(idata, summary)
+    if "fit_diagnostics" in idata.children:
+        metrics |= {name: float(value) for name, value in idata.fit_diagnostics.to_dataset().data_vars.items()}
     if checks is not None and checks.score is not None:
         metrics["training_score"] = checks.score
     if checks is not None and checks.coverage is not None:

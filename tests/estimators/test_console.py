@@ -23,6 +23,7 @@ import pytest
 
 from conftest import FAST
 from estimators import inference
+from estimators.inference import _shared
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
 from estimators.inference import COMPILE_NOTICE, final_loss
 
@@ -84,14 +85,14 @@ def mean_five():
 def test_the_notice_is_part_of_the_progress_display(mean_five, caplog, monkeypatch, progressbar, notices):
     """A fit that compiles says so when it shows progress, and only then (the threshold is
     lowered to zero: compiling a small function takes well under the one second)."""
-    monkeypatch.setattr(inference, "COMPILE_NOTICE_AFTER", 0.0)
-    fit_advi = inference.fit_advi
+    monkeypatch.setattr(_shared, "COMPILE_NOTICE_AFTER", 0.0)
+    fit_advi = inference.ENGINES["advi"]
 
     def compiling_fit_advi(*args, **kwargs):
         numba.njit(lambda x: x + 1.0)(1.0)  # a new function: Numba compiles it, in the fit's thread
         return fit_advi(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "fit_advi", compiling_fit_advi)
+    monkeypatch.setitem(inference.ENGINES, "advi", compiling_fit_advi)
     with caplog.at_level(logging.INFO, logger="pymc"):
         Mean(**{**FAST, "progressbar": progressbar}).fit(*mean_five)
     assert [record.getMessage() for record in caplog.records].count(COMPILE_NOTICE) == notices

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import FAST
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
-from estimators.inference import ADVI_LOGGER, PlateauSchedule, final_loss
+from estimators.inference.advi import ADVI_LOGGER, PlateauSchedule, final_loss
 
 
 def run_schedule(losses: np.ndarray, *, window: int, tol: float, learning_rate: float = 0.05):

@@ -47,15 +47,19 @@ class PassingSettingsOn(BayesianRegressorMixin, BayesianEstimator):
 class NamingSomeSettings(BayesianRegressorMixin, BayesianEstimator):
     """The scikit-learn way: only the settings named here are parameters."""
 
-    def __init__(self, *, prior_scale=1.0, n_draws=100, max_iter=3000, random_seed=None, progressbar=False):
-        super().__init__(n_draws=n_draws, max_iter=max_iter, random_seed=random_seed, progressbar=progressbar)
+    def __init__(
+        self, *, prior_scale=1.0, inference="advi", n_draws=100, max_iter=3000, random_seed=None, progressbar=False
+    ):
+        super().__init__(
+            inference=inference, n_draws=n_draws, max_iter=max_iter, random_seed=random_seed, progressbar=progressbar
+        )
         self.prior_scale = prior_scale
 
     def build_model(self, X, y):
         _normal_regression(X, y, self.prior_scale)
 
 
-FAST = {"n_draws": 100, "max_iter": 3000, "random_seed": 0, "progressbar": False}
+FAST = {"inference": "advi", "n_draws": 100, "max_iter": 3000, "random_seed": 0, "progressbar": False}
 CLASSES = {"passing_settings_on": PassingSettingsOn, "naming_some_settings": NamingSomeSettings}
 
 
@@ -68,9 +72,13 @@ def data():
 
 def test_the_parameters_are_the_signature():
     assert set(PassingSettingsOn().get_params()) == {"prior_scale", *SETTING_NAMES}
-    assert set(NamingSomeSettings().get_params()) == {"prior_scale", "n_draws", "max_iter", "random_seed", "progressbar"}
-    # The settings a class does not name keep their defaults (and are not parameters).
-    assert NamingSomeSettings().inference == "advi"
+    assert set(NamingSomeSettings().get_params()) == {
+        "prior_scale", "inference", "n_draws", "max_iter", "random_seed", "progressbar"
+    }
+    # A class's own default stands; the settings it does not name keep the base's defaults
+    # (and are not parameters).
+    assert (NamingSomeSettings().inference, PassingSettingsOn().inference) == ("advi", "nuts")
+    assert NamingSomeSettings().nuts_sampler == "pymc"
 
 
 @pytest.mark.parametrize("name", CLASSES)

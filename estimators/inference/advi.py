@@ -1,23 +1,13 @@
-"""The ways to fit a PyMC model: ADVI with a convergence stop, and NUTS.
+"""ADVI, mean-field or full-rank, stopped when its loss converges.
 
-Both return the trace as PyMC returns it, an ``xarray.DataTree`` (ArviZ 1's trace type)
-whose ``posterior`` group holds the draws and whose ``constant_data`` / ``observed_data``
-groups hold the training data. ADVI adds a ``fit_history`` group with the loss (negative
-ELBO) at every iteration.
-
-A Ctrl-C (``KeyboardInterrupt``) that PyMC catches to stop early is raised again: a fit
-either completes or raises, never returns a half-fitted posterior.
-
-With ``progressbar``, a fit says when it compiles the model (a cold compile cache: tens
-of seconds), and ADVI's progress bar ends at done when the fit converges early.
+The trace gets a ``fit_history`` group with the loss (negative ELBO) at every iteration.
+With ``progressbar``, the fit's progress bar ends at done when the fit converges early.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Self
@@ -31,6 +21,7 @@ from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from rich.console import Console
 from rich.progress import Progress, TextColumn
 
+from estimators.inference._shared import interrupted
 from estimators.settings import InferenceSettings
 
 #: Iterations per window of the ADVI plateau schedule (full-batch fits).
@@ -38,10 +29,11 @@ PLATEAU_WINDOW = 100
 #: PyMC's ADVI logger, whose handler prints to the console. A fit's closing line there is
 #: this module's (:func:`fit_advi`), in place of PyMC's.
 ADVI_LOGGER = logging.getLogger("pymc.variational.inference")
-#: Seconds of compiling in one fit after which the console says that the model is compiling.
-COMPILE_NOTICE_AFTER = 1.0
-#: What it says (through PyMC's logger, which owns the console handler).
-COMPILE_NOTICE = "Compiling the model (compiled code is cached on disk for later fits)..."
+#: The ADVI families, by the ``inference`` setting that names them, with how the console names them.
+ADVI_METHODS = {"advi": "ADVI", "fullrank_advi": "Full-rank ADVI"}
+#: Full-rank ADVI's learning rate, as a share of ``learning_rate``: it starts at the
+#: converged mean-field fit, and larger steps of its covariance factor make its loss erratic.
+FULL_RANK_LEARNING_RATE_SHARE = 0.2
 
 
 def final_loss(loss: np.ndarray) -> float:
@@ -50,13 +42,6 @@ def final_loss(loss: np.ndarray) -> float:
     One number for the console, the ``elbo_final`` metric (its negative) and the plot.
     """
     return float(np.mean(loss[-PLATEAU_WINDOW:]))
-
-
-def resolve_progressbar(progressbar: bool | None) -> bool:
-    """Show progress when asked, or by default when standard error is a terminal."""
-    if progressbar is None:
-        return sys.stderr.isatty()
-    return bool(progressbar)
 
 
 class PlateauSchedule:
@@ -117,14 +102,14 @@ class _ProgressBar:
     compiled, so that the console's lines before it are not drawn over.
     """
 
-    def __init__(self, max_iter: int, *, enabled: bool):
+    def __init__(self, max_iter: int, *, enabled: bool, description: str = "Fitting:"):
         self._progress = CustomProgress(
             *Progress.get_default_columns(),
             TextColumn("{task.fields[loss]}"),
             console=Console(theme=default_progress_theme),
             disable=not enabled,
         )
-        self._task = self._progress.add_task("Fitting:", total=max_iter, loss="")
+        self._task = self._progress.add_task(description, total=max_iter, loss="")
 
     def __enter__(self) -> Self:
         return self
@@ -172,7 +157,16 @@ def minibatch_replacements(model: pm.Model, row_data: Sequence[str], batch_size:
 def fit_advi(
     model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = (), batch_size: int | None = None
 ) -> xr.DataTree:
-    """Fit mean-field ADVI until the loss converges, then draw from the approximation.
+    """Fit ADVI (``settings.inference``: mean-field or full-rank) until the loss converges,
+    then draw from the approximation.
+
+    Full-rank ADVI fits a Gaussian with a dense covariance on the unconstrained space: it
+    keeps the posterior's correlations that mean-field ADVI drops (and so its width along
+    correlated directions), at a cost quadratic in the number of parameters. It starts
+    from the converged mean-field fit (its means and standard deviations): from PyMC's
+    own start, a unit covariance, its loss stalled far above mean-field's on a plain
+    linear regression. The loss history holds both phases; its ``mean_field_iterations``
+    attribute says where the full-rank one starts.
 
     With ``batch_size``, each step uses a random minibatch of the rows of the
     containers named in ``row_data`` (see :func:`minibatch_replacements`); the loss history
@@ -181,8 +175,8 @@ def fit_advi(
     times longer (a heuristic: with 100-iteration windows, minibatch fits of a small
     network stopped at a third of the iterations a full-batch fit needs, and underfitted).
     """
+    label = ADVI_METHODS[settings.inference]
     fit_seed, draw_seed = np.random.default_rng(settings.random_seed).integers(2**31, size=2)
-    learning_rate = pytensor.shared(np.float64(settings.learning_rate), name="learning_rate")
     replacements = {}
     window = PLATEAU_WINDOW
     if batch_size is not None:
@@ -190,75 +184,84 @@ def fit_advi(
         if replacements:
             n_rows = len(model[row_data[0]].get_value())
             window = int(np.ceil(PLATEAU_WINDOW * np.sqrt(n_rows / batch_size)))
-    schedule = PlateauSchedule(learning_rate, window=window, tol=settings.tol)
-    bar = _ProgressBar(settings.max_iter, enabled=settings.progressbar)
-    with model, _closing_lines_replaced(schedule):
-        with bar:
-            approx = pm.fit(
-                n=settings.max_iter,
-                method="advi",
-                obj_optimizer=pm.adam(learning_rate=learning_rate),
-                callbacks=[bar, schedule],
-                random_seed=int(fit_seed),
-                progressbar=False,  # the bar above stands in for PyMC's
-                more_replacements=replacements or None,
-            )
-            history = np.asarray(approx.hist, dtype=np.float64)
-            if history.size < settings.max_iter and not schedule.converged:
-                _interrupted(f"ADVI at iteration {history.size:,} of {settings.max_iter:,}")
-            bar.done(history)
-        idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
-    if schedule.converged:
-        outcome = f"ADVI converged after {history.size:,} iterations (of at most {settings.max_iter:,})"
-    else:
-        outcome = (
-            f"ADVI ran all max_iter={settings.max_iter:,} iterations without converging (raise max_iter, "
-            "or tol, to let it converge)"
+    with model:
+        full_rank = settings.inference == "fullrank_advi"
+        approx, history, converged = _converge(
+            pm.ADVI(random_seed=int(fit_seed)), settings, settings.learning_rate, window, replacements,
+            "ADVI", "Fitting, mean-field start:" if full_rank else "Fitting:",
         )
-    ADVI_LOGGER.info(f"{outcome}; final loss {final_loss(history):,.6g} (mean of the last {min(PLATEAU_WINDOW, history.size)}).")
+        mean_field_iterations = history.size
+        if full_rank:
+            inference = _full_rank_from(approx, seed=int(fit_seed) + 1)
+            learning_rate = settings.learning_rate * FULL_RANK_LEARNING_RATE_SHARE
+            approx, full_rank_history, converged = _converge(
+                inference, settings, learning_rate, window, replacements, label, "Fitting, full rank:"
+            )
+            history = np.concatenate([history, full_rank_history])
+        idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
     if "sample_stats" in idata.children:  # PyMC 6 adds an empty one; ADVI has no sampler statistics
         del idata["sample_stats"]
     idata["fit_history"] = xr.Dataset(
         {"loss": ("iteration", history)},
         coords={"iteration": np.arange(1, history.size + 1)},
         attrs={
-            "converged": int(schedule.converged),
+            "converged": int(converged),
             "max_iter": settings.max_iter,
+            **({"mean_field_iterations": mean_field_iterations} if full_rank else {}),
             **({"batch_size": batch_size, "plateau_window": window} if replacements else {}),
         },
     )
     return idata
 
 
-def fit_nuts(
-    model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = (), batch_size: int | None = None
-) -> xr.DataTree:
-    """Sample the posterior with PyMC's own NUTS sampler (on the full data: no minibatches)."""
-    if batch_size is not None:
-        raise ValueError(
-            f"batch_size={batch_size} applies to ADVI only: NUTS samples the exact "
-            "posterior and needs the full data at every step. Set batch_size=None to use NUTS, "
-            'or inference="advi" to fit on minibatches.'
+def _converge(
+    inference: pm.KLqp,
+    settings: InferenceSettings,
+    learning_rate: float,
+    window: int,
+    replacements: dict,
+    label: str,
+    description: str,
+) -> tuple[pm.Approximation, np.ndarray, bool]:
+    """Run ``inference`` until the plateau schedule stops it, or ``max_iter``; say how it ended
+    (``label`` names it on the console's closing line, ``description`` on its progress bar).
+
+    Returns the approximation, the loss at every iteration, and whether it converged.
+    """
+    rate = pytensor.shared(np.float64(learning_rate), name="learning_rate")
+    schedule = PlateauSchedule(rate, window=window, tol=settings.tol)
+    bar = _ProgressBar(settings.max_iter, enabled=settings.progressbar, description=description)
+    with _closing_lines_replaced(schedule), bar:
+        approx = inference.fit(
+            settings.max_iter,
+            obj_optimizer=pm.adam(learning_rate=rate),
+            callbacks=[bar, schedule],
+            progressbar=False,  # the bar above stands in for PyMC's
+            more_replacements=replacements or None,
         )
-    with model:
-        idata = pm.sample(
-            draws=settings.n_draws,
-            tune=settings.n_tune,
-            chains=settings.n_chains,
-            random_seed=settings.random_seed,
-            progressbar=settings.progressbar,
-            compute_convergence_checks=False,
-            # PyMC 6 would pick nutpie whenever it is installed: the draws for a seed would
-            # then depend on the environment, and nutpie recompiles the model at every fit.
-            nuts_sampler="pymc",
+        history = np.asarray(inference.hist, dtype=np.float64)
+        if history.size < settings.max_iter and not schedule.converged:
+            interrupted(f"{label} at iteration {history.size:,} of {settings.max_iter:,}")
+        bar.done(history)
+    if schedule.converged:
+        outcome = f"{label} converged after {history.size:,} iterations (of at most {settings.max_iter:,})"
+    else:
+        outcome = (
+            f"{label} ran all max_iter={settings.max_iter:,} iterations without converging (raise max_iter, "
+            "or tol, to let it converge)"
         )
-    posterior = idata.posterior
-    if posterior.sizes["draw"] < settings.n_draws or posterior.sizes["chain"] < settings.n_chains:
-        _interrupted(
-            f"NUTS after {posterior.sizes['draw']:,} of {settings.n_draws:,} draws "
-            f"({posterior.sizes['chain']} of {settings.n_chains} chains)"
-        )
-    return idata
+    ADVI_LOGGER.info(f"{outcome}; final loss {final_loss(history):,.6g} (mean of the last {min(PLATEAU_WINDOW, history.size)}).")
+    return approx, history, schedule.converged
+
+
+def _full_rank_from(mean_field: pm.MeanField, seed: int) -> pm.FullRankADVI:
+    """Full-rank ADVI started at a mean-field fit: its means, and its standard deviations on
+    the diagonal of the covariance factor (both parametrise the diagonal through softplus)."""
+    full_rank = pm.FullRankADVI(random_seed=seed)
+    mean, rho = (mean_field.params_dict[name].get_value() for name in ("mu", "rho"))
+    full_rank.approx.params_dict["mu"].set_value(mean)
+    full_rank.approx.params_dict["L_tril"].set_value(np.diag(rho)[np.tril_indices(mean.size)])
+    return full_rank
 
 
 @contextmanager
@@ -282,68 +285,3 @@ def _closing_lines_replaced(schedule: PlateauSchedule) -> Iterator[None]:
         yield
     finally:
         ADVI_LOGGER.removeFilter(keep)
-
-
-@contextmanager
-def _compile_notice(*, enabled: bool) -> Iterator[None]:
-    """Say once, through PyMC's console logger, that the model is compiling, once this
-    thread has spent ``COMPILE_NOTICE_AFTER`` seconds in Numba's compiler.
-
-    Numba compiles only functions that are in neither its in-memory nor its on-disk cache
-    (PyTensor's compiledir), and announces each compilation with a ``numba:compile`` event:
-    a first fit on a cold cache compiles for tens of seconds, a fit on a warm one for a
-    tenth of a second (a few functions that Numba never caches).
-    """
-    if not enabled:
-        yield
-        return
-    from numba.core import event  # here: importing Numba takes a second, and compiling imports it anyway
-
-    thread = threading.get_ident()
-
-    class CompileClock(event.Listener):
-        """The seconds this thread spends inside Numba compilations, nested ones counted once."""
-
-        depth, seconds, since, said = 0, 0.0, 0.0, False
-
-        def on_start(self, _event) -> None:
-            self._tick(+1)
-
-        def on_end(self, _event) -> None:
-            self._tick(-1)
-
-        def _tick(self, step: int) -> None:
-            if threading.get_ident() != thread:
-                return
-            now = time.perf_counter()
-            if self.depth:
-                self.seconds += now - self.since
-            self.depth, self.since = self.depth + step, now
-            if self.seconds > COMPILE_NOTICE_AFTER and not self.said:
-                self.said = True
-                logging.getLogger("pymc").info(COMPILE_NOTICE)
-
-    with event.install_listener("numba:compile", CompileClock()):
-        yield
-
-
-def _interrupted(where: str) -> None:
-    """Raise the ``KeyboardInterrupt`` that PyMC caught, so that ``fit`` stops instead of returning.
-
-    On Ctrl-C, ``pm.fit`` and ``pm.sample`` stop and return what they have so far; an
-    estimator must not pass that off as a fitted posterior (nor autolog log and register it).
-    """
-    raise KeyboardInterrupt(f"The fit was interrupted: {where}; no estimator was fitted.")
-
-
-def fit_posterior(
-    model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = (), batch_size: int | None = None
-) -> xr.DataTree:
-    """Fit ``model`` with the method named in ``settings.inference``.
-
-    ``row_data`` names the data containers indexed by training row (inputs and target):
-    the ones that minibatches of ``batch_size`` rows slice (None: the full data).
-    """
-    fitters = {"advi": fit_advi, "nuts": fit_nuts}
-    with _compile_notice(enabled=settings.progressbar):
-        return fitters[settings.inference](model, settings, row_data, batch_size)

@@ -1,0 +1,65 @@
+"""NUTS, run by the sampler the ``nuts_sampler`` setting names: PyMC's own, nutpie, NumPyro or BlackJAX.
+
+The trace keeps the sampler's own ``sample_stats`` (their names differ: nutpie's tree depth
+is ``depth``, the others' ``tree_depth``; BlackJAX records no step size), less the
+non-numeric ones (nutpie's divergence messages), which a NetCDF trace cannot hold portably.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from estimators.inference._shared import interrupted, require
+from estimators.settings import InferenceSettings
+
+#: Each sampler's modules beyond PyMC, and the extra that installs them.
+SAMPLER_REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "pymc": ((), ""),
+    "nutpie": (("nutpie",), "nutpie"),
+    "numpyro": (("jax", "numpyro"), "jax"),
+    "blackjax": (("jax", "blackjax"), "jax"),
+}
+
+
+def refuse_minibatches(engine: str, batch_size: int | None) -> None:
+    """Engines other than ADVI fit the exact posterior on the full data: no minibatches."""
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size={batch_size} applies to ADVI only: {engine} needs the full data at every step. "
+            f'Set batch_size=None to use {engine}, or inference="advi" (or "fullrank_advi") to fit on minibatches.'
+        )
+
+
+def fit_nuts(
+    model: pm.Model, settings: InferenceSettings, row_data: Sequence[str] = (), batch_size: int | None = None
+) -> xr.DataTree:
+    """Sample the posterior with NUTS, run by ``settings.nuts_sampler`` (on the full data)."""
+    refuse_minibatches(f'NUTS (nuts_sampler="{settings.nuts_sampler}")', batch_size)
+    modules, extra = SAMPLER_REQUIREMENTS[settings.nuts_sampler]
+    require(modules, extra, f'nuts_sampler="{settings.nuts_sampler}"')
+    with model:
+        idata = pm.sample(
+            draws=settings.n_draws,
+            tune=settings.n_tune,
+            chains=settings.n_chains,
+            random_seed=settings.random_seed,
+            progressbar=settings.progressbar,
+            compute_convergence_checks=False,
+            # Named always: PyMC 6 would pick nutpie whenever it is installed, and the draws
+            # for a seed would then depend on the environment.
+            nuts_sampler=settings.nuts_sampler,
+        )
+    posterior = idata.posterior
+    if posterior.sizes["draw"] < settings.n_draws or posterior.sizes["chain"] < settings.n_chains:
+        interrupted(
+            f"NUTS after {posterior.sizes['draw']:,} of {settings.n_draws:,} draws "
+            f"({posterior.sizes['chain']} of {settings.n_chains} chains)"
+        )
+    stats = idata.sample_stats.to_dataset()
+    numeric = [name for name, values in stats.data_vars.items() if np.issubdtype(values.dtype, np.number) or values.dtype == bool]
+    idata["sample_stats"] = stats[numeric]
+    return idata
