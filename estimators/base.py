@@ -17,9 +17,10 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
+from pytensor.graph.traversal import ancestors
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from estimators.fitted import FittedModel
 from estimators.inference import fit_posterior, resolve_progressbar
@@ -174,12 +175,16 @@ class BayesianEstimator(BaseEstimator):
 
     def _model_from_trace(self) -> pm.Model:
         """The model rebuilt from the training data kept in ``idata_``."""
+        return self._build_pymc_model(*self._training_data())
+
+    def _training_data(self) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """The training inputs and target (None for density models) kept in ``idata_``."""
         inputs = {name: self.idata_.constant_data[name].values for name in self.input_names}
         target = None
         if self.__sklearn_tags__().target_tags.required:
             (observed,) = self.idata_.observed_data.data_vars.values()
             target = observed.values
-        return self._build_pymc_model(inputs, target)
+        return inputs, target
 
     def model_coords(self) -> dict[str, list]:
         """Named coordinates that the model's variables may take as ``dims``.
@@ -398,6 +403,101 @@ class BayesianEstimator(BaseEstimator):
             ),
         )
 
+    # -- log-likelihood ----------------------------------------------------------------
+
+    def _observed_target(self, y: Any) -> np.ndarray:
+        """New targets as the model observes them; set by the regressor and classifier mixins."""
+        raise NotImplementedError
+
+    def _observations(self, X: Any, y: Any) -> dict[str, np.ndarray]:
+        """The model inputs of rows ``X`` and, for a model with a target, ``y`` as it observes it."""
+        inputs = self._inputs(X)
+        if not self.__sklearn_tags__().target_tags.required:
+            return inputs  # density models: X is what they observe, y is ignored
+        target = self._observed_target(y)
+        n_rows = len(next(iter(inputs.values())))
+        if len(target) != n_rows:
+            raise ValueError(f"X has {n_rows} rows but y has {len(target)}; they must match.")
+        return {**inputs, TARGET: target}
+
+    def _compile_log_likelihood(self, model: pm.Model, posterior: xr.Dataset, seed: int) -> PosteriorPredictor:
+        """The log density of :meth:`predictive_distribution` at new targets, over all draws."""
+
+        def log_likelihood(new, uniform):
+            features = {container: value for container, value in new.items() if container is not model[TARGET]}
+            distribution = self.predictive_distribution(model, features)
+            return [derive_given_draw(pm.logp, model, distribution, new[model[TARGET]])]
+
+        return PosteriorPredictor(model, posterior, [*self.input_names, TARGET], log_likelihood, seed=seed)
+
+    def _log_likelihood_predictor(self) -> tuple[PosteriorPredictor, int]:
+        """The compiled function whose first output is the log-likelihood of rows (draws x rows),
+        and the elements per row and draw of its largest output (for :meth:`PosteriorPredictor.map_rows`)."""
+        return self._cached_predictor("log_likelihood", self._compile_log_likelihood), 1
+
+    def _map_log_likelihood(
+        self, observations: dict[str, np.ndarray], summarize: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """``summarize`` of each row chunk's log-likelihood (draws x rows), concatenated over the rows."""
+        predictor, width = self._log_likelihood_predictor()
+        return predictor.map_rows(observations, lambda outputs: {"value": summarize(outputs[0])}, width=width)["value"]
+
+    def pointwise_log_likelihood(self, X: Any, y: Any = None) -> np.ndarray:
+        """Log-likelihood of each row under each posterior draw: ``log p(y_i | x_i, draw s)``.
+
+        Computed by one compiled function over all draws, in row chunks, as predictions are.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            The targets (class labels for a classifier); ignored by density models, whose
+            rows ``X`` are what they observe.
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_samples)
+            Draws in the order of ``idata_.posterior`` stacked over ``(chain, draw)``.
+        """
+        return self._map_log_likelihood(self._observations(X, y), np.transpose).T
+
+    def training_log_likelihood(self) -> xr.DataArray:
+        """Pointwise log-likelihood of the training rows kept in ``idata_``, for PSIS-LOO.
+
+        Returns
+        -------
+        DataArray of shape (n_chains, n_draws, n_rows)
+            Dimensions ``chain``, ``draw`` (those of ``idata_.posterior``) and ``row``;
+            named after the model's likelihood.
+
+        Raises
+        ------
+        ValueError
+            Where :meth:`predictive_distribution` conditions on the training targets (a
+            marginal Gaussian process): its value at a training row is not that row's
+            likelihood given the draw, so leave-one-out estimates from it would be wrong.
+        """
+        check_is_fitted(self)
+        inputs, target = self._training_data()
+        model = self.pymc_model()
+        if target is not None:
+            symbolic = {model[name]: model[name].type() for name in self.input_names}
+            if model[TARGET] in ancestors([self.predictive_distribution(model, symbolic)]):
+                raise ValueError(
+                    f"{type(self).__name__}'s predictive distribution conditions on the training targets, "
+                    "so it has no pointwise log-likelihood of its training rows; score it on held-out rows "
+                    "with pointwise_log_likelihood(X, y) instead."
+                )
+        observations = inputs if target is None else {**inputs, TARGET: target}
+        values = self._map_log_likelihood(observations, np.transpose).T
+        posterior = self.idata_.posterior
+        return xr.DataArray(
+            values.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1),
+            dims=("chain", "draw", "row"),
+            coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values},
+            name=likelihood_of(model).name,
+        )
+
     def posterior_mean(self, name: str) -> np.ndarray | float:
         """Posterior mean of the model variable ``name`` (a float for a scalar).
 
@@ -531,6 +631,9 @@ class BayesianRegressorMixin(RegressorMixin):
     def _target(self, y: Any) -> tuple[np.ndarray, dict[str, Any]]:
         return regression_target(self, y), {}
 
+    def _observed_target(self, y: Any) -> np.ndarray:
+        return regression_target(self, y)
+
     def _compile_predictor(self, model, posterior, seed):
         return likelihood_draw_predictor(
             model,
@@ -569,24 +672,7 @@ class BayesianRegressorMixin(RegressorMixin):
         -------
         ndarray of shape (n_samples,)
         """
-        inputs = self._inputs(X)
-        target = regression_target(self, y)
-        if len(target) != len(next(iter(inputs.values()))):
-            raise ValueError(f"X has {len(next(iter(inputs.values())))} rows but y has {len(target)}; they must match.")
-
-        def compile_log_density(model: pm.Model, posterior: xr.Dataset, seed: int) -> PosteriorPredictor:
-            def log_density(new, uniform):
-                features = {container: value for container, value in new.items() if container is not model[TARGET]}
-                distribution = self.predictive_distribution(model, features)
-                return [derive_given_draw(pm.logp, model, distribution, new[model[TARGET]])]
-
-            return PosteriorPredictor(model, posterior, [*self.input_names, TARGET], log_density, seed=seed)
-
-        predictor = self._cached_predictor("log_density", compile_log_density)
-        return predictor.map_rows(
-            {**inputs, TARGET: target},
-            lambda outputs: {"lpd": log_mean_exp_over_draws(outputs[0])},
-        )["lpd"]
+        return self._map_log_likelihood(self._observations(X, y), log_mean_exp_over_draws)
 
     def predict_summary(
         self, X: Any, *, interval_prob: float | None = None, quantiles: Sequence[float] = ()
@@ -739,6 +825,19 @@ class BayesianClassifierMixin(ClassifierMixin):
         classes, codes = class_labels(self, y)
         return codes, {"classes_": classes}
 
+    def _observed_target(self, y: Any) -> np.ndarray:
+        """Labels as indices into ``classes_``; a label not seen in fit is an error naming its row."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        labels = column_or_1d(y, warn=True)
+        codes = pd.Index(self.classes_).get_indexer(labels)
+        if (unseen := np.flatnonzero(codes < 0)).size:
+            raise ValueError(
+                f"y has the label {labels[unseen[:1]].tolist()[0]!r} at row {int(unseen[0])}, not one of the classes "
+                f"seen in fit: {self.classes_.tolist()}."
+            )
+        return codes.astype(np.int64)
+
     def _predictive_outputs(self, model, inputs, uniform):
         distribution = self.predictive_distribution(model, inputs)
         op_name = distribution.owner.op.name
@@ -843,6 +942,9 @@ class BayesianDensityMixin(DensityMixin):
         joint = self.component_log_density(model, inputs)
         log_density = pt.logsumexp(joint, axis=-1)
         return [log_density, pt.exp(joint - log_density[..., None])]
+
+    def _log_likelihood_predictor(self) -> tuple[PosteriorPredictor, int]:
+        return self.posterior_predictor(), self.n_components
 
     def predict_summary(self, X: Any) -> dict[str, np.ndarray]:
         """Log posterior predictive density and posterior mean responsibilities of each row.

@@ -3,14 +3,15 @@
 This module exports the estimators of the ``estimators`` package in two flavors:
 
 pmlearn (native) format
-    The estimator, rebuilt from a JSON document and its ArviZ trace (NetCDF); loaded back
-    with :func:`load_model`.
+    The estimator, rebuilt from a JSON document and its ArviZ trace (NetCDF), or a
+    scikit-learn ``Pipeline`` ending in one, its preprocessing saved with skops; loaded
+    back with :func:`load_model`.
 :py:mod:`mlflow.pyfunc`
     Serves posterior predictions as a DataFrame: mean, standard deviation, credible
     intervals, class probabilities.
 
 Functions: :func:`save_model`, :func:`log_model`, :func:`load_model`, :func:`autolog`,
-:func:`get_default_pip_requirements`, :func:`get_default_conda_env`.
+:func:`compare`, :func:`get_default_pip_requirements`, :func:`get_default_conda_env`.
 """
 
 from __future__ import annotations
@@ -20,21 +21,21 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import mlflow.pyfunc
+import pandas as pd
 import yaml
-
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, ModelInputExample, ModelSignature, infer_signature
+from mlflow.models import Model, ModelInputExample, ModelSignature
 from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.models.utils import _save_example
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 from mlflow.tracking._model_registry import DEFAULT_AWAIT_MAX_SLEEP_SECONDS
 from mlflow.tracking.artifact_utils import _download_artifact_from_uri
-from mlflow.types.schema import ColSpec, Schema
 from mlflow.utils.docstring_utils import LOG_MODEL_PARAM_DOCS, format_docstring
 from mlflow.utils.environment import (
     _CONDA_ENV_FILE_NAME,
@@ -53,7 +54,9 @@ from mlflow.utils.model_utils import (
     _get_flavor_configuration,
     _validate_and_copy_code_paths,
 )
+from mlflow.utils.requirements_utils import _get_pinned_requirement
 from mlflow.utils.autologging_utils import autologging_integration, safe_patch
+from sklearn.pipeline import Pipeline
 
 import estimators
 from estimators.base import BayesianEstimator
@@ -63,7 +66,9 @@ from mlflow_pmlearn.environment import (
     get_default_pip_requirements,
     write_release_wheel,
 )
-from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, params_schema
+from mlflow_pmlearn.default_evaluator import support_default_evaluator
+from mlflow_pmlearn.pipelines import final_estimator, is_pipeline_directory, load_pipeline, save_pipeline
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, model_signature, params_schema
 from mlflow_pmlearn.serialization import (
     MAX_DOCUMENT_BYTES,
     confined_path,
@@ -77,6 +82,7 @@ __version__ = estimators.__version__
 __all__ = [
     "FLAVOR_NAME",
     "autolog",
+    "compare",
     "get_default_conda_env",
     "get_default_pip_requirements",
     "load_model",
@@ -85,25 +91,22 @@ __all__ = [
 ]
 
 _MODEL_DATA_SUBPATH = "estimator"
+_PIPELINE_DATA_SUBPATH = "pipeline"
 _CODE_SUBPATH = "code"
 
 
-def _infer_signature(estimator: BayesianEstimator, input_example: Any) -> ModelSignature:
-    model_input = input_example if input_example is not None else estimator.training_sample()
-    every_column = PmlearnModelWrapper(estimator).predict(model_input, params=estimator.all_columns_params)
-    signature = infer_signature(model_input, every_column)
-    signature.outputs = Schema(
-        [
-            ColSpec(spec.type, spec.name, required=spec.name not in estimator.optional_columns)
-            for spec in signature.outputs.inputs
-        ]
-    )
-    signature.params = params_schema(estimator)
-    return signature
+def _infer_signature(pm_model: BayesianEstimator | Pipeline, input_example: Any) -> ModelSignature:
+    """From the input example; else, for an estimator, from its training rows (a pipeline's are not kept)."""
+    if input_example is None and isinstance(pm_model, Pipeline):
+        raise MlflowException.invalid_parameter_value(
+            "A pipeline's signature is inferred from raw input rows, which the pipeline does not "
+            "keep: pass input_example=<a few rows of raw input> (or a signature, or signature=False)."
+        )
+    return model_signature(pm_model, input_example if input_example is not None else pm_model.training_sample())
 
 
 def _write_model(
-    pm_model: BayesianEstimator,
+    pm_model: BayesianEstimator | Pipeline,
     path: Path,
     *,
     conda_env,
@@ -117,6 +120,7 @@ def _write_model(
     serialization_format: str,
     extra_files,
 ) -> None:
+    step_path, estimator = final_estimator(pm_model)
     code_subpath = _validate_and_copy_code_paths(code_paths, str(path), default_subpath=_CODE_SUBPATH)
     extra_files_conf = _copy_extra_files(extra_files, str(path))
     wheel_requirement = write_release_wheel(path)
@@ -126,20 +130,25 @@ def _write_model(
         signature = _infer_signature(pm_model, example)
     elif signature is not False and signature.params is None:
         signature = copy.copy(signature)  # the user's own object stays as given
-        signature.params = params_schema(pm_model)
+        signature.params = params_schema(estimator)
     if signature is not False:
         mlflow_model.signature = signature
     if metadata is not None:
         mlflow_model.metadata = metadata
 
-    data_dir = path / _MODEL_DATA_SUBPATH
-    data_dir.mkdir()
-    save_estimator(pm_model, data_dir, serialization_format=serialization_format)
+    data_subpath = _MODEL_DATA_SUBPATH if pm_model is estimator else _PIPELINE_DATA_SUBPATH
+    (path / data_subpath).mkdir()
+    pipeline_conf = {}
+    if pm_model is estimator:
+        save_estimator(estimator, path / data_subpath, serialization_format=serialization_format)
+    else:
+        save_pipeline(pm_model, path / data_subpath, serialization_format=serialization_format)
+        pipeline_conf = {"model_kind": "pipeline", "final_step": step_path}
 
     mlflow.pyfunc.add_to_model(
         mlflow_model,
         loader_module="mlflow_pmlearn",
-        data=_MODEL_DATA_SUBPATH,
+        data=data_subpath,
         conda_env=_CONDA_ENV_FILE_NAME,
         python_env=_PYTHON_ENV_FILE_NAME,
         code=code_subpath,
@@ -147,10 +156,11 @@ def _write_model(
     mlflow_model.add_flavor(
         FLAVOR_NAME,
         pmlearn_version=__version__,
-        estimator_class=type(pm_model).__name__,
-        data=_MODEL_DATA_SUBPATH,
+        estimator_class=type(estimator).__name__,
+        data=data_subpath,
         serialization_format=serialization_format,
         code=code_subpath,
+        **pipeline_conf,
         **extra_files_conf,
     )
     if size := get_total_file_size(str(path)):
@@ -158,7 +168,11 @@ def _write_model(
     mlflow_model.save(str(path / MLMODEL_FILE_NAME))
 
     if conda_env is None:
-        default_requirements = None if pip_requirements is not None else get_default_pip_requirements(serialization_format)
+        default_requirements = None
+        if pip_requirements is None:
+            default_requirements = get_default_pip_requirements(serialization_format)
+            if pm_model is not estimator:
+                default_requirements.append(_get_pinned_requirement("skops"))
         conda_env, pip_requirements, pip_constraints = _process_pip_requirements(
             default_requirements, pip_requirements, extra_pip_requirements
         )
@@ -175,7 +189,7 @@ def _write_model(
 
 @format_docstring(LOG_MODEL_PARAM_DOCS.format(package_name=DISTRIBUTION))
 def save_model(
-    pm_model: BayesianEstimator,
+    pm_model: BayesianEstimator | Pipeline,
     path: str | os.PathLike,
     conda_env=None,
     code_paths: list[str] | None = None,
@@ -188,7 +202,7 @@ def save_model(
     serialization_format: str = "json",
     extra_files: list[str] | None = None,
 ) -> None:
-    """Save a fitted estimator as an MLflow model at ``path``.
+    """Save a fitted estimator, or a fitted pipeline ending in one, as an MLflow model at ``path``.
 
     The model is written into a temporary directory beside ``path`` and moved into place
     whole, so a failed save leaves nothing behind and ``path`` is either absent or a
@@ -203,8 +217,11 @@ def save_model(
 
     Parameters
     ----------
-    pm_model : BayesianEstimator
-        A fitted estimator.
+    pm_model : BayesianEstimator or Pipeline
+        A fitted estimator, or a fitted scikit-learn ``Pipeline`` whose final step (through
+        nested pipelines) is one. The pipeline's other steps are saved with skops, never
+        pickled, and must hold only trusted types (see :mod:`mlflow_pmlearn.pipelines`);
+        pyfunc then takes the raw columns the pipeline takes.
     path : str or path-like
         Local directory to create.
     conda_env : dict or str, optional
@@ -217,8 +234,8 @@ def save_model(
     mlflow_model : Model, optional
         The :py:class:`Model <mlflow.models.Model>` this flavor is added to.
     signature : ModelSignature or False, optional
-        Inferred from ``input_example`` (or from the training data's schema) when omitted;
-        ``False`` disables it. The inference parameters (``return_std``,
+        Inferred from ``input_example`` (or, for an estimator, from the training data's
+        schema; a pipeline needs the example) when omitted; ``False`` disables it. The inference parameters (``return_std``,
         ``interval_prob``) are added as its ``params``, to a copy of a signature given
         without them.
     input_example : DataFrame or ndarray, optional
@@ -238,9 +255,10 @@ def save_model(
         They are listed under ``extra_files`` in the ``pmlearn`` flavor of ``MLmodel``.
     """
     _validate_env_arguments(conda_env, pip_requirements, extra_pip_requirements)
-    if not isinstance(pm_model, BayesianEstimator):
+    if final_estimator(pm_model)[1] is None:
         raise MlflowException.invalid_parameter_value(
-            f"pm_model must be a fitted pmlearn BayesianEstimator; got {type(pm_model).__name__}."
+            "pm_model must be a fitted pmlearn BayesianEstimator, or a scikit-learn Pipeline whose "
+            f"final step is one; got {type(pm_model).__name__}."
         )
     path = Path(path).absolute()
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -275,7 +293,7 @@ def save_model(
 
 @format_docstring(LOG_MODEL_PARAM_DOCS.format(package_name=DISTRIBUTION))
 def log_model(
-    pm_model: BayesianEstimator,
+    pm_model: BayesianEstimator | Pipeline,
     artifact_path: str | None = None,
     conda_env=None,
     code_paths: list[str] | None = None,
@@ -296,7 +314,7 @@ def log_model(
     extra_files: list[str] | None = None,
     **kwargs,
 ):
-    """Log a fitted estimator as an MLflow model of the current run.
+    """Log a fitted estimator, or a fitted pipeline ending in one, as an MLflow model of the current run.
 
     Parameters
     ----------
@@ -369,23 +387,25 @@ def log_model(
     )
 
 
-def _load_estimator(model_dir: Path, data: str) -> BayesianEstimator:
-    """The estimator in the model's data folder ``data``; a bespoke class only from the ``code`` folder beside it.
+def _load_model_data(model_dir: Path, data: str) -> BayesianEstimator | Pipeline:
+    """The estimator or pipeline in the model's data folder ``data``; a bespoke class only from the ``code`` folder beside it.
 
     ``data`` must lead to a folder inside ``model_dir``. The code folder is found from the
     model's layout, not from ``MLmodel``: the class must be both importable (the loader put
     the model's code on ``sys.path``) and inside that folder.
     """
     data_dir = confined_path(model_dir, data, "data folder")
-    return load_estimator(data_dir, code_directory=model_dir / _CODE_SUBPATH)
+    load = load_pipeline if is_pipeline_directory(data_dir) else load_estimator
+    return load(data_dir, code_directory=model_dir / _CODE_SUBPATH)
 
 
-def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator:
-    """Load a ``pmlearn`` model as its estimator.
+def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator | Pipeline:
+    """Load a ``pmlearn`` model as its estimator, or as its pipeline.
 
     Only the model's own files are read: ``MLmodel`` (at most 16 MiB) must name its
     ``data`` and ``code`` folders inside the model's folder; then see
-    :func:`~mlflow_pmlearn.serialization.load_estimator` for the limits on the data files.
+    :func:`~mlflow_pmlearn.serialization.load_estimator` for the limits on the data files (and
+    :func:`~mlflow_pmlearn.pipelines.load_pipeline` for a pipeline's preprocessing).
 
     Parameters
     ----------
@@ -397,8 +417,8 @@ def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator
 
     Returns
     -------
-    BayesianEstimator
-        The fitted estimator.
+    BayesianEstimator or Pipeline
+        The fitted estimator, or the fitted pipeline.
     """
     local_path = Path(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
     model_file(local_path, MLMODEL_FILE_NAME, MLMODEL_FILE_NAME, MAX_DOCUMENT_BYTES)
@@ -406,7 +426,7 @@ def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator
     if code := flavor_conf.get("code"):
         confined_path(local_path, code, "code folder")
     _add_code_from_conf_to_system_path(str(local_path), flavor_conf)
-    return _load_estimator(local_path, flavor_conf.get("data"))
+    return _load_model_data(local_path, flavor_conf.get("data"))
 
 
 def _load_pyfunc(path: str) -> PmlearnModelWrapper:
@@ -414,7 +434,8 @@ def _load_pyfunc(path: str) -> PmlearnModelWrapper:
 
     MLflow has read ``MLmodel``, put the model's code on ``sys.path`` and joined the
     model's folder (absolute and normalised) with the ``data`` that ``MLmodel`` names: a
-    ``..`` in ``path`` comes from ``MLmodel``, and leads out of the model's folder.
+    ``..`` in ``path`` comes from ``MLmodel``, and leads out of the model's folder. MLflow's
+    default evaluator is taught to read the model's frame (:mod:`mlflow_pmlearn.default_evaluator`).
     """
     data_dir = Path(path)
     if ".." in data_dir.parts:
@@ -422,7 +443,25 @@ def _load_pyfunc(path: str) -> PmlearnModelWrapper:
             f"The data folder {path} leads outside the model's folder (its MLmodel names it with "
             "'..'); refusing to read it."
         )
-    return PmlearnModelWrapper(_load_estimator(data_dir.parent, data_dir.name))
+    support_default_evaluator()
+    return PmlearnModelWrapper(_load_model_data(data_dir.parent, data_dir.name))
+
+
+def compare(model_uris: Sequence[str]) -> pd.DataFrame:
+    """Compare pmlearn models fitted on the same rows by PSIS-LOO; inside a run, log the table.
+
+    See :func:`mlflow_pmlearn.evaluation.compare` (imported on first use: it loads ArviZ's
+    LOO and MLflow's evaluation machinery, which importing the flavor does not need).
+
+    Returns
+    -------
+    DataFrame
+        ArviZ's comparison table indexed by model URI, best first: ``elpd_loo``,
+        ``elpd_diff``, ``dse``, ``weight``, ...
+    """
+    from mlflow_pmlearn.evaluation import compare as compare_by_loo
+
+    return compare_by_loo(model_uris)
 
 
 @autologging_integration(FLAVOR_NAME)
@@ -440,6 +479,7 @@ def autolog(
     max_tuning_runs: int | None = 5,
     log_input_examples: bool = False,
     log_model_signatures: bool = True,
+    log_loo: bool = False,
 ) -> None:
     """Log every ``fit`` of a pmlearn estimator to MLflow.
 
@@ -479,16 +519,14 @@ def autolog(
     **Meta-estimators.** A scikit-learn ``Pipeline`` ending in a pmlearn estimator logs one
     run: the pipeline's deep parameters (``reg__prior_scale_coef``, ...), and the priors,
     diagnostics, plots and trace of its pmlearn step, fitted on the data the earlier steps
-    produced. The ``pmlearn`` flavor saves a pmlearn estimator, not a pipeline, and
-    pickling by default is not an option; so when steps come before it, the model logged is
-    that final step only, as ``bayesian_step``, and never registered under
-    ``registered_model_name``: it expects transformed features, not raw ones, which the tag
-    ``pmlearn.logged_model``, the model's metadata and a warning say. (A pipeline whose other
-    steps are all ``"passthrough"`` logs its step as ``model``, as usual.) A parameter
+    produced (labelled by their feature names when the steps output DataFrames, e.g. with
+    ``set_output(transform="pandas")``). The model logged, and registered under
+    ``registered_model_name``, is the whole pipeline (its preprocessing saved with skops),
+    taking the raw features; its signature is inferred from the raw training rows. A parameter
     search (``GridSearchCV``, ``RandomizedSearchCV``) over a pmlearn estimator, or over such a
     pipeline, logs a parent run with the search's parameters, ``best_<param>`` params,
     ``best_cv_score``, ``cv_results.csv`` and everything above for the refitted best
-    estimator (its model as ``model``, registered, when it is a pmlearn estimator); plus a
+    estimator (its model, the estimator or pipeline, as ``model``, registered); plus a
     finished child run per candidate, the best ``max_tuning_runs`` by rank, with its
     parameters and cross-validation scores. Fits inside these never start runs of their own.
 
@@ -517,9 +555,16 @@ def autolog(
         the model once more to validate it, which costs time).
     log_model_signatures : bool, default=True
         Give the model a signature (inputs, outputs and inference params).
+    log_loo : bool, default=False
+        Log PSIS-LOO of the training rows (``arviz_stats.loo``): the metrics ``elpd_loo``,
+        ``elpd_loo_se``, ``p_loo`` and ``pareto_k_bad`` (the share of rows with Pareto k > 0.7),
+        and ``plots/pareto_k.png`` (with ``log_plots``). Where it is unreliable (more than 1% of
+        rows with k > 0.7, or a minibatch fit) the tag ``pmlearn.loo_warning`` and a warning say
+        why; a model with no pointwise likelihood of its training rows (a marginal Gaussian
+        process) gets only the tag. Off by default for its cost: about 3.5 s at 10,000 rows x
+        1,000 draws, most of it ``arviz_stats.loo`` (``benchmarks/loo.py``).
     """
     from sklearn.model_selection._search import BaseSearchCV
-    from sklearn.pipeline import Pipeline
 
     from mlflow_pmlearn.autologging import patched_fit, patched_meta_fit
 

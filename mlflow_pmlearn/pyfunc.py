@@ -1,4 +1,4 @@
-"""The ``python_function`` wrapper: a DataFrame in, a DataFrame of posterior summaries out."""
+"""The ``python_function`` wrapper: a DataFrame in, a DataFrame of posterior summaries out; its signature."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from typing import Any
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.types.schema import ParamSchema, ParamSpec
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from sklearn.pipeline import Pipeline
 
 from estimators.base import BayesianEstimator
+from mlflow_pmlearn.pipelines import final_estimator, with_final_step
 
 #: Environment variable: most rows one ``predict`` call accepts (0: no limit).
 MAX_ROWS_VARIABLE = "MLFLOW_PMLEARN_MAX_ROWS"
@@ -35,8 +38,33 @@ def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
     return ParamSchema(specs)
 
 
+def model_signature(model: BayesianEstimator | Pipeline, model_input: Any) -> ModelSignature:
+    """The pyfunc signature: inputs from ``model_input``, every output column, the params.
+
+    Parameters
+    ----------
+    model : BayesianEstimator or Pipeline
+        Fitted; a pipeline ends in a pmlearn estimator.
+    model_input : DataFrame or ndarray
+        A few rows of what the model takes (a pipeline's raw columns).
+    """
+    estimator = final_estimator(model)[1]
+    every_column = PmlearnModelWrapper(model).predict(model_input, params=estimator.all_columns_params)
+    signature = infer_signature(model_input, every_column)
+    signature.outputs = Schema(
+        [
+            ColSpec(spec.type, spec.name, required=spec.name not in estimator.optional_columns)
+            for spec in signature.outputs.inputs
+        ]
+    )
+    signature.params = params_schema(estimator)
+    return signature
+
+
 class PmlearnModelWrapper:
     """pyfunc face of a fitted estimator: its ``predict_frame``, with a row limit and 4xx errors.
+
+    For a pipeline, the rows go through its preprocessing first: pyfunc takes the raw columns.
 
     The columns and params are those the estimator's kind declares: for regressors
     ``prediction``, plus ``std`` with ``params={"return_std": True}``, ``lower``/``upper``
@@ -45,15 +73,17 @@ class PmlearnModelWrapper:
     ``proba_<class>``; for density models ``prediction``, ``proba_<k>`` and ``log_density``.
     """
 
-    def __init__(self, estimator: BayesianEstimator):
-        self.estimator = estimator
+    def __init__(self, model: BayesianEstimator | Pipeline):
+        self.model = model
+        self.estimator = final_estimator(model)[1]
+        self.preprocessing = with_final_step(model, "passthrough") if model is not self.estimator else None
         self.max_rows = int(os.environ.get(MAX_ROWS_VARIABLE, DEFAULT_MAX_ROWS))
         # Compile the prediction function now, so that no request pays for it.
-        estimator.posterior_predictor()
+        self.estimator.posterior_predictor()
 
-    def get_raw_model(self) -> BayesianEstimator:
-        """The wrapped estimator."""
-        return self.estimator
+    def get_raw_model(self) -> BayesianEstimator | Pipeline:
+        """The wrapped estimator or pipeline."""
+        return self.model
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Posterior predictions for the rows of ``data``.
@@ -61,7 +91,7 @@ class PmlearnModelWrapper:
         Parameters
         ----------
         data : DataFrame or array-like
-            Rows with the training columns; at most ``MLFLOW_PMLEARN_MAX_ROWS`` (default
+            Rows with the training columns (a pipeline's raw columns); at most ``MLFLOW_PMLEARN_MAX_ROWS`` (default
             100,000) per call.
         params : dict, optional
             The estimator's ``prediction_params`` (regressors: ``return_std``, a bool,
@@ -76,6 +106,7 @@ class PmlearnModelWrapper:
                 f"call. Send smaller batches, or raise the limit with {MAX_ROWS_VARIABLE} (0: none)."
             )
         try:
-            return self.estimator.predict_frame(data, **params)
+            rows = data if self.preprocessing is None else self.preprocessing.transform(data)
+            return self.estimator.predict_frame(rows, **params)
         except (ValueError, TypeError) as error:
             raise MlflowException.invalid_parameter_value(str(error)) from error

@@ -165,11 +165,12 @@ def save_estimator(estimator: BayesianEstimator, directory: str | os.PathLike, s
             if by_value:
                 cloudpickle.unregister_pickle_by_value(module)
     estimator.idata_.to_netcdf(directory / TRACE_FILE, engine=NETCDF_ENGINE)
-    config["trace_sha256"] = _sha256(directory / TRACE_FILE)
+    config["trace_sha256"] = sha256_of(directory / TRACE_FILE)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, as lower-case hexadecimal digits."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -529,7 +530,7 @@ def _read_trace(path: Path, config: dict[str, Any], estimator_class: type) -> xr
     otherwise surface at the first prediction, and the file would stay open.
     """
     expected_sha256 = config.get("trace_sha256")
-    if expected_sha256 is not None and _sha256(path) != expected_sha256:
+    if expected_sha256 is not None and sha256_of(path) != expected_sha256:
         raise MlflowException(
             f"{path} is corrupted or was changed after it was saved: its SHA-256 differs from "
             f"the one recorded in {CONFIG_FILE}."

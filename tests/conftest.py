@@ -20,8 +20,9 @@ for _variable in THREAD_COUNT_VARIABLES:
     os.environ.setdefault(_variable, "1")
 threadpool_limits(limits=1)
 
-#: Inference settings that keep the suite inside the CI budget: few draws, capped ADVI.
-FAST = {"n_draws": 200, "max_iter": 5000, "random_seed": 0, "progressbar": False}
+#: Inference settings that keep the suite inside the CI budget: few draws, capped ADVI
+#: (named, so that the tests do not depend on the estimators' default engine).
+FAST = {"inference": "advi", "n_draws": 200, "max_iter": 5000, "random_seed": 0, "progressbar": False}
 FAST_NUTS = {"inference": "nuts", "n_draws": 200, "n_tune": 300, "n_chains": 2, "random_seed": 0, "progressbar": False}
 
 
@@ -55,6 +56,24 @@ def mlflow_experiment(tracking_uri, request, tmp_path) -> str:
     yield experiment_id
     if mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A local Spark session on two cores, for the modules that skip without pyspark."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("pmlearn-tests")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 
-from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging._failures import _attempt
 from mlflow_pmlearn.autologging.runs import (
     LOGGED_MODEL_TAG,
@@ -43,19 +42,7 @@ from mlflow_pmlearn.autologging.runs import (
     _timed_fit,
     log_fit,
 )
-
-
-def bayesian_step(estimator: BaseEstimator | None) -> tuple[str, BayesianEstimator | None]:
-    """The pmlearn estimator that ``estimator`` ends in, and its step path (``"reg"``, ``"a__b"``).
-
-    ``estimator`` itself (path ``""``), or a ``Pipeline``'s final step, through nested
-    pipelines; ``None`` when it does not end in a pmlearn estimator.
-    """
-    path = []
-    while isinstance(estimator, Pipeline):
-        name, estimator = estimator.steps[-1]
-        path.append(name)
-    return "__".join(path), (estimator if isinstance(estimator, BayesianEstimator) else None)
+from mlflow_pmlearn.pipelines import final_estimator
 
 
 def _candidates(meta: BaseEstimator) -> Iterator[Any]:
@@ -74,30 +61,8 @@ def _candidates(meta: BaseEstimator) -> Iterator[Any]:
 def contains_bayesian(meta: BaseEstimator) -> bool:
     """Whether a Pipeline or search ends in a pmlearn estimator (or its grid puts one there)."""
     return any(
-        isinstance(candidate, BaseEstimator) and bayesian_step(candidate)[1] is not None
+        isinstance(candidate, BaseEstimator) and final_estimator(candidate)[1] is not None
         for candidate in _candidates(meta)
-    )
-
-
-def _preceding_steps(pipeline: BaseEstimator, path: str) -> list[str]:
-    """``name=Class`` of the steps that transform the data before the pmlearn step."""
-    steps = []
-    for name in path.split("__") if path else []:
-        for before, step in pipeline.steps[:-1]:
-            if step is not None and step != "passthrough":
-                steps.append(f"{before}={type(step).__name__}")
-        pipeline = dict(pipeline.steps)[name]
-    return steps
-
-
-def _model_note(estimator: BaseEstimator, path: str) -> str | None:
-    """What a model of only the pmlearn step is, or None when the step is the whole model."""
-    preceding = _preceding_steps(estimator, path)
-    if not preceding:
-        return None
-    return (
-        f"the pipeline's final step {path!r} ({type(bayesian_step(estimator)[1]).__name__}) only; "
-        f"it takes the output of the steps before it ({', '.join(preceding)}), not raw features"
     )
 
 
@@ -133,14 +98,14 @@ def _log_without_posterior(params: dict[str, Any], metrics: dict[str, float], X:
 
 
 def log_pipeline_fit(pipeline: Pipeline, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]) -> None:
-    """One run for a pipeline: its parameters (deep), and everything about its pmlearn step."""
+    """One run for a pipeline: its parameters (deep), everything about its pmlearn step, and the pipeline as the model."""
     params = pipeline.get_params(deep=True)
-    path, step = bayesian_step(pipeline)
+    path, step = final_estimator(pipeline)
     if step is None or fit is None or fit.estimator is not step:
         _log_without_posterior(params, {"fit_time_s": fit_seconds}, X, y, config, "the pipeline did not fit a pmlearn estimator as its final step")
         return
     mlflow.set_tag("pmlearn.bayesian_step", path)
-    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, data=(X, y), model_note=_model_note(pipeline, path))
+    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, data=(X, y), whole_model=pipeline)
 
 
 def log_search_fit(search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]) -> None:
@@ -153,14 +118,14 @@ def log_search_fit(search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit
         _attempt("the search results (cv_results.csv)", lambda: _log_cv_results(search))
         _attempt("the candidates' child runs", lambda: _log_child_runs(search, config))
     best = getattr(search, "best_estimator_", None)
-    path, step = bayesian_step(best)
+    path, step = final_estimator(best)
     if step is None or fit is None or fit.estimator is not step:
         reason = "refit=False: no best estimator was fitted" if best is None else f"the best estimator ({type(best).__name__}) is not a pmlearn estimator"
         _log_without_posterior(params, {"fit_time_s": fit_seconds, **metrics}, X, y, config, reason)
         return
     if path:
         mlflow.set_tag("pmlearn.bayesian_step", path)
-    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, metrics=metrics, data=(X, y), model_note=_model_note(best, path))
+    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, metrics=metrics, data=(X, y), whole_model=best)
 
 
 def _log_cv_results(search: BaseSearchCV) -> None:

@@ -35,6 +35,7 @@ from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging._failures import _attempt, _warn
 from estimators.settings import settings_that_do_not_apply
 from mlflow_pmlearn.autologging.describe import bayesian_params, model_graph
+from mlflow_pmlearn.autologging.loo import log_loo
 from mlflow_pmlearn.autologging.metrics import (
     PredictiveChecks,
     _elbo_metrics,
@@ -43,6 +44,8 @@ from mlflow_pmlearn.autologging.metrics import (
     predictive_checks,
 )
 from mlflow_pmlearn.autologging.plots import fit_plots
+from mlflow_pmlearn.pipelines import final_estimator
+from mlflow_pmlearn.pyfunc import model_signature
 from mlflow_pmlearn.serialization import NETCDF_ENGINE
 from mlflow_pmlearn.versions import FLAVOR_NAME
 
@@ -57,6 +60,7 @@ _CONFIG_DEFAULTS = {
     "registered_model_name": None,
     "max_tuning_runs": 5,
     "extra_tags": None,
+    "log_loo": False,
 }
 #: Rows of the training data saved as the model's input example (``log_input_examples``).
 INPUT_EXAMPLE_ROWS = 5
@@ -64,7 +68,7 @@ INPUT_EXAMPLE_ROWS = 5
 SCHEMA_SAMPLE_ROWS = 1000
 #: Run tag holding the traceback of a fit that raised.
 FIT_ERROR_TAG = "pmlearn.fit_error"
-#: Run tag saying what the logged model is when it is not the whole fitted estimator.
+#: Run tag saying why no model was logged, when a meta-estimator fitted no pmlearn estimator.
 LOGGED_MODEL_TAG = "pmlearn.logged_model"
 
 
@@ -204,7 +208,7 @@ def log_fit(
     params: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     data: tuple[Any, Any] | None = None,
-    model_note: str | None = None,
+    whole_model: BaseEstimator | None = None,
 ) -> None:
     """Log one finished fit to the active run; each part that fails becomes a warning.
 
@@ -225,11 +229,11 @@ def log_fit(
     metrics : dict, optional
         More metrics, e.g. a search's ``best_cv_score``.
     data : (X, y), optional
-        The training data as the user passed it (to a pipeline), for the dataset input and
-        the data shape; by default ``(X, y)``.
-    model_note : str, optional
-        Set when the estimator is only the last step of a pipeline: the model is then
-        logged as ``bayesian_step`` (not registered) and this note says what it expects.
+        The training data as the user passed it (to a pipeline), for the dataset input, the
+        data shape and a pipeline's signature; by default ``(X, y)``.
+    whole_model : Pipeline, optional
+        The pipeline that ends in ``estimator``: the model logged (and registered), by
+        default ``estimator``.
     """
     raw_X, raw_y = data if data is not None else (X, y)
     if params is None:
@@ -242,7 +246,8 @@ def log_fit(
     checks = _attempt("the posterior predictive checks", lambda: predictive_checks(estimator, X, y))
 
     # The model first, so that the metrics can name it (as MLflow's scikit-learn autolog does).
-    model = _attempt("the model", lambda: _log_model(estimator, config, model_note)) if config["log_models"] else None
+    logged = estimator if whole_model is None else whole_model
+    model = _attempt("the model", lambda: _log_model(logged, config, raw_X)) if config["log_models"] else None
 
     def log_metrics() -> None:
         values = {**fit_metrics(estimator, fit_seconds, summary, checks), **(metrics or {})}
@@ -251,6 +256,9 @@ def log_fit(
         _log_metrics(values, dataset, history, model_id=model.model_id if model is not None else None)
 
     _attempt("the metrics", log_metrics)
+    if config["log_loo"]:
+        model_id = model.model_id if model is not None else None
+        _attempt("PSIS-LOO", lambda: log_loo(estimator, model_id=model_id, dataset=dataset, plot=config["log_plots"]))
     if config["log_traces"]:
         _attempt("the trace", lambda: _log_trace(estimator, summary))
     if config["log_plots"]:
@@ -270,28 +278,28 @@ def _code_paths(estimator: BayesianEstimator) -> list[str] | None:
     return [path] if path.endswith(".py") and Path(path).name != "__init__.py" else None
 
 
-def _log_model(estimator: BayesianEstimator, config: dict[str, Any], model_note: str | None) -> ModelInfo:
+def _log_model(model: BaseEstimator, config: dict[str, Any], raw_X: Any) -> ModelInfo:
+    """Log (and register) the fitted estimator, or the pipeline ending in it, as ``model``.
+
+    A pipeline's input example and signature come from the raw rows it was fitted on.
+    """
     # Imported here, when a model is logged: loading this module never needs the flavor's
     # __init__ to have finished, and that __init__ imports this package only inside autolog().
     from mlflow_pmlearn import log_model
 
-    name, registered_model_name, metadata = "model", config["registered_model_name"], None
-    if model_note is not None:
-        name, metadata = "bayesian_step", {"pmlearn_logged_model": model_note}
-        mlflow.set_tag(LOGGED_MODEL_TAG, model_note)
-        message = f"pmlearn autologging logged the model as 'bayesian_step': {model_note}"
-        if registered_model_name:
-            message += f"; it is not registered as {registered_model_name!r}, as it is not the whole pipeline"
-            registered_model_name = None
-        warnings.warn(message, stacklevel=2)
+    estimator = final_estimator(model)[1]
+    if model is estimator:
+        example, signature = estimator.training_sample(INPUT_EXAMPLE_ROWS), None
+    else:
+        example = raw_X.head(INPUT_EXAMPLE_ROWS) if isinstance(raw_X, pd.DataFrame) else np.asarray(raw_X)[:INPUT_EXAMPLE_ROWS]
+        signature = model_signature(model, example) if config["log_model_signatures"] else None
     return log_model(
-        estimator,
-        name=name,
-        input_example=estimator.training_sample(INPUT_EXAMPLE_ROWS) if config["log_input_examples"] else None,
-        signature=None if config["log_model_signatures"] else False,
-        registered_model_name=registered_model_name,
+        model,
+        name="model",
+        input_example=example if config["log_input_examples"] else None,
+        signature=signature if config["log_model_signatures"] else False,
+        registered_model_name=config["registered_model_name"],
         code_paths=_code_paths(estimator),
-        metadata=metadata,
     )
 
 

@@ -25,23 +25,6 @@ pytestmark = pytest.mark.slow
 SCORE_TABLE = Path(__file__).resolve().parents[2] / "examples" / "spark" / "score_table.py"
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("pmlearn-tests")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
-
-
 def _champion(model, name: str, example) -> str:
     with mlflow.start_run():
         info = mlflow_pmlearn.log_model(model, name="model", input_example=example, registered_model_name=name)
@@ -49,18 +32,23 @@ def _champion(model, name: str, example) -> str:
     return f"models:/{name}@champion"
 
 
-def test_regressor_struct_result_equals_pyfunc(spark, mlflow_experiment, regression_data):
-    X, y, _ = regression_data
-    model = LinearRegression(**FAST).fit(X, y)
-    uri = _champion(model, "spark-regressor", X.head(3))
-    params = {"return_std": True, "interval_prob": 0.9}
+def _regressor_scores(spark, uri: str, X: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``X`` scored by ``spark_udf`` (in 3 partitions), and pyfunc's frame for the same rows."""
     udf = mlflow.pyfunc.spark_udf(
         spark, uri, result_type="prediction double, std double, lower double, upper double",
         env_manager="local", params=params,
     )
     table = spark.createDataFrame(X).repartition(3)
     scored = table.withColumn("scores", udf(*X.columns)).select(*X.columns, "scores.*").toPandas()
-    expected = mlflow.pyfunc.load_model(uri).predict(scored[X.columns], params=params)
+    return scored, mlflow.pyfunc.load_model(uri).predict(scored[X.columns], params=params)
+
+
+def test_regressor_struct_result_equals_pyfunc(spark, mlflow_experiment, regression_data):
+    X, y, _ = regression_data
+    model = LinearRegression(**FAST).fit(X, y)
+    uri = _champion(model, "spark-regressor", X.head(3))
+    params = {"return_std": True, "interval_prob": 0.9}
+    scored, expected = _regressor_scores(spark, uri, X, params)
     assert len(scored) == len(X)
     for column in ("prediction", "std", "lower", "upper"):
         np.testing.assert_allclose(scored[column], expected[column], rtol=1e-9, err_msg=column)
@@ -81,6 +69,29 @@ def test_classifier_labels_and_probabilities_equal_pyfunc(spark, mlflow_experime
     probabilities = [f"proba_{c}" for c in model.classes_]
     np.testing.assert_allclose(scored[probabilities], expected[probabilities], rtol=1e-9)
     np.testing.assert_allclose(scored[probabilities], logistic_regression_proba(model, scored[X.columns]), atol=1e-9)
+
+
+def test_pipeline_on_raw_string_columns_scores_like_pyfunc(spark, mlflow_experiment):
+    """A pipeline (imputation, scaling, one-hot encoding of strings) scores the raw columns."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame({"size": rng.normal(size=150), "city": rng.choice(["a", "b", "c"], 150)})
+    y = 2.0 * X["size"] + X["city"].map({"a": 0.0, "b": 1.0, "c": -1.0}) + rng.normal(scale=0.3, size=150)
+    X.loc[::9, "size"] = np.nan
+    prep = ColumnTransformer(
+        [("num", make_pipeline(SimpleImputer(), StandardScaler()), ["size"]), ("cat", OneHotEncoder(sparse_output=False), ["city"])]
+    )
+    model = Pipeline([("prep", prep), ("reg", LinearRegression(**FAST))]).fit(X, y)
+    uri = _champion(model, "spark-pipeline", X.head(3))
+    params = {"return_std": True, "interval_prob": 0.9}
+    scored, expected = _regressor_scores(spark, uri, X, params)
+    for column in ("prediction", "std", "lower", "upper"):
+        np.testing.assert_allclose(scored[column], expected[column], rtol=1e-9, err_msg=column)
+    np.testing.assert_allclose(scored["prediction"], model.predict(scored[X.columns]), rtol=1e-9)
 
 
 def _import_script(path: Path):

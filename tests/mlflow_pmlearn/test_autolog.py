@@ -488,9 +488,7 @@ def test_bespoke_estimator_autologs_its_priors_and_ships_its_code(tracking_uri, 
 # -- scikit-learn meta-estimators ----------------------------------------------------------
 
 
-def test_pipeline_logs_one_run_with_its_params_and_its_bayesian_step(
-    tracking_uri, tmp_path_factory, regression_data, autolog_warnings
-):
+def test_pipeline_logs_one_run_with_its_params_and_the_whole_pipeline(tracking_uri, tmp_path_factory, regression_data):
     X, y, _ = regression_data
     pipeline = Pipeline([("scale", StandardScaler().set_output(transform="pandas")), ("reg", LinearRegression(**QUICK))])
     name = f"autolog-pipeline-{uuid.uuid4().hex[:8]}"
@@ -504,16 +502,14 @@ def test_pipeline_logs_one_run_with_its_params_and_its_bayesian_step(
     assert {"elbo_final", "advi_iterations", "fit_time_s"} <= set(metrics)
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
     assert {"trace", "plots"} <= artifacts
-    # The flavor saves the Bayesian step, which expects scaled features: said, not registered.
+    # The whole pipeline is the model, registered; it takes the raw features.
     assert tags["pmlearn.bayesian_step"] == "reg"
-    assert "scale=StandardScaler" in tags[autolog_runs.LOGGED_MODEL_TAG]
+    assert autolog_runs.LOGGED_MODEL_TAG not in tags
     (model,) = _logged_models(run.info.experiment_id)
-    assert model.name == "bayesian_step"
-    assert MlflowClient().search_model_versions(f"name = '{name}'") == []
-    assert any("'bayesian_step'" in record.getMessage() for record in autolog_warnings)
+    assert model.name == "model"
+    assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
     served = mlflow.pyfunc.load_model(model.model_uri)
-    scaled = pipeline[:-1].transform(X.iloc[:5])
-    np.testing.assert_allclose(served.predict(scaled)["prediction"], pipeline.predict(X.iloc[:5]))
+    np.testing.assert_allclose(served.predict(X.iloc[:5])["prediction"], pipeline.predict(X.iloc[:5]))
 
 
 def test_pipeline_without_a_pmlearn_estimator_is_not_logged(tracking_uri, tmp_path_factory, regression_data):

@@ -12,7 +12,8 @@ from properscoring_reference import crps_gaussian_reference
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
 from estimators.mixture import GaussianMixture
-from mlflow_pmlearn.promote import crps, main, promote, scoring_rules
+from mlflow_pmlearn.evaluation import crps
+from mlflow_pmlearn.promote import LOO_SE_MULTIPLE, main, promote, scoring_rules
 from tests.conftest import FAST
 
 
@@ -84,3 +85,33 @@ def test_density_models_are_refused_by_name():
     mixture = GaussianMixture(n_components=2, **FAST).fit(X)
     with pytest.raises(MlflowException, match="GaussianMixture is a density_estimator; promotion compares regressors or classifiers"):
         scoring_rules(mixture, X, None)
+
+
+def test_without_held_out_data_the_alias_moves_only_by_more_than_the_stated_multiple_of_dse(mlflow_experiment, regression_data):
+    X, y, _ = regression_data
+    X, y = X.iloc[:150], y.iloc[:150]
+    name = "promotion-loo"
+    settings = {**FAST, "n_draws": 1000}
+    # Missing the real term x0 (slope 2): a clearly worse model on the same rows.
+    partial_version = _register(LinearRegression(**settings).fit(X[["x1", "x2"]], y), name)
+    full_version = _register(LinearRegression(**settings).fit(X, y), name)
+    again_version = _register(LinearRegression(**{**settings, "random_seed": 1}).fit(X, y), name)
+    client = MlflowClient()
+
+    assert promote(name, partial_version).promoted  # no champion yet
+    result = promote(name, full_version)
+    assert result.promoted and result.primary_rule == "elpd_loo"
+    difference = result.loo_difference
+    assert difference["elpd_diff"] > LOO_SE_MULTIPLE * difference["dse"] > 0
+    assert difference["elpd_diff"] == pytest.approx(result.candidate_scores["elpd_loo"] - result.champion_scores["elpd_loo"])
+    tags = client.get_model_version(name, full_version).tags
+    assert tags["pmlearn.promotion.decision"] == "promoted"
+    assert float(tags["pmlearn.promotion.loo.dse"]) == pytest.approx(difference["dse"], rel=1e-5)
+    assert float(tags["pmlearn.promotion.loo.se_multiple"]) == LOO_SE_MULTIPLE
+    assert "pmlearn.promotion.elpd_loo" in tags and "pmlearn.promotion.champion.elpd_loo" in tags
+
+    # The same model, refitted with another seed, is not better by 2 dse: the champion stays.
+    main(["--name", name, "--version", again_version])
+    assert client.get_model_version(name, again_version).tags["pmlearn.promotion.decision"] == "rejected"
+    assert "promoted only above 2 x dse" in client.get_model_version(name, again_version).description
+    assert str(client.get_model_version_by_alias(name, "champion").version) == full_version

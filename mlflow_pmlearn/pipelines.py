@@ -1,0 +1,228 @@
+"""Pipeline <-> directory: the preprocessing with skops, the final pmlearn estimator as an estimator folder.
+
+A scikit-learn ``Pipeline`` whose final step is a pmlearn estimator (through nested
+pipelines; its other steps may be ``ColumnTransformer``\\ s, nested or not) is saved in
+three parts: ``pipeline.json`` (the format version, the final step's path, the SHA-256 of
+the preprocessing file, the library versions), ``preprocessing.skops`` (the pipeline with
+its final estimator replaced by ``"passthrough"``, written by skops, never pickled) and
+``final_step/`` (the estimator, as :func:`~mlflow_pmlearn.serialization.save_estimator`
+writes it).
+
+Loading unpickles nothing: skops rebuilds only the types it trusts by default (scikit-learn's
+estimators, NumPy arrays, Python's builtins), those of :data:`TRUSTED_TYPES`, and those the
+user names in ``MLFLOW_PMLEARN_TRUSTED_TYPES``; a file holding any other type is refused by
+name before anything is built. The preprocessing file is refused, as the other model files
+are, when it lies outside its folder, does not match its recorded SHA-256, or is, or
+declares as uncompressed, more than :data:`MAX_PREPROCESSING_BYTES`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from sklearn.pipeline import Pipeline
+
+from estimators.base import BayesianEstimator
+from mlflow_pmlearn.serialization import (
+    MAX_DOCUMENT_BYTES,
+    confined_path,
+    load_estimator,
+    model_file,
+    save_estimator,
+    sha256_of,
+)
+from mlflow_pmlearn.versions import DISTRIBUTION, library_versions
+
+PIPELINE_FILE = "pipeline.json"
+PREPROCESSING_FILE = "preprocessing.skops"
+FINAL_STEP_FOLDER = "final_step"
+#: The layout's version (1: mlflow-pmlearn 0.2.0).
+PIPELINE_FORMAT_VERSION = 1
+#: Most bytes of ``preprocessing.skops``, as a file and as the files its archive declares.
+MAX_PREPROCESSING_BYTES = 256 * 2**20
+#: Environment variable: more types to trust in ``preprocessing.skops``, comma-separated
+#: (e.g. ``my_package.transformers.LogTransformer``), for code the loading process trusts.
+TRUSTED_TYPES_VARIABLE = "MLFLOW_PMLEARN_TRUSTED_TYPES"
+#: Types that skops does not trust by default, trusted here: they hold data, run no code.
+#: ``numpy.dtype`` (the fit dtype that ``SimpleImputer`` and ``KNNImputer`` keep),
+#: ``make_column_selector`` (a ``ColumnTransformer``'s rule: dtypes and a name pattern) and
+#: SciPy's B-splines (``SplineTransformer``'s fitted knots and coefficients).
+TRUSTED_TYPES = (
+    "numpy.dtype",
+    "sklearn.compose._column_transformer.make_column_selector",
+    "scipy.interpolate._bsplines.BSpline",
+    "scipy.interpolate._bsplines._BSpline",
+)
+
+
+def final_estimator(model: Any) -> tuple[str, BayesianEstimator | None]:
+    """The pmlearn estimator that ``model`` ends in, and its step path (``"reg"``, ``"a__b"``).
+
+    ``model`` itself (path ``""``), or a ``Pipeline``'s final step, through nested
+    pipelines; ``None`` when it does not end in a pmlearn estimator.
+    """
+    path = []
+    while isinstance(model, Pipeline):
+        name, model = model.steps[-1]
+        path.append(name)
+    return "__".join(path), (model if isinstance(model, BayesianEstimator) else None)
+
+
+def with_final_step(pipeline: Pipeline, final: Any) -> Pipeline:
+    """A shallow copy of ``pipeline`` whose final estimator (through nested pipelines) is ``final``.
+
+    The other steps are the same objects; ``pipeline`` is unchanged. With ``"passthrough"``,
+    the copy's ``transform`` gives the rows the final estimator takes.
+    """
+    copied = copy.copy(pipeline)
+    name, last = pipeline.steps[-1]
+    copied.steps = [*pipeline.steps[:-1], (name, with_final_step(last, final) if isinstance(last, Pipeline) else final)]
+    return copied
+
+
+def _trusted_types() -> list[str]:
+    extra = os.environ.get(TRUSTED_TYPES_VARIABLE, "")
+    return [*TRUSTED_TYPES, *(name.strip() for name in extra.split(",") if name.strip())]
+
+
+def _refuse_untrusted(path: Path, untrusted: list[str]) -> None:
+    if untrusted:
+        raise MlflowException(
+            f"{path} holds types that are not trusted: {', '.join(untrusted)}. Loading would build "
+            f"them, running their code; refusing. If you trust that code, name the types in "
+            f"{TRUSTED_TYPES_VARIABLE} (comma-separated) where the model is saved and loaded.",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def _untrusted_types(path: Path) -> list[str]:
+    import skops.io
+
+    trusted = set(_trusted_types())
+    return [name for name in skops.io.get_untrusted_types(file=path) if name not in trusted]
+
+
+def save_pipeline(pipeline: Pipeline, directory: str | os.PathLike, serialization_format: str = "json") -> None:
+    """Write a fitted pipeline ending in a pmlearn estimator into an existing, empty ``directory``.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        Fitted; its final estimator (through nested pipelines) a pmlearn estimator.
+    directory : path
+        Where to write ``pipeline.json``, ``preprocessing.skops`` and ``final_step/``.
+    serialization_format : {"json", "cloudpickle"}
+        For the final estimator, as in :func:`~mlflow_pmlearn.serialization.save_estimator`.
+
+    Raises
+    ------
+    MlflowException
+        For preprocessing that holds a type loading would refuse (named, with how to trust it).
+    """
+    import skops.io
+
+    directory = Path(directory)
+    path, estimator = final_estimator(pipeline)
+    skops.io.dump(with_final_step(pipeline, "passthrough"), directory / PREPROCESSING_FILE)
+    _refuse_untrusted(directory / PREPROCESSING_FILE, _untrusted_types(directory / PREPROCESSING_FILE))
+    (directory / FINAL_STEP_FOLDER).mkdir()
+    save_estimator(estimator, directory / FINAL_STEP_FOLDER, serialization_format=serialization_format)
+    config = {
+        "format_version": PIPELINE_FORMAT_VERSION,
+        "final_step": path,
+        "preprocessing_sha256": sha256_of(directory / PREPROCESSING_FILE),
+        "versions": library_versions((DISTRIBUTION, "scikit-learn", "skops")),
+    }
+    (directory / PIPELINE_FILE).write_text(json.dumps(config, indent=2))
+
+
+def is_pipeline_directory(directory: str | os.PathLike) -> bool:
+    """Whether a model's data folder holds a pipeline (else an estimator)."""
+    return (Path(directory) / PIPELINE_FILE).exists()
+
+
+def _read_pipeline_config(directory: Path) -> dict[str, Any]:
+    path = model_file(directory, PIPELINE_FILE, PIPELINE_FILE, MAX_DOCUMENT_BYTES)
+    try:
+        config = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise MlflowException(f"{path} is not valid JSON: {error}.") from None
+    expected = {"format_version": int, "final_step": str, "preprocessing_sha256": str}
+    problems = [
+        f"the field {name!r} must be {kind.__name__}" for name, kind in expected.items()
+        if not isinstance(config, dict) or type(config.get(name)) is not kind
+    ]
+    if not problems and config["format_version"] > PIPELINE_FORMAT_VERSION:
+        problems.append(f"its format version {config['format_version']} is newer than this mlflow-pmlearn reads")
+    if problems:
+        raise MlflowException(f"{path} is not a valid pmlearn pipeline document: {'; '.join(problems)}.")
+    return config
+
+
+def _checked_preprocessing(directory: Path, config: dict[str, Any]) -> Path:
+    """The preprocessing file, refused before skops reads it when damaged, changed or too large."""
+    path = model_file(directory, PREPROCESSING_FILE, "preprocessing", MAX_PREPROCESSING_BYTES)
+    if sha256_of(path) != config["preprocessing_sha256"]:
+        raise MlflowException(
+            f"{path} is corrupted or was changed after it was saved: its SHA-256 differs from the one "
+            f"recorded in {PIPELINE_FILE}."
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(member.file_size for member in archive.infolist())
+    except zipfile.BadZipFile as error:
+        raise MlflowException(f"{path} could not be read as a skops file: {error}") from None
+    if declared > MAX_PREPROCESSING_BYTES:
+        raise MlflowException(
+            f"{path} declares {declared:,} uncompressed bytes, over the limit of "
+            f"{MAX_PREPROCESSING_BYTES:,}; refusing to read it."
+        )
+    return path
+
+
+def load_pipeline(directory: str | os.PathLike, code_directory: str | os.PathLike | None = None) -> Pipeline:
+    """Read a pipeline written by :func:`save_pipeline`.
+
+    Parameters
+    ----------
+    directory : path
+        The folder holding ``pipeline.json``, ``preprocessing.skops`` and ``final_step/``.
+    code_directory : path, optional
+        Code shipped with the model, for a bespoke final estimator.
+
+    Returns
+    -------
+    Pipeline
+        The fitted pipeline, predicting as the saved one did.
+
+    Raises
+    ------
+    MlflowException
+        For a missing, damaged, changed or oversized file, and for preprocessing holding a
+        type that is not trusted (named, with how to trust it), before that type is built.
+    """
+    import skops.io
+
+    directory = Path(directory)
+    config = _read_pipeline_config(directory)
+    path = _checked_preprocessing(directory, config)
+    _refuse_untrusted(path, _untrusted_types(path))
+    try:
+        preprocessing = skops.io.load(path, trusted=_trusted_types())
+    except Exception as error:  # a damaged archive raises anything
+        raise MlflowException(f"{path} could not be loaded: {type(error).__name__}: {error}") from None
+    if not isinstance(preprocessing, Pipeline) or final_estimator(preprocessing)[0] != config["final_step"]:
+        raise MlflowException(
+            f"{path} does not hold a pipeline whose final step is {config['final_step']!r}, as "
+            f"{PIPELINE_FILE} says."
+        )
+    final_step = confined_path(directory, FINAL_STEP_FOLDER, "final step folder")
+    estimator = load_estimator(final_step, code_directory=code_directory)
+    return with_final_step(preprocessing, estimator)
