@@ -106,11 +106,31 @@ class GaussianLogLikelihood(Op):
         outputs[1][0] = 0.5 * (np.outer(alpha, alpha) - inverse)
         outputs[2][0] = -alpha
 
-    def grad(self, inputs, output_grads):
-        if not all(isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
-            raise NotImplementedError("GaussianLogLikelihood has first derivatives only.")
-        _, grad_K, grad_y = self(*inputs)
-        return [output_grads[0] * grad_K, output_grads[0] * grad_y]
+    def pullback(self, inputs, outputs, output_grads):
+        """Gradients of all three outputs, so that second derivatives (Laplace's Hessian) exist.
+
+        With ``alpha = K^-1 y`` and ``K^-1 = alpha alpha^T - 2 * outputs[1]``, and ``G``,
+        ``g`` the cotangents of the second and third outputs: ``d/dK`` of ``<G, outputs[1]>``
+        is ``0.5 K^-1 G K^-1 - (K^-1 G_sym alpha) alpha^T`` and of ``<g, outputs[2]>`` is
+        ``(K^-1 g) alpha^T``; ``d/dy`` are ``K^-1 G_sym alpha`` and ``-K^-1 g``.
+        """
+        _, grad_K, minus_alpha = outputs
+        value_grad, matrix_grad, vector_grad = output_grads
+        total_K, total_y = pt.zeros_like(grad_K), pt.zeros_like(minus_alpha)
+        if not isinstance(value_grad.type, DisconnectedType):
+            total_K, total_y = total_K + value_grad * grad_K, total_y + value_grad * minus_alpha
+        if isinstance(matrix_grad.type, DisconnectedType) and isinstance(vector_grad.type, DisconnectedType):
+            return [total_K, total_y]
+        alpha = -minus_alpha
+        K_inverse = pt.outer(alpha, alpha) - 2.0 * grad_K
+        if not isinstance(matrix_grad.type, DisconnectedType):
+            u = K_inverse @ (0.5 * (matrix_grad + matrix_grad.T) @ alpha)
+            total_K = total_K + 0.5 * K_inverse @ matrix_grad @ K_inverse - pt.outer(u, alpha)
+            total_y = total_y + u
+        if not isinstance(vector_grad.type, DisconnectedType):
+            w = K_inverse @ vector_grad
+            total_K, total_y = total_K + pt.outer(w, alpha), total_y - w
+        return [total_K, total_y]
 
 
 gaussian_log_likelihood = GaussianLogLikelihood()

@@ -24,31 +24,17 @@ from test_flavor import _import_bespoke
 
 pytestmark = pytest.mark.slow
 
+#: What autolog logs for every NUTS sampler (BlackJAX records no step size).
+SAMPLER_METRICS = {"divergences", "r_hat_max", "ess_bulk_min", "mean_tree_depth", "draws_per_second"}
 #: Each engine as its settings, with the diagnostics group its trace keeps and the metrics
 #: autolog logs from it.
 ENGINES = {
     "advi": ({"inference": "advi"}, "fit_history", {"elbo_final", "advi_iterations"}),
     "fullrank_advi": ({"inference": "fullrank_advi"}, "fit_history", {"elbo_final", "advi_iterations"}),
-    "nuts-pymc": (
-        {"inference": "nuts", "nuts_sampler": "pymc"},
-        "sample_stats",
-        {"divergences", "r_hat_max", "ess_bulk_min", "step_size", "mean_tree_depth", "draws_per_second"},
-    ),
-    "nuts-nutpie": (
-        {"inference": "nuts", "nuts_sampler": "nutpie"},
-        "sample_stats",
-        {"divergences", "r_hat_max", "ess_bulk_min", "step_size", "mean_tree_depth", "draws_per_second"},
-    ),
-    "nuts-numpyro": (
-        {"inference": "nuts", "nuts_sampler": "numpyro"},
-        "sample_stats",
-        {"divergences", "r_hat_max", "ess_bulk_min", "step_size", "mean_tree_depth", "draws_per_second"},
-    ),
-    "nuts-blackjax": (
-        {"inference": "nuts", "nuts_sampler": "blackjax"},
-        "sample_stats",
-        {"divergences", "r_hat_max", "ess_bulk_min", "mean_tree_depth", "draws_per_second"},
-    ),
+    "nuts-pymc": ({"inference": "nuts", "nuts_sampler": "pymc"}, "sample_stats", SAMPLER_METRICS | {"step_size"}),
+    "nuts-nutpie": ({"inference": "nuts", "nuts_sampler": "nutpie"}, "sample_stats", SAMPLER_METRICS | {"step_size"}),
+    "nuts-numpyro": ({"inference": "nuts", "nuts_sampler": "numpyro"}, "sample_stats", SAMPLER_METRICS | {"step_size"}),
+    "nuts-blackjax": ({"inference": "nuts", "nuts_sampler": "blackjax"}, "sample_stats", SAMPLER_METRICS),
     "pathfinder": ({"inference": "pathfinder"}, "fit_diagnostics", {"pareto_k", "elbo", "paths_succeeded"}),
     "laplace": (
         {"inference": "laplace"},
