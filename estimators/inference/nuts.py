@@ -24,6 +24,12 @@ SAMPLER_REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "blackjax": (("jax", "blackjax"), "jax"),
 }
 
+#: Arguments a sampler needs beyond ``pm.sample``'s defaults. BlackJAX runs its chains in one
+#: vectorised program: PyMC's default maps them over devices with ``jax.pmap``, which fails
+#: when there are more chains than devices (one CPU device: "cannot select an axis to
+#: squeeze out which has size not equal to one").
+_SAMPLER_ARGUMENTS = {"blackjax": {"nuts_sampler_kwargs": {"chain_method": "vectorized"}}}
+
 
 def refuse_minibatches(engine: str, batch_size: int | None) -> None:
     """Engines other than ADVI fit the exact posterior on the full data: no minibatches."""
@@ -52,6 +58,7 @@ def fit_nuts(
             # Named always: PyMC 6 would pick nutpie whenever it is installed, and the draws
             # for a seed would then depend on the environment.
             nuts_sampler=settings.nuts_sampler,
+            **_SAMPLER_ARGUMENTS.get(settings.nuts_sampler, {}),
         )
     posterior = idata.posterior
     if posterior.sizes["draw"] < settings.n_draws or posterior.sizes["chain"] < settings.n_chains:
