@@ -479,7 +479,7 @@ def autolog(
     max_tuning_runs: int | None = 5,
     log_input_examples: bool = False,
     log_model_signatures: bool = True,
-    log_loo: bool = False,
+    log_loo: bool | None = None,
 ) -> None:
     """Log every ``fit`` of a pmlearn estimator to MLflow.
 
@@ -555,14 +555,15 @@ def autolog(
         the model once more to validate it, which costs time).
     log_model_signatures : bool, default=True
         Give the model a signature (inputs, outputs and inference params).
-    log_loo : bool, default=False
+    log_loo : bool or None, default=None
         Log PSIS-LOO of the training rows (``arviz_stats.loo``): the metrics ``elpd_loo``,
         ``elpd_loo_se``, ``p_loo`` and ``pareto_k_bad`` (the share of rows with Pareto k > 0.7),
         and ``plots/pareto_k.png`` (with ``log_plots``). Where it is unreliable (more than 1% of
         rows with k > 0.7, or a minibatch fit) the tag ``pmlearn.loo_warning`` and a warning say
         why; a model with no pointwise likelihood of its training rows (a marginal Gaussian
-        process) gets only the tag. Off by default for its cost: about 3.5 s at 10,000 rows x
-        1,000 draws, most of it ``arviz_stats.loo`` (``benchmarks/loo.py``).
+        process) gets only the tag. ``None``: only where it is cheap, when the training rows
+        times the posterior draws are at most 2,000,000 (about half a second; at 10,000 rows x
+        1,000 draws it takes 3.5 s or more, most of it ``arviz_stats.loo``: ``benchmarks/loo.py``).
     """
     from sklearn.model_selection._search import BaseSearchCV
 

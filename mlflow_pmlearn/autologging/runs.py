@@ -35,7 +35,7 @@ from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging._failures import _attempt, _warn
 from estimators.settings import settings_that_do_not_apply
 from mlflow_pmlearn.autologging.describe import bayesian_params, model_graph
-from mlflow_pmlearn.autologging.loo import log_loo
+from mlflow_pmlearn.autologging.loo import log_loo, loo_by_default
 from mlflow_pmlearn.autologging.metrics import (
     PredictiveChecks,
     _elbo_metrics,
@@ -60,7 +60,7 @@ _CONFIG_DEFAULTS = {
     "registered_model_name": None,
     "max_tuning_runs": 5,
     "extra_tags": None,
-    "log_loo": False,
+    "log_loo": None,
 }
 #: Rows of the training data saved as the model's input example (``log_input_examples``).
 INPUT_EXAMPLE_ROWS = 5
@@ -256,7 +256,7 @@ def log_fit(
         _log_metrics(values, dataset, history, model_id=model.model_id if model is not None else None)
 
     _attempt("the metrics", log_metrics)
-    if config["log_loo"]:
+    if config["log_loo"] or (config["log_loo"] is None and loo_by_default(estimator)):
         model_id = model.model_id if model is not None else None
         _attempt("PSIS-LOO", lambda: log_loo(estimator, model_id=model_id, dataset=dataset, plot=config["log_plots"]))
     if config["log_traces"]:

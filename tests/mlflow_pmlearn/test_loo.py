@@ -16,6 +16,7 @@ from estimators.gaussian_process import GaussianProcessRegressor
 from estimators.linear_model import LinearRegression, LogisticRegression
 from estimators.mixture import GaussianMixture
 from estimators.neural_network import MLPClassifier
+from mlflow_pmlearn.autologging import loo
 from mlflow_pmlearn.autologging.loo import LOO_WARNING_TAG, loo_warnings, psis_loo
 from mlflow_pmlearn.evaluation import COMPARISON_FILE
 from tests.conftest import FAST
@@ -110,15 +111,20 @@ def test_autolog_logs_loo_metrics_a_pareto_k_plot_and_no_warning_for_a_good_fit(
     assert "plots/pareto_k.png" in {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
 
 
-def test_autolog_leaves_loo_out_by_default(mlflow_experiment, truth):
+@pytest.mark.parametrize("budget, logged", [(None, True), (1_000, False)])
+def test_autolog_logs_loo_by_default_only_where_it_is_cheap(mlflow_experiment, truth, monkeypatch, budget, logged):
+    """The default budget admits this fit's rows x draws; a budget below them leaves LOO out."""
     X, y = truth
+    if budget is not None:
+        monkeypatch.setattr(loo, "DEFAULT_LOO_MAX_VALUES", budget)
     mlflow_pmlearn.autolog(log_models=False, log_traces=False, log_plots=False)
     try:
         LinearRegression(**FAST).fit(X, y)
     finally:
         mlflow_pmlearn.autolog(disable=True)
     (run,) = mlflow.search_runs(experiment_ids=[mlflow_experiment], output_format="list")
-    assert not LOO_METRICS & set(run.data.metrics) and "training_score" in run.data.metrics
+    assert (LOO_METRICS <= set(run.data.metrics)) == logged and "training_score" in run.data.metrics
+    assert logged or not LOO_METRICS & set(run.data.metrics)
 
 
 def test_a_minibatch_fit_is_tagged_and_warned_as_unreliable(mlflow_experiment, binary_data, autolog_warnings):
