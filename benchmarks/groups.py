@@ -21,17 +21,16 @@ Run from the repository root (after ``pip install -e ".[spark]"``, with Java 17)
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 import warnings
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks import write_results
 
 warnings.filterwarnings("ignore")
 # One BLAS thread per Python worker: the workers are the parallelism (as in the test suite).
@@ -147,21 +146,18 @@ def main() -> None:
         rows = [run_cell(spark, n_groups, size, p, args.cores) for size in sizes for p in partitions]
     spark.stop()
     _print_table(rows)
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "spark": f"local[{args.cores}], pyspark {spark.version}",
-        "pymc": pymc.__version__,
-        "pytensor": pytensor.__version__,
-        "settings": SETTINGS,
-        "quick": args.quick,
+    write_results(
+        args.output,
+        spark=f"local[{args.cores}], pyspark {spark.version}",
+        pymc=pymc.__version__,
+        pytensor=pytensor.__version__,
+        settings=SETTINGS,
+        quick=args.quick,
         # Other processes' share of the cores: the figures are for an idle machine only at ~0.
-        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "warm_up": warm_up,
-        "rows": rows,
-    }
-    Path(args.output).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.output}")
+        load_average_before_after=[round(load_before, 2), round(os.getloadavg()[0], 2)],
+        warm_up=warm_up,
+        rows=rows,
+    )
 
 
 if __name__ == "__main__":

@@ -16,13 +16,11 @@ Run from the repository root (after ``pip install -e ".[test]"``)::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import warnings
-from datetime import date
 from pathlib import Path
+
+from benchmarks import write_results
 
 warnings.filterwarnings("ignore")
 
@@ -75,17 +73,14 @@ def main() -> None:
         )
     summary = {**report.summary(), "workers": args.workers}
     _print_table(summary)
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "pytensor_blas_ldflags": pytensor.config.blas__ldflags,
-        "model": f"LinearRegression, 10 features, {model.n_posterior_draws_} posterior draws",
-        "requests_sent": args.requests,
-        "time_limit_s": args.time_limit,
+    write_results(
+        args.output,
+        pytensor_blas_ldflags=pytensor.config.blas__ldflags,
+        model=f"LinearRegression, 10 features, {model.n_posterior_draws_} posterior draws",
+        requests_sent=args.requests,
+        time_limit_s=args.time_limit,
         **summary,
-    }
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    )
 
 
 if __name__ == "__main__":

@@ -22,18 +22,15 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import tempfile
 import warnings
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
 import xarray as xr
 
+from benchmarks import write_results
 from benchmarks.run import _print_table, _row, side_by_side, synthetic, timed
 from estimators.base import BayesianEstimator
 
@@ -114,14 +111,7 @@ def main() -> None:
     bench_loo(fit(), repeats, rows)
     bench_autolog(fit, repeats, rows)
     _print_table(rows)
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "quick": args.quick,
-        "rows": rows,
-    }
-    Path(args.output).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.output}")
+    write_results(args.output, quick=args.quick, rows=rows)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,6 @@ import tracemalloc
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 from unittest import mock
 
@@ -38,6 +36,8 @@ import pandas as pd
 
 if not __package__:  # run as a script: the repository root, for ``tests.model_server``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import write_results  # noqa: E402 (after the path above)
 
 warnings.filterwarnings("ignore")
 
@@ -619,15 +619,7 @@ def main() -> None:
     _print_table(rows)
     import pytensor
 
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "pytensor_blas_ldflags": pytensor.config.blas__ldflags,
-        "quick": args.quick,
-        "rows": rows,
-    }
-    Path(args.output).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.output}")
+    write_results(args.output, pytensor_blas_ldflags=pytensor.config.blas__ldflags, quick=args.quick, rows=rows)
 
 
 if __name__ == "__main__":
