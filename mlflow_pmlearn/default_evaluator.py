@@ -63,17 +63,23 @@ def support_default_evaluator() -> None:
     models get :func:`_labels_and_probabilities`) and the SHAP evaluator's ``_evaluate``
     (skipped for pmlearn models); every other model gets what MLflow gives it.
     """
-    from mlflow.models.evaluation.evaluators import classifier, shap
+    try:  # private MLflow functions: a release without them must not stop the model from loading
+        from mlflow.models.evaluation.evaluators import classifier, shap
 
-    original = classifier._extract_predict_fn_and_predict_proba_fn
+        original = classifier._extract_predict_fn_and_predict_proba_fn
+        explain = shap.ShapEvaluator._evaluate
+    except (ImportError, AttributeError) as error:
+        _logger.warning(
+            "This MLflow release changed the default evaluator's internals (%s): mlflow.models.evaluate "
+            "of a pmlearn classifier will not get class probabilities.", error
+        )
+        return
     if getattr(original, "_reads_pmlearn_frames", False):
         return
 
     @functools.wraps(original)
     def extract(model: Any):
         return _labels_and_probabilities(model) if _is_pmlearn(model) else original(model)
-
-    explain = shap.ShapEvaluator._evaluate
 
     @functools.wraps(explain)
     def explain_others(self, model: Any, *args, **kwargs):
