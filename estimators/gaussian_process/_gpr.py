@@ -130,7 +130,9 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
     A prediction is, for each posterior draw, the GP conditioned on the training data
     (kept in ``idata_``): ``Normal(mu*, sqrt(var* + noise^2))``; the draws are averaged.
     Its cost grows with the training rows ``n``: fitting factorises an ``n x n`` matrix
-    at every ADVI step (``O(n^3)``: 155 s for 1,000 rows on two cores); the prediction
+    at every gradient or Hessian-vector product (``O(n^3)``; about 40 of them for a
+    Laplace fit, 11 times scikit-learn's fit at 1,000 rows on a loaded two-core machine,
+    where ADVI takes about 1,900); the prediction
     function factorises it once per posterior draw when first built and keeps the factors
     (``n_draws * n^2`` floats: 800 MB for 100 draws of 1,000 rows, 32 MB for 200 rows),
     and a call then costs ``O(n_draws * n^2)`` per row (1,000 rows: 35 ms for one row,
@@ -158,9 +160,16 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
     n_draws : int, default=100
         Posterior draws kept and averaged over by predictions (fewer than the base's
         default: see the cost above).
+    inference : {"advi", "fullrank_advi", "nuts", "pathfinder", "laplace"}, default="laplace"
+        How to fit; see :class:`~estimators.base.BayesianEstimator`. The posterior is over
+        three numbers (``2 + n_features`` with ``ard``), so the Laplace approximation (the
+        mode by trust-region Newton, the covariance from the exact Hessian) takes a dozen
+        steps where ADVI takes about 2,000 and NUTS several thousand gradients, each of
+        which factorises the ``n x n`` covariance (benchmarks/gp.py measures each engine
+        against scikit-learn).
     **inference_params
         Other inference settings of :class:`~estimators.base.BayesianEstimator`
-        (``inference``, ``random_seed``, ...).
+        (``random_seed``, ...).
 
     Attributes
     ----------
@@ -207,9 +216,10 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         prior_scale_amplitude: float = 1.0,
         prior_scale_noise: float = 1.0,
         n_draws: int = 100,
+        inference: str = "laplace",
         **inference_params,
     ):
-        super().__init__(n_draws=n_draws, **inference_params)
+        super().__init__(n_draws=n_draws, inference=inference, **inference_params)
         self.kernel = kernel
         self.ard = ard
         self.prior_length_scale = prior_length_scale
@@ -273,6 +283,10 @@ class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         Rate of the Exponential prior of ``nu - 1`` (prior mean of ``nu``: ``1 + 1 / nu_rate``).
     n_draws : int, default=100
         Posterior draws kept and averaged over by predictions.
+    inference : {"advi", "fullrank_advi", "nuts", "pathfinder", "laplace"}, default="advi"
+        How to fit; see :class:`~estimators.base.BayesianEstimator`. ADVI, not NUTS as
+        elsewhere: the posterior has a latent value per training row, and every NUTS
+        gradient factorises the ``n x n`` covariance (thousands of them per fit).
     **inference_params
         Other inference settings of :class:`~estimators.base.BayesianEstimator`.
 
@@ -326,9 +340,10 @@ class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         prior_scale_noise: float = 1.0,
         nu_rate: float = 0.1,
         n_draws: int = 100,
+        inference: str = "advi",
         **inference_params,
     ):
-        super().__init__(n_draws=n_draws, **inference_params)
+        super().__init__(n_draws=n_draws, inference=inference, **inference_params)
         self.kernel = kernel
         self.ard = ard
         self.prior_length_scale = prior_length_scale

@@ -111,6 +111,10 @@ class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMix
         Scale of the HalfNormal prior of the noise standard deviation (standardised target).
     n_draws : int, default=200
         Posterior draws kept and averaged over by predictions.
+    inference : {"advi", "fullrank_advi", "nuts", "pathfinder", "laplace"}, default="advi"
+        How to fit; see :class:`~estimators.base.BayesianEstimator`. ADVI, not NUTS as
+        elsewhere: this model is for tens of thousands of rows, where NUTS's thousands of
+        gradients cost minutes (ADVI: 29 s at 20,000 rows, ``benchmarks/run.py``).
     **inference_params
         Other inference settings of :class:`~estimators.base.BayesianEstimator`.
 
@@ -170,9 +174,10 @@ class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMix
         prior_scale_amplitude: float = 1.0,
         prior_scale_noise: float = 1.0,
         n_draws: int = 200,
+        inference: str = "advi",
         **inference_params,
     ):
-        super().__init__(n_draws=n_draws, **inference_params)
+        super().__init__(n_draws=n_draws, inference=inference, **inference_params)
         self.n_inducing = n_inducing
         self.approx = approx
         self.inducing_points = inducing_points

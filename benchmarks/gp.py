@@ -1,0 +1,189 @@
+"""Gaussian processes against scikit-learn: the engines' fit time and log score, prediction, sparse scale.
+
+Data: ``y = sin(x0) + 0.5 cos(2 x1) + N(0, 0.2^2)`` on ``[-3, 3]^2``, seeded. Every ratio is
+measured side by side in one run: the two sides alternate, each ``REPEATS`` times after a
+warm-up, and the medians are kept.
+
+- ``fit``: ``GaussianProcessRegressor`` on 1,000 x 2 with each engine (first fitted once
+  on other data of the same shape, so that the timed fit is a retraining job's: compiled
+  code cached), against scikit-learn's ``GaussianProcessRegressor`` (``C * RBF +
+  WhiteKernel``, ``normalize_y=True``, no optimizer restarts). With each, the held-out mean
+  log predictive density on 1,000 new rows: ours ``log_predictive_density(X, y).mean()``
+  (the mixture over posterior draws), scikit-learn's plug-in ``norm.logpdf(y, mean, std)``
+  (its ``return_std`` includes the fitted white noise). ADVI and NUTS take minutes at this
+  size, so they run only with ``--slow``; without it, their cost is the fit's gradient
+  count times one gradient's time, listed as a lower bound.
+- ``predict``: ``predict(X, return_std=True)`` on 1,000 new rows with the default engine's
+  fit (per-draw factors already built by a first call), against scikit-learn's.
+- ``sparse``: ``SparseGaussianProcessRegressor`` (50 inducing points, VFE) on 20,000 x 2
+  with the default engine: a second fit on new data.
+
+Run from the repository root::
+
+    python -m benchmarks.gp           # prints a table, writes gp.json (about 5 minutes on 2 cores)
+    python -m benchmarks.gp --slow    # also fits with ADVI and NUTS at 1,000 rows (tens of minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).with_name("gp.json")
+N_ROWS, N_SPARSE, REPEATS = 1_000, 20_000, 3
+FAST_ENGINES, SLOW_ENGINES = ("laplace", "pathfinder"), ("advi", "nuts")
+
+
+def _sample(seed: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-3.0, 3.0, size=(n_rows, 2))
+    return X, np.sin(X[:, 0]) + 0.5 * np.cos(2.0 * X[:, 1]) + rng.normal(scale=0.2, size=n_rows)
+
+
+def _timed(function: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
+
+
+def _side_by_side(ours: Callable[[], object], theirs: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median seconds of ``ours`` and ``theirs``, alternately ``repeats`` times each (no warm-up: callers warm up)."""
+    times_ours, times_theirs = [], []
+    for _ in range(repeats):
+        times_ours.append(_timed(ours)[0])
+        times_theirs.append(_timed(theirs)[0])
+    return float(np.median(times_ours)), float(np.median(times_theirs))
+
+
+def _sklearn_gp():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    kernel = ConstantKernel() * RBF() + WhiteKernel()
+    return GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=0, random_state=0)
+
+
+def _sklearn_log_score(model, X: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import norm
+
+    mean, std = model.predict(X, return_std=True)
+    return float(norm.logpdf(y, mean, std).mean())
+
+
+def _gradient_seconds(model) -> float:
+    """Seconds of one log-density gradient of a fitted estimator's model (median of 5)."""
+    pymc_model = model.pymc_model()
+    gradient = pymc_model.compile_dlogp()
+    point = pymc_model.initial_point()
+    gradient(point)
+    return float(np.median([_timed(lambda: gradient(point))[0] for _ in range(5)]))
+
+
+def bench_fit(engines: tuple[str, ...]) -> tuple[list[dict], object]:
+    """One row per engine; returns also the default engine's fitted estimator (for ``predict``)."""
+    from estimators.gaussian_process import GaussianProcessRegressor
+
+    X_first, y_first = _sample(0, N_ROWS)
+    X_train, y_train = _sample(1, N_ROWS)
+    X_test, y_test = _sample(2, N_ROWS)
+    sklearn_model = _sklearn_gp().fit(X_train, y_train)
+    sklearn_lpd = _sklearn_log_score(sklearn_model, X_test, y_test)
+    rows, default_fit, gradient_s = [], None, None
+    for engine in (*engines, *(e for e in SLOW_ENGINES if e not in engines)):
+        def estimator():
+            return GaussianProcessRegressor(inference=engine, random_seed=0, progressbar=False)
+
+        if engine not in engines:  # too slow to run by default: a lower bound from one gradient's time
+            steps = {"advi": 1_900, "nuts": 2 * (1_000 + 100) * 3}[engine]
+            rows.append({
+                "engine": engine, "ours_s": steps * gradient_s, "sklearn_s": None, "ratio": None,
+                "ours_lpd": None, "sklearn_lpd": sklearn_lpd, "first_fit_s": None,
+                "note": f"not run: >= {steps:,} gradients x {gradient_s:.3f} s (lower bound; run with --slow)",
+            })
+            continue
+        first_s, _ = _timed(lambda: estimator().fit(X_first, y_first))
+        repeats = REPEATS if engine in FAST_ENGINES else 1
+        fitted = []
+        ours_s, theirs_s = _side_by_side(
+            lambda: fitted.append(estimator().fit(X_train, y_train)), lambda: _sklearn_gp().fit(X_train, y_train), repeats
+        )
+        model = fitted[-1]
+        if gradient_s is None:
+            gradient_s = _gradient_seconds(model)
+        if engine == GaussianProcessRegressor().inference:
+            default_fit = model
+        rows.append({
+            "engine": engine, "ours_s": ours_s, "sklearn_s": theirs_s, "ratio": ours_s / theirs_s,
+            "ours_lpd": float(model.log_predictive_density(X_test, y_test).mean()), "sklearn_lpd": sklearn_lpd,
+            "first_fit_s": first_s,
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    return rows, default_fit
+
+
+def bench_predict(model) -> dict:
+    X_train, y_train = _sample(1, N_ROWS)
+    X_new, _ = _sample(3, N_ROWS)
+    sklearn_model = _sklearn_gp().fit(X_train, y_train)
+    build_s, _ = _timed(lambda: model.predict(X_new[:1], return_std=True))  # builds the per-draw factors
+    ours_s, theirs_s = _side_by_side(
+        lambda: model.predict(X_new, return_std=True), lambda: sklearn_model.predict(X_new, return_std=True), REPEATS
+    )
+    return {"ours_s": ours_s, "sklearn_s": theirs_s, "ratio": ours_s / theirs_s, "n_draws": model.n_draws, "first_call_s": build_s}
+
+
+def bench_sparse() -> dict:
+    from estimators.gaussian_process import SparseGaussianProcessRegressor
+
+    X_first, y_first = _sample(4, N_SPARSE)
+    X_train, y_train = _sample(5, N_SPARSE)
+    first_s, _ = _timed(lambda: SparseGaussianProcessRegressor(random_seed=0, progressbar=False).fit(X_first, y_first))
+    fit_s, model = _timed(lambda: SparseGaussianProcessRegressor(random_seed=0, progressbar=False).fit(X_train, y_train))
+    return {"engine": model.inference, "fit_s": fit_s, "first_fit_s": first_s, "target_s": 30.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slow", action="store_true", help="also fit with ADVI and NUTS at 1,000 rows")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    start = time.perf_counter()
+    fit_rows, default_fit = bench_fit((*FAST_ENGINES, *SLOW_ENGINES) if args.slow else FAST_ENGINES)
+    predict_row = bench_predict(default_fit)
+    print(json.dumps(predict_row), flush=True)
+    sparse_row = bench_sparse()
+
+    print(f"GaussianProcessRegressor {N_ROWS:,} x 2, second fit (retraining), median of {REPEATS} side by side; load {os.getloadavg()[0]:.1f}")
+    print(f"{'engine':12s} {'ours s':>8s} {'sklearn s':>10s} {'ratio':>7s} {'ours LPD':>9s} {'sklearn LPD':>12s} {'first fit s':>12s}")
+    for row in fit_rows:
+        if row["ratio"] is None:
+            print(f"{row['engine']:12s} {row['ours_s']:8.1f} {'':>10s} {'':>7s} {'':>9s} {row['sklearn_lpd']:12.3f} {'':>12s}  {row['note']}")
+            continue
+        print(
+            f"{row['engine']:12s} {row['ours_s']:8.2f} {row['sklearn_s']:10.2f} {row['ratio']:6.1f}x "
+            f"{row['ours_lpd']:9.3f} {row['sklearn_lpd']:12.3f} {row['first_fit_s']:12.1f}"
+        )
+    print(
+        f"predict(return_std=True), {N_ROWS:,} rows, {predict_row['n_draws']} draws: {predict_row['ours_s']:.3f} s vs "
+        f"sklearn {predict_row['sklearn_s']:.3f} s = {predict_row['ratio']:.1f}x (first call, building the factors: {predict_row['first_call_s']:.1f} s)"
+    )
+    print(f"SparseGaussianProcessRegressor {N_SPARSE:,} x 2 ({sparse_row['engine']}): {sparse_row['fit_s']:.1f} s (target <= 30 s; first fit {sparse_row['first_fit_s']:.1f} s)")
+    RESULTS.write_text(json.dumps({
+        "date": date.today().isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0], "seconds": time.perf_counter() - start,
+        "fit": fit_rows, "predict": predict_row, "sparse": sparse_row,
+    }, indent=2) + "\n")
+    print(f"written {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
