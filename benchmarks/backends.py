@@ -44,7 +44,7 @@ def _measure() -> dict[str, float]:
     X = rng.normal(size=(200, 5))
     y = X @ rng.normal(size=5) + 0.5 + rng.normal(scale=0.3, size=200)
     X_new = rng.normal(size=(1000, 5))
-    advi = {"n_draws": 500, "max_iter": 1000, "tol": 1e-12, "random_seed": 0, "progressbar": False}
+    advi = {"inference": "advi", "n_draws": 500, "max_iter": 1000, "tol": 1e-12, "random_seed": 0, "progressbar": False}
     nuts = {"inference": "nuts", "n_draws": 200, "n_tune": 200, "n_chains": 2, "random_seed": 0, "progressbar": False}
     for attempt in ("first", "second"):
         start = time.perf_counter()

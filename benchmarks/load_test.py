@@ -64,7 +64,7 @@ def main() -> None:
     from tests.model_server import load_test
 
     X, y, _, _ = synthetic(2000)
-    model = LinearRegression(random_seed=0, progressbar=False).fit(X, y)
+    model = LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y)
     with tempfile.TemporaryDirectory() as directory:
         mlflow_pmlearn.save_model(model, Path(directory) / "model")
         report = load_test(

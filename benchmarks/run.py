@@ -132,7 +132,7 @@ def bench_prediction(quick: bool, rows: list[dict]) -> None:
     X, y, labels, _ = synthetic(10_000)
     params = {"return_std": True, "interval_prob": 0.94}
     with tempfile.TemporaryDirectory() as directory:
-        regressor = LinearRegression(random_seed=0, progressbar=False).fit(X, y)
+        regressor = LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y)
         classifier = LogisticRegression(random_seed=0, progressbar=False).fit(X, labels)
         served_regressor = _pyfunc(regressor, directory)
         served_classifier = _pyfunc(classifier, directory)
@@ -181,7 +181,7 @@ def bench_scaling(quick: bool, rows: list[dict]) -> None:
     from mlflow_pmlearn.pyfunc import MAX_ROWS_VARIABLE
 
     X, y, *_ = synthetic(10_000)
-    regressor = LinearRegression(random_seed=0, progressbar=False).fit(X, y)
+    regressor = LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y)
     sizes = [1_000, 10_000, 100_000] + ([] if quick else [1_000_000])
     with tempfile.TemporaryDirectory() as directory:
         with mock.patch.dict(os.environ, {MAX_ROWS_VARIABLE: "0"}):  # one call takes all the rows
@@ -217,7 +217,7 @@ def bench_fitting(quick: bool, rows: list[dict]) -> None:
     repeats = 1 if quick else 3
 
     def ours():
-        model = LinearRegression(random_seed=0, progressbar=False).fit(X, y)
+        model = LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y)
         ours.error = float(np.abs(model.coef_ - coef).max())
         ours.converged = bool(model.idata_.fit_history.attrs["converged"])
 
@@ -241,7 +241,7 @@ def bench_fitting(quick: bool, rows: list[dict]) -> None:
     rows.append(
         _row(
             "fitting",
-            f"LinearRegression default ADVI, 10,000 x 10 (converged={ours.converged}, max coef error {ours.error:.3f})",
+            f"LinearRegression ADVI, 10,000 x 10 (converged={ours.converged}, max coef error {ours.error:.3f})",
             mine,
             f"hand-written pm.fit + CheckParametersConvergence ({hand_written.iterations} it, error {hand_written.error:.3f})",
             theirs,
@@ -330,7 +330,7 @@ def bench_cold_start(quick: bool, rows: list[dict]) -> None:
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench-cold-start", artifact_location=Path(directory, "artifacts").as_uri()))
         with mlflow.start_run():
-            mlflow_pmlearn.log_model(LinearRegression(random_seed=0, progressbar=False).fit(X, y), name="m", registered_model_name="bench-pmlearn")
+            mlflow_pmlearn.log_model(LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y), name="m", registered_model_name="bench-pmlearn")
             mlflow.sklearn.log_model(BayesianRidge().fit(X, y), name="m", registered_model_name="bench-sklearn", serialization_format="skops", skops_trusted_types=[])
         example = os.path.join(directory, "row.json")
         X.iloc[:1].to_json(example, orient="split")
@@ -414,7 +414,7 @@ def bench_served(quick: bool, rows: list[dict]) -> None:
     body_with_params = json.dumps({"dataframe_split": one_row, "params": {"return_std": True, "interval_prob": 0.94}}).encode()
     with tempfile.TemporaryDirectory() as directory:
         ours_path, ridge_path = os.path.join(directory, "pmlearn"), os.path.join(directory, "ridge")
-        mlflow_pmlearn.save_model(LinearRegression(random_seed=0, progressbar=False).fit(X, y), ours_path)
+        mlflow_pmlearn.save_model(LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y), ours_path)
         ridge = BayesianRidge().fit(X, y)
         mlflow.sklearn.save_model(ridge, ridge_path, serialization_format="skops", signature=infer_signature(X, ridge.predict(X)))
         servers: dict[str, ModelServer] = {}
@@ -470,7 +470,7 @@ def bench_autolog(quick: bool, rows: list[dict]) -> None:
     repeats = 1 if quick else 3
 
     def fit():
-        LinearRegression(random_seed=0, progressbar=False).fit(X, y)
+        LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y)
 
     def autologged(**settings) -> Callable[[], object]:
         def run():
@@ -523,7 +523,7 @@ def bench_gp(quick: bool, rows: list[dict]) -> None:
         kernel = ConstantKernel() * RBF() + WhiteKernel()
         fitted["sklearn"] = SklearnGaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(X_small, y_small)
 
-    settings = {"random_seed": 0, "progressbar": False}
+    settings = {"inference": "advi", "random_seed": 0, "progressbar": False}
     exact = fit("exact", GaussianProcessRegressor(**settings), X_small, y_small)
     sklearn_seconds = statistics.median(timed(sklearn_fit) for _ in range(3))
     rows.append(_row("gp", f"GaussianProcessRegressor ADVI fit, {small:,} x 2 ({fitted['exact_steps']} steps, 100 draws)", exact, "sklearn GaussianProcessRegressor (max. marginal likelihood)", sklearn_seconds))
