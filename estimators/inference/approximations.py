@@ -64,6 +64,9 @@ def fit_laplace(
         optimize_method="trust-ncg",
         use_grad=True,
         use_hessp=True,
+        # Not frozen: frozen data are constants of the compiled functions, which a refit on
+        # new data would then compile again (the data containers keep them cached).
+        freeze_model=False,
         model=model,
         draws=settings.n_draws,
         random_seed=settings.random_seed,

@@ -16,7 +16,7 @@ from family_helpers import every_estimator
 pytestmark = pytest.mark.slow  # minutes, not seconds: each check fits and compiles
 
 #: Few draws and a short ADVI run: enough for the checks' easy training-score thresholds.
-CHECK_SETTINGS = {"n_draws": 20, "max_iter": 300, "random_seed": 0, "progressbar": False}
+CHECK_SETTINGS = {"inference": "advi", "n_draws": 20, "max_iter": 300, "random_seed": 0, "progressbar": False}
 
 
 def expected_failed_checks(estimator) -> dict[str, str]:

@@ -195,7 +195,7 @@ warnings.filterwarnings("ignore")
 import numpy as np
 import pymc as pm
 import mlflow_pmlearn
-from estimators import inference
+from estimators.inference import advi
 from estimators.linear_model import LinearRegression
 
 handling, name, method = sys.argv[1:]
@@ -209,7 +209,7 @@ if handling == "sigterm-exits":  # what many applications do: SIGTERM -> SystemE
 def tell(*args, **kwargs):  # a file says that the ADVI loop or the NUTS sampling is running
     pathlib.Path("iterating").touch()
 # ADVI: the plateau schedule replaced (it never converges); NUTS: a callback at every draw.
-inference.PlateauSchedule.__call__ = tell
+advi.PlateauSchedule.__call__ = tell
 sample = pm.sample
 pm.sample = lambda *args, **kwargs: sample(*args, callback=tell, **kwargs)
 mlflow_pmlearn.autolog(registered_model_name=name, log_plots=False)

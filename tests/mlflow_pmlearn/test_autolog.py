@@ -134,7 +134,7 @@ def test_params_hold_hyperparameters_priors_structure_versions_and_data_shape(ad
     assert run.data.tags["mlflow.autologging"] == "pmlearn" and run.data.tags["team"] == "bayes"
     # The hyper-parameters, and of the inference settings those that apply to ADVI.
     for name, value in estimator.get_params().items():
-        if name not in ("n_tune", "n_chains", "progressbar"):
+        if name not in ("n_tune", "n_chains", "nuts_sampler", "progressbar"):
             assert params[name] == str(value)
         else:
             assert name not in params, f"{name} does not apply to an ADVI fit"
@@ -339,7 +339,8 @@ def test_logging_failure_warns_and_leaves_the_fit_and_the_rest_of_the_run(
     assert run.info.status == "FINISHED"
     assert "training_score" in run.data.metrics and "prior.coef_std" in run.data.params
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
-    assert "trace" in artifacts and "plots" not in artifacts
+    plots = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
+    assert "trace" in artifacts and plots <= {"plots/pareto_k.png"}  # only LOO's, logged apart
     assert len(_logged_models(run.info.experiment_id)) == 1
 
 
