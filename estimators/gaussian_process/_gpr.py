@@ -245,9 +245,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         mean, variance = _gaussian_conditional(
             self._kernel_name(), X_train, X_new, target, length_scale, amplitude, noise
         )
-        # The observation variance the fit used: noise^2 + JITTER (a Laplace draw's noise can
-        # underflow to 0 when the data are nearly noise-free).
-        return pm.Normal.dist(y_location + y_scale * mean, y_scale * pt.sqrt(variance + noise**2 + JITTER))
+        return pm.Normal.dist(y_location + y_scale * mean, y_scale * pt.sqrt(variance + noise**2))
 
 
 class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
