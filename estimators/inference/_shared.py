@@ -1,4 +1,5 @@
-"""What every engine shares: showing progress on the console, and refusing a half-finished fit."""
+"""What every engine shares: progress on the console, refusing a half-finished fit, and
+naming what an engine cannot take (a missing extra, minibatches)."""
 
 from __future__ import annotations
 
@@ -87,4 +88,13 @@ def require(modules: tuple[str, ...], extra: str, engine: str) -> None:
         raise ImportError(
             f"{engine} needs {', '.join(missing)}, which is not installed. Install the "
             f'"{extra}" extra: pip install "mlflow-pmlearn[{extra}]"'
+        )
+
+
+def refuse_minibatches(engine: str, batch_size: int | None) -> None:
+    """Engines other than ADVI fit the exact posterior on the full data: no minibatches."""
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size={batch_size} applies to ADVI only: {engine} needs the full data at every step. "
+            f'Set batch_size=None to use {engine}, or inference="advi" (or "fullrank_advi") to fit on minibatches.'
         )

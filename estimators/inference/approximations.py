@@ -17,7 +17,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from estimators.inference.nuts import refuse_minibatches
+from estimators.inference._shared import refuse_minibatches
 from estimators.settings import InferenceSettings
 
 #: Groups of pymc-extras' traces that our trace layout replaces with ``fit_diagnostics``.

@@ -13,7 +13,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from estimators.inference._shared import interrupted, require
+from estimators.inference._shared import interrupted, refuse_minibatches, require
 from estimators.settings import InferenceSettings
 
 #: Each sampler's modules beyond PyMC, and the extra that installs them.
@@ -29,15 +29,6 @@ SAMPLER_REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
 #: when there are more chains than devices (one CPU device: "cannot select an axis to
 #: squeeze out which has size not equal to one").
 _SAMPLER_ARGUMENTS = {"blackjax": {"nuts_sampler_kwargs": {"chain_method": "vectorized"}}}
-
-
-def refuse_minibatches(engine: str, batch_size: int | None) -> None:
-    """Engines other than ADVI fit the exact posterior on the full data: no minibatches."""
-    if batch_size is not None:
-        raise ValueError(
-            f"batch_size={batch_size} applies to ADVI only: {engine} needs the full data at every step. "
-            f'Set batch_size=None to use {engine}, or inference="advi" (or "fullrank_advi") to fit on minibatches.'
-        )
 
 
 def fit_nuts(
