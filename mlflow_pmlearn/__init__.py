@@ -519,8 +519,8 @@ def autolog(
     **Meta-estimators.** A scikit-learn ``Pipeline`` ending in a pmlearn estimator logs one
     run: the pipeline's deep parameters (``reg__prior_scale_coef``, ...), and the priors,
     diagnostics, plots and trace of its pmlearn step, fitted on the data the earlier steps
-    produced (labelled by their feature names when the steps output DataFrames, e.g. with
-    ``set_output(transform="pandas")``). The model logged, and registered under
+    produced and labelled by their ``get_feature_names_out`` (``num__size``, ``cat__city_lyon``,
+    ...), whether the steps output DataFrames or arrays. The model logged, and registered under
     ``registered_model_name``, is the whole pipeline (its preprocessing saved with skops),
     taking the raw features; its signature is inferred from the raw training rows. A parameter
     search (``GridSearchCV``, ``RandomizedSearchCV``) over a pmlearn estimator, or over such a

@@ -87,6 +87,20 @@ def with_final_step(pipeline: Pipeline, final: Any) -> Pipeline:
     return copied
 
 
+def final_step_feature_names(pipeline: Pipeline) -> list[str] | None:
+    """Names of the columns the final pmlearn step of ``pipeline`` is given.
+
+    Read from the earlier steps' ``get_feature_names_out``, as fitted; None when a step
+    cannot name its output columns (e.g. a ``FunctionTransformer`` without
+    ``feature_names_out``).
+    """
+    try:
+        names = with_final_step(pipeline, "passthrough").get_feature_names_out()
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return [str(name) for name in names]
+
+
 def _trusted_types() -> list[str]:
     extra = os.environ.get(TRUSTED_TYPES_VARIABLE, "")
     return [*TRUSTED_TYPES, *(name.strip() for name in extra.split(",") if name.strip())]

@@ -89,7 +89,9 @@ def _in_data_units(model) -> list[str]:
     return [*free, *(variable.name for variable in model.deterministics)]
 
 
-def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = None) -> dict[str, bytes]:
+def fit_plots(
+    estimator: BayesianEstimator, checks: PredictiveChecks | None = None, idata: xr.DataTree | None = None
+) -> dict[str, bytes]:
     """PNG plots by file name: ELBO curve or trace and rank plots, posteriors, a PPC.
 
     Parameters
@@ -98,8 +100,10 @@ def fit_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None = No
         The fitted estimator.
     checks : PredictiveChecks, optional
         :func:`predictive_checks` on the training data; without draws, no PPC plot.
+    idata : DataTree, optional
+        The trace to plot, by default ``estimator.idata_`` (e.g. one with relabelled coordinates).
     """
-    idata = estimator.idata_
+    idata = estimator.idata_ if idata is None else idata
     model = estimator.pymc_model()
     free = [rv.name for rv in model.free_RVs]
     plots = {}

@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import xarray as xr
 from joblib.parallel import get_active_backend
 from mlflow.entities import Metric, RunStatus
 from mlflow.models import infer_signature
@@ -44,7 +45,7 @@ from mlflow_pmlearn.autologging.metrics import (
     predictive_checks,
 )
 from mlflow_pmlearn.autologging.plots import fit_plots
-from mlflow_pmlearn.pipelines import final_estimator
+from mlflow_pmlearn.pipelines import final_estimator, final_step_feature_names
 from mlflow_pmlearn.pyfunc import model_signature
 from mlflow_pmlearn.serialization import NETCDF_ENGINE
 from mlflow_pmlearn.versions import FLAVOR_NAME
@@ -242,7 +243,8 @@ def log_fit(
     _attempt("the hyper-parameters", lambda: _log_params(params))
     _attempt("the priors and model structure", lambda: _log_params(bayesian_params(estimator, raw_X)))
     dataset = _attempt("the training dataset", lambda: _log_dataset(raw_X, raw_y)) if config["log_datasets"] else None
-    summary = _attempt("the posterior summary", lambda: posterior_summary(estimator.idata_))
+    idata = _labelled_trace(estimator, whole_model)
+    summary = _attempt("the posterior summary", lambda: posterior_summary(idata))
     checks = _attempt("the posterior predictive checks", lambda: predictive_checks(estimator, X, y))
 
     # The model first, so that the metrics can name it (as MLflow's scikit-learn autolog does).
@@ -260,9 +262,25 @@ def log_fit(
         model_id = model.model_id if model is not None else None
         _attempt("PSIS-LOO", lambda: log_loo(estimator, model_id=model_id, dataset=dataset, plot=config["log_plots"]))
     if config["log_traces"]:
-        _attempt("the trace", lambda: _log_trace(estimator, summary))
+        _attempt("the trace", lambda: _log_trace(idata, summary))
     if config["log_plots"]:
-        _attempt("the plots", lambda: _log_plots(estimator, checks))
+        _attempt("the plots", lambda: _log_plots(estimator, checks, idata))
+
+
+def _labelled_trace(estimator: BayesianEstimator, whole_model: BaseEstimator | None) -> xr.DataTree:
+    """The estimator's trace, its ``feature`` coordinate named after a pipeline's transformed columns.
+
+    A pipeline's final step fitted on an unnamed array (the earlier steps output NumPy)
+    calls its features ``x0``, ``x1``, ...; the summary, trace and plots logged then use
+    ``get_feature_names_out`` of the earlier steps instead. The estimator is unchanged.
+    """
+    idata = estimator.idata_
+    if whole_model is None or hasattr(estimator, "feature_names_in_"):
+        return idata
+    names = final_step_feature_names(whole_model)
+    if names is None or len(names) != estimator.n_features_in_:
+        return idata
+    return idata.map_over_datasets(lambda data: data.assign_coords(feature=names) if "feature" in data.dims else data)
 
 
 def _code_paths(estimator: BayesianEstimator) -> list[str] | None:
@@ -310,15 +328,15 @@ def _log_files(files: dict[str, bytes], artifact_path: str) -> None:
         mlflow.log_artifacts(directory, artifact_path)
 
 
-def _log_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None) -> None:
+def _log_plots(estimator: BayesianEstimator, checks: PredictiveChecks | None, idata: xr.DataTree) -> None:
     graph_name, graph = model_graph(estimator.pymc_model())
-    _log_files({**fit_plots(estimator, checks), graph_name: graph}, "plots")
+    _log_files({**fit_plots(estimator, checks, idata), graph_name: graph}, "plots")
 
 
-def _log_trace(estimator: BayesianEstimator, summary: pd.DataFrame | None) -> None:
+def _log_trace(idata: xr.DataTree, summary: pd.DataFrame | None) -> None:
     """The trace as NetCDF (reloads with ``xarray.open_datatree``) and its summary as CSV and HTML."""
     with tempfile.TemporaryDirectory() as directory:
-        estimator.idata_.to_netcdf(Path(directory) / "trace.nc", engine=NETCDF_ENGINE)
+        idata.to_netcdf(Path(directory) / "trace.nc", engine=NETCDF_ENGINE)
         if summary is not None:
             summary.to_csv(Path(directory) / "summary.csv")
             (Path(directory) / "summary.html").write_text(summary.to_html(float_format=lambda v: f"{v:.4g}"))

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io
+import xarray as xr
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sklearn.compose import ColumnTransformer
@@ -72,6 +73,30 @@ def test_round_trip_predicts_the_same_from_raw_columns_without_pickle(fitted, tm
     pd.testing.assert_frame_equal(frame, expected)
     inputs = {spec.name: spec.type.name for spec in served.metadata.get_input_schema().inputs}
     assert inputs == {"size": "double", "city": "string"}
+
+
+def test_autolog_names_the_posterior_after_numpy_preprocessing_output(mlflow_experiment):
+    """Preprocessing that outputs arrays (scikit-learn's default) still labels the posterior by
+    ``get_feature_names_out``, in the summary, the trace and the posterior plot; the fitted
+    step itself keeps scikit-learn's names."""
+    X, y = _raw_rows(80)
+    pipeline = Pipeline([("prep", _preprocessing()), ("reg", LinearRegression(**FAST))])
+    mlflow_pmlearn.autolog(log_models=False)
+    try:
+        with mlflow.start_run() as run:
+            pipeline.fit(X, y)
+    finally:
+        mlflow_pmlearn.autolog(disable=True)
+    names = ["num__size", "cat__city_lyon", "cat__city_nantes", "cat__city_paris"]
+    assert list(pipeline[:-1].get_feature_names_out()) == names
+    assert not hasattr(pipeline[-1], "feature_names_in_")
+    assert list(pipeline[-1].idata_.posterior["coef"].coords["feature"].values) == ["x0", "x1", "x2", "x3"]
+    artifacts = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id))
+    labels = pd.read_csv(artifacts / "trace" / "summary.csv", index_col=0).index
+    assert [label for label in labels if label.startswith("coef[")] == [f"coef[{name}]" for name in names]
+    with xr.open_datatree(artifacts / "trace" / "trace.nc") as trace:
+        assert list(trace.posterior["coef"].coords["feature"].values) == names
+    assert (artifacts / "plots" / "posterior.png").stat().st_size > 0
 
 
 def test_nested_pipeline_round_trip(tmp_path):
