@@ -31,7 +31,7 @@ def every_estimator(**settings) -> list[BayesianEstimator]:
         LinearRegression(**settings),
         LogisticRegression(**settings),
         HierarchicalLogisticRegression(group_col=0, **settings),
-        MLPClassifier(hidden_layer_sizes=4, batch_size=8, **settings),
+        MLPClassifier(hidden_layer_sizes=4, batch_size=8, **{"inference": "advi", **settings}),  # minibatches: ADVI
         GaussianNB(**settings),
         GaussianMixture(n_components=2, covariance_type="diag", **settings),
         DirichletProcessMixture(n_components=3, covariance_type="diag", **settings),
