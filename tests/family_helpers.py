@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+from sklearn.base import is_classifier, is_regressor
+
 from estimators.base import BayesianEstimator
 from estimators.gaussian_process import (
     GaussianProcessRegressor,
@@ -39,6 +42,24 @@ def every_estimator(**settings) -> list[BayesianEstimator]:
         StudentTProcessRegressor(**settings),
         SparseGaussianProcessRegressor(n_inducing=10, **settings),
     ]
+
+
+def training_set(estimator: BayesianEstimator, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """40 rows of one feature with a random location and scale; ``y`` as the estimator needs.
+
+    One feature, so the feature statistics are scalars: both PyTensor backends key their
+    caches by a scalar literal's value (the C backend writes it into the code, and does not
+    key on a vector literal's values; Numba keys on both). The hierarchical model gets a
+    group column in front of the feature.
+    """
+    feature = rng.normal(loc=rng.normal(scale=5.0), scale=rng.uniform(0.5, 5.0), size=40)
+    response = feature * rng.uniform(1.0, 3.0) + rng.normal(size=40) + rng.normal(scale=5.0)
+    X = np.column_stack([np.arange(40) % 3, feature] if hasattr(estimator, "group_col") else [feature])
+    if is_regressor(estimator):
+        return X, response
+    if is_classifier(estimator):
+        return X, (response > np.median(response)).astype(int)
+    return X, None
 
 
 def assert_saved_without_pickle(model_dir: Path) -> None:

@@ -21,9 +21,8 @@ import pytensor.tensor as pt
 import pytest
 from numba.core import dispatcher as numba_dispatcher
 from pytensor.link.c.basic import CLinker
-from sklearn.base import is_classifier, is_regressor
 
-from family_helpers import every_estimator
+from family_helpers import every_estimator, training_set
 
 TINY = {"n_draws": 10, "max_iter": 30, "random_seed": 0, "progressbar": False}
 
@@ -54,27 +53,9 @@ def compilations() -> Iterator[list[str]]:
         yield compiled
 
 
-def _training_set(estimator, rng: np.random.Generator):
-    """40 rows of one feature with a random location and scale; ``y`` as the estimator needs.
-
-    One feature, so the feature statistics are scalars: both backends key their caches by a
-    scalar literal's value (the C backend writes it into the code, and does not key on a
-    vector literal's values; Numba keys on both). The hierarchical model gets a group
-    column in front of the feature.
-    """
-    feature = rng.normal(loc=rng.normal(scale=5.0), scale=rng.uniform(0.5, 5.0), size=40)
-    response = feature * rng.uniform(1.0, 3.0) + rng.normal(size=40) + rng.normal(scale=5.0)
-    X = np.column_stack([np.arange(40) % 3, feature] if hasattr(estimator, "group_col") else [feature])
-    if is_regressor(estimator):
-        return X, response
-    if is_classifier(estimator):
-        return X, (response > np.median(response)).astype(int)
-    return X, None
-
-
 def _compiled_by_fit(estimator, rng: np.random.Generator) -> list[str]:
     """What is compiled to fit ``estimator`` on a new training set and predict its rows."""
-    X, y = _training_set(estimator, rng)
+    X, y = training_set(estimator, rng)
     with compilations() as compiled:
         estimator.fit(X, y).predict(X)
     return compiled

@@ -1,0 +1,118 @@
+"""First fits on an empty compile cache: a new user's main job, and each built-in's first fit.
+
+- ``main job``: ``examples/quickstart/main.py`` (fit under autolog, register, predict from
+  the registry) in a fresh process, with an empty PyTensor compile directory and a fresh
+  sqlite store; then once more on the directory the first run filled. Wall time of the
+  process, start to exit. Target: <= 20 s on the empty cache.
+- ``first fit``: each built-in with its default engine and settings, in a fresh process
+  with an empty compile directory (imports done before the clock starts): its first fit on
+  40 rows, then a second fit on 40 new rows in the same process, as a retraining job does.
+  Target: the first <= 3x the second.
+
+Run from the repository root (after ``pip install -e ".[test]"``)::
+
+    python -m benchmarks.first_fit          # prints a table, writes first_fit.json (about 10 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import write_results
+
+RESULTS = Path(__file__).with_name("first_fit.json")
+REPOSITORY = Path(__file__).resolve().parents[1]
+MAIN_JOB_TARGET_S, FIRST_FIT_TARGET = 20.0, 3.0
+
+
+def _empty_cache_environment(directory: str) -> dict[str, str]:
+    """This process's environment with PyTensor's (and Numba's) caches in ``directory``, empty."""
+    return {
+        **os.environ,
+        "PYTENSOR_FLAGS": f"compiledir={directory}/pytensor",
+        "NUMBA_CACHE_DIR": f"{directory}/numba",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{directory}/mlflow.db",
+    }
+
+
+def bench_main_job() -> dict[str, float]:
+    """Seconds of the quickstart job on an empty cache, then on the cache it filled."""
+    with tempfile.TemporaryDirectory() as directory:
+        environment = _empty_cache_environment(directory)
+        seconds = {}
+        for label in ("cold_s", "warm_s"):
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, str(REPOSITORY / "examples" / "quickstart" / "main.py")],
+                cwd=directory, env=environment, check=True, capture_output=True,
+            )
+            seconds[label] = time.perf_counter() - start
+    return seconds
+
+
+def _fit_twice(name: str) -> dict[str, float]:
+    """In this process: the named built-in's first fit, then a second on new data (seconds)."""
+    import warnings
+
+    import numpy as np
+
+    from tests.family_helpers import every_estimator, training_set
+
+    warnings.filterwarnings("ignore")
+    (estimator,) = [e for e in every_estimator(random_seed=0, progressbar=False) if type(e).__name__ == name]
+    rng = np.random.default_rng(0)
+    seconds = {}
+    for label in ("first_s", "second_s"):
+        X, y = training_set(estimator, rng)
+        start = time.perf_counter()
+        estimator.fit(X, y)
+        seconds[label] = time.perf_counter() - start
+    return {"inference": estimator.inference, **seconds}
+
+
+def bench_first_fits() -> list[dict]:
+    """One row per built-in, each in a fresh process with an empty compile cache."""
+    from tests.family_helpers import every_estimator
+
+    rows = []
+    for estimator in every_estimator():
+        name = type(estimator).__name__
+        with tempfile.TemporaryDirectory() as directory:
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.first_fit", "--child", name],
+                cwd=REPOSITORY, env=_empty_cache_environment(directory), capture_output=True, text=True, check=True,
+            )
+        row = {"estimator": name, **json.loads(done.stdout.strip().splitlines()[-1])}
+        row["ratio"] = row["first_s"] / row["second_s"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_fit_twice(args.child)))
+        return
+    main_job = bench_main_job()
+    print(json.dumps(main_job), flush=True)
+    rows = bench_first_fits()
+    print(f"\nmain job (examples/quickstart/main.py), fresh process: empty cache {main_job['cold_s']:.1f} s "
+          f"(target <= {MAIN_JOB_TARGET_S:.0f} s), filled cache {main_job['warm_s']:.1f} s")
+    print(f"{'estimator':32s} {'engine':10s} {'first s':>8s} {'second s':>9s} {'ratio':>6s}  target <= {FIRST_FIT_TARGET:.0f}x")
+    for row in rows:
+        print(f"{row['estimator']:32s} {row['inference']:10s} {row['first_s']:8.1f} {row['second_s']:9.1f} {row['ratio']:5.1f}x")
+    write_results(RESULTS, main_job=main_job, first_fits=rows, load_average=os.getloadavg()[0])
+
+
+if __name__ == "__main__":
+    main()
