@@ -1,9 +1,9 @@
-"""Every inference engine on the same seven models: wall time, ESS per second, and error against long NUTS.
+"""Every inference engine on the same eight models: wall time, ESS per second, and error against long NUTS.
 
 Models: linear regression 10,000 x 10 (seeded), diabetes linear regression, breast-cancer
 logistic regression on six correlated standardised features, hierarchical logistic
 regression (8 groups), eight schools (a bespoke non-centred model, below), an exact GP on
-300 rows, and a small MLP classifier. Engines: ``advi``, ``fullrank_advi``, ``pathfinder``,
+300 rows, a sparse GP (50 inducing points) on 2,000 rows, and a small MLP classifier. Engines: ``advi``, ``fullrank_advi``, ``pathfinder``,
 ``laplace``, and ``nuts`` run by ``pymc``, ``nutpie``, ``numpyro`` and ``blackjax``.
 
 Each engine+model pair runs in a fresh process (killed after ``PAIR_TIMEOUT`` seconds and
@@ -87,7 +87,7 @@ def _model(name: str):
     """``(estimator class, its fixed parameters, X, y, named parameters)`` of one benchmark model."""
     from sklearn.datasets import load_breast_cancer, load_diabetes, make_moons
 
-    from estimators.gaussian_process import GaussianProcessRegressor
+    from estimators.gaussian_process import GaussianProcessRegressor, SparseGaussianProcessRegressor
     from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
     from estimators.neural_network import MLPClassifier
 
@@ -122,13 +122,18 @@ def _model(name: str):
         X = rng.uniform(-3.0, 3.0, size=(300, 2))
         y = np.sin(X[:, 0]) + 0.5 * np.cos(2.0 * X[:, 1]) + rng.normal(scale=0.2, size=300)
         return GaussianProcessRegressor, {}, X, y, ("length_scale", "amplitude", "noise")
+    if name == "sparse_gp_2000":
+        rng = np.random.default_rng(0)
+        X = rng.uniform(-3.0, 3.0, size=(2_000, 2))
+        y = np.sin(X[:, 0]) + 0.5 * np.cos(2.0 * X[:, 1]) + rng.normal(scale=0.2, size=2_000)
+        return SparseGaussianProcessRegressor, {}, X, y, ("length_scale", "amplitude", "noise")
     if name == "mlp":
         X, y = make_moons(200, noise=0.2, random_state=0)
         return MLPClassifier, {"hidden_layer_sizes": (4,)}, X, y, (LOG_ODDS,)
     raise ValueError(f"unknown model {name!r}")
 
 
-MODELS = ("linear_10k", "diabetes", "breast_cancer", "hierarchical", "eight_schools", "gp_300", "mlp")
+MODELS = ("linear_10k", "diabetes", "breast_cancer", "hierarchical", "eight_schools", "gp_300", "sparse_gp_2000", "mlp")
 
 
 def _settings(engine: str) -> dict:
