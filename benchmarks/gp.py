@@ -10,7 +10,7 @@ warm-up, and the medians are kept.
   WhiteKernel``, ``normalize_y=True``, no optimizer restarts). With each, the held-out mean
   log predictive density on 1,000 new rows: ours ``log_predictive_density(X, y).mean()``
   (the mixture over posterior draws), scikit-learn's plug-in ``norm.logpdf(y, mean, std)``
-  (its ``return_std`` includes the fitted white noise). ADVI and NUTS take minutes at this
+  (its ``return_std`` includes the fitted white noise). Pathfinder, ADVI and NUTS take minutes at this
   size, so they run only with ``--slow``; without it, their cost is the fit's gradient
   count times one gradient's time, listed as a lower bound.
 - ``predict``: ``predict(X, return_std=True)`` on 1,000 new rows with the default engine's
@@ -21,7 +21,7 @@ warm-up, and the medians are kept.
 Run from the repository root::
 
     python -m benchmarks.gp           # prints a table, writes gp.json (about 5 minutes on 2 cores)
-    python -m benchmarks.gp --slow    # also fits with ADVI and NUTS at 1,000 rows (tens of minutes)
+    python -m benchmarks.gp --slow    # also fits with pathfinder, ADVI and NUTS at 1,000 rows (tens of minutes)
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ import numpy as np
 
 RESULTS = Path(__file__).with_name("gp.json")
 N_ROWS, N_SPARSE, REPEATS = 1_000, 20_000, 3
-FAST_ENGINES, SLOW_ENGINES = ("laplace", "pathfinder"), ("advi", "nuts")
+FAST_ENGINES, SLOW_ENGINES = ("laplace",), ("pathfinder", "advi", "nuts")
+#: Gradients an engine takes at this size, for the lower bound of the engines not run.
+GRADIENTS = {"advi": 1_900, "nuts": 2 * (1_000 + 100) * 3}
 
 
 def _sample(seed: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,11 +74,12 @@ def _sklearn_gp():
     return GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=0, random_state=0)
 
 
-def _sklearn_log_score(model, X: np.ndarray, y: np.ndarray) -> float:
+def _sklearn_log_scores(model, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scikit-learn's plug-in log predictive density of each row."""
     from scipy.stats import norm
 
     mean, std = model.predict(X, return_std=True)
-    return float(norm.logpdf(y, mean, std).mean())
+    return norm.logpdf(y, mean, std)
 
 
 def _gradient_seconds(model) -> float:
@@ -96,18 +99,22 @@ def bench_fit(engines: tuple[str, ...]) -> tuple[list[dict], object]:
     X_train, y_train = _sample(1, N_ROWS)
     X_test, y_test = _sample(2, N_ROWS)
     sklearn_model = _sklearn_gp().fit(X_train, y_train)
-    sklearn_lpd = _sklearn_log_score(sklearn_model, X_test, y_test)
+    sklearn_scores = _sklearn_log_scores(sklearn_model, X_test, y_test)
+    sklearn_lpd = float(sklearn_scores.mean())
     rows, default_fit, gradient_s = [], None, None
     for engine in (*engines, *(e for e in SLOW_ENGINES if e not in engines)):
         def estimator():
             return GaussianProcessRegressor(inference=engine, random_seed=0, progressbar=False)
 
         if engine not in engines:  # too slow to run by default: a lower bound from one gradient's time
-            steps = {"advi": 1_900, "nuts": 2 * (1_000 + 100) * 3}[engine]
+            steps = GRADIENTS.get(engine)
             rows.append({
-                "engine": engine, "ours_s": steps * gradient_s, "sklearn_s": None, "ratio": None,
+                "engine": engine, "ours_s": steps * gradient_s if steps else None, "sklearn_s": None, "ratio": None,
                 "ours_lpd": None, "sklearn_lpd": sklearn_lpd, "first_fit_s": None,
-                "note": f"not run: >= {steps:,} gradients x {gradient_s:.3f} s (lower bound; run with --slow)",
+                "note": (
+                    f"not run: >= {steps:,} gradients x {gradient_s:.3f} s (lower bound; run with --slow)" if steps
+                    else "not run: minutes per fit at this size (56 s at 300 rows in benchmarks/engines.py); run with --slow"
+                ),
             })
             continue
         first_s, _ = _timed(lambda: estimator().fit(X_first, y_first))
@@ -121,9 +128,12 @@ def bench_fit(engines: tuple[str, ...]) -> tuple[list[dict], object]:
             gradient_s = _gradient_seconds(model)
         if engine == GaussianProcessRegressor().inference:
             default_fit = model
+        difference = model.log_predictive_density(X_test, y_test) - sklearn_scores
         rows.append({
             "engine": engine, "ours_s": ours_s, "sklearn_s": theirs_s, "ratio": ours_s / theirs_s,
-            "ours_lpd": float(model.log_predictive_density(X_test, y_test).mean()), "sklearn_lpd": sklearn_lpd,
+            "ours_lpd": sklearn_lpd + float(difference.mean()), "sklearn_lpd": sklearn_lpd,
+            # The paired standard error of the difference in mean log score.
+            "lpd_difference_se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
             "first_fit_s": first_s,
         })
         print(json.dumps(rows[-1]), flush=True)
@@ -153,7 +163,7 @@ def bench_sparse() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--slow", action="store_true", help="also fit with ADVI and NUTS at 1,000 rows")
+    parser.add_argument("--slow", action="store_true", help="also fit with pathfinder, ADVI and NUTS at 1,000 rows")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
@@ -163,14 +173,16 @@ def main() -> None:
     sparse_row = bench_sparse()
 
     print(f"GaussianProcessRegressor {N_ROWS:,} x 2, second fit (retraining), median of {REPEATS} side by side; load {os.getloadavg()[0]:.1f}")
-    print(f"{'engine':12s} {'ours s':>8s} {'sklearn s':>10s} {'ratio':>7s} {'ours LPD':>9s} {'sklearn LPD':>12s} {'first fit s':>12s}")
+    print(f"{'engine':12s} {'ours s':>8s} {'sklearn s':>10s} {'ratio':>7s} {'ours LPD':>9s} {'sklearn LPD':>12s} {'first fit s':>12s}  LPD difference (paired se)")
     for row in fit_rows:
         if row["ratio"] is None:
-            print(f"{row['engine']:12s} {row['ours_s']:8.1f} {'':>10s} {'':>7s} {'':>9s} {row['sklearn_lpd']:12.3f} {'':>12s}  {row['note']}")
+            seconds = f"{row['ours_s']:8.1f}" if row["ours_s"] is not None else f"{'':>8s}"
+            print(f"{row['engine']:12s} {seconds} {'':>10s} {'':>7s} {'':>9s} {row['sklearn_lpd']:12.3f} {'':>12s}  {row['note']}")
             continue
         print(
             f"{row['engine']:12s} {row['ours_s']:8.2f} {row['sklearn_s']:10.2f} {row['ratio']:6.1f}x "
-            f"{row['ours_lpd']:9.3f} {row['sklearn_lpd']:12.3f} {row['first_fit_s']:12.1f}"
+            f"{row['ours_lpd']:9.3f} {row['sklearn_lpd']:12.3f} {row['first_fit_s']:12.1f}  "
+            f"{row['ours_lpd'] - row['sklearn_lpd']:+.4f} ({row['lpd_difference_se']:.4f})"
         )
     print(
         f"predict(return_std=True), {N_ROWS:,} rows, {predict_row['n_draws']} draws: {predict_row['ours_s']:.3f} s vs "
