@@ -33,10 +33,13 @@ MAIN_JOB_TARGET_S, FIRST_FIT_TARGET = 20.0, 3.0
 
 
 def _empty_cache_environment(directory: str) -> dict[str, str]:
-    """This process's environment with PyTensor's (and Numba's) caches in ``directory``, empty."""
+    """This process's environment with PyTensor's and Numba's caches in ``directory``, empty.
+
+    ``base_compiledir``, not ``compiledir``: PyTensor keeps its Numba cache in the former.
+    """
     return {
         **os.environ,
-        "PYTENSOR_FLAGS": f"compiledir={directory}/pytensor",
+        "PYTENSOR_FLAGS": f"base_compiledir={directory}/pytensor",
         "NUMBA_CACHE_DIR": f"{directory}/numba",
         "MLFLOW_TRACKING_URI": f"sqlite:///{directory}/mlflow.db",
     }

@@ -637,11 +637,16 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
     args = parser.parse_args()
     rows: list[dict] = []
-    for name in args.only.split(","):
+    sections = args.only.split(",")
+    for name in sections:
         SECTIONS[name](args.quick, rows)
     _print_table(rows)
     import pytensor
 
+    if Path(args.output).exists():  # keep the rows of the sections not run, with the date they were measured
+        earlier = json.loads(Path(args.output).read_text())
+        kept = [{"measured": earlier.get("date"), **row} for row in earlier.get("rows", []) if row["section"] not in sections]
+        rows = sorted(kept + rows, key=lambda row: list(SECTIONS).index(row["section"]))
     write_results(args.output, pytensor_blas_ldflags=pytensor.config.blas__ldflags, quick=args.quick, rows=rows)
 
 
