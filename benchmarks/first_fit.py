@@ -3,7 +3,8 @@
 - ``main job``: ``examples/quickstart/main.py`` (fit under autolog, register, predict from
   the registry) in a fresh process, with an empty PyTensor compile directory and a fresh
   sqlite store; then once more on the directory the first run filled. Wall time of the
-  process, start to exit. Target: <= 20 s on the empty cache.
+  process, start to exit. Target: <= 20 s on the empty cache. Then once more on another
+  empty cache, timing each function Numba compiles (where the cold time goes).
 - ``first fit``: each built-in with its default engine and settings, in a fresh process
   with an empty compile directory (imports done before the clock starts): its first fit on
   40 rows, then a second fit on 40 new rows in the same process, as a retraining job does.
@@ -29,6 +30,7 @@ from benchmarks import write_results
 
 RESULTS = Path(__file__).with_name("first_fit.json")
 REPOSITORY = Path(__file__).resolve().parents[1]
+MAIN_JOB = REPOSITORY / "examples" / "quickstart" / "main.py"
 MAIN_JOB_TARGET_S, FIRST_FIT_TARGET = 20.0, 3.0
 
 
@@ -45,19 +47,56 @@ def _empty_cache_environment(directory: str) -> dict[str, str]:
     }
 
 
-def bench_main_job() -> dict[str, float]:
-    """Seconds of the quickstart job on an empty cache, then on the cache it filled."""
+def bench_main_job() -> dict:
+    """Seconds of the quickstart job on an empty cache, then on the cache it filled; and, on
+    another empty cache, what Numba compiled during the job (:func:`_numba_compilations`)."""
+    seconds: dict = {}
     with tempfile.TemporaryDirectory() as directory:
         environment = _empty_cache_environment(directory)
-        seconds = {}
         for label in ("cold_s", "warm_s"):
             start = time.perf_counter()
-            subprocess.run(
-                [sys.executable, str(REPOSITORY / "examples" / "quickstart" / "main.py")],
-                cwd=directory, env=environment, check=True, capture_output=True,
-            )
+            subprocess.run([sys.executable, str(MAIN_JOB)], cwd=directory, env=environment, check=True, capture_output=True)
             seconds[label] = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as directory:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.first_fit", "--numba-compilations"],
+            cwd=REPOSITORY, env=_empty_cache_environment(directory), check=True, capture_output=True, text=True,
+        )
+    seconds["numba_compilations"] = json.loads(done.stdout.strip().splitlines()[-1])
     return seconds
+
+
+def _numba_compilations() -> list[dict]:
+    """Run the main job in this process, timing each function Numba compiles, and where it was called from.
+
+    PyTensor's Numba backend compiles a function's graph at its first call (a cache miss):
+    the time is LLVM's, on top of PyTensor's graph rewriting, which is not counted here.
+    """
+    import runpy
+    import traceback
+
+    from numba.core.dispatcher import _DispatcherBase
+
+    compile_for_args, compilations, depth = _DispatcherBase._compile_for_args, [], [0]
+
+    def timed(dispatcher, *args, **kwargs):
+        depth[0] += 1
+        start = time.perf_counter()
+        try:
+            return compile_for_args(dispatcher, *args, **kwargs)
+        finally:
+            depth[0] -= 1
+            if depth[0] == 0:  # the outermost compilation, which includes the functions it inlines
+                caller = [
+                    frame for frame in traceback.extract_stack()[:-1]
+                    if not any(f"site-packages/{package}/" in frame.filename for package in ("numba", "pytensor"))
+                ][-1]
+                compilations.append({"seconds": time.perf_counter() - start, "called_from": f"{caller.filename.split('site-packages/')[-1]}:{caller.lineno} ({caller.name})"})
+
+    _DispatcherBase._compile_for_args = timed
+    sys.argv = [str(MAIN_JOB)]
+    runpy.run_path(str(MAIN_JOB), run_name="__main__")
+    return sorted(compilations, key=lambda compilation: -compilation["seconds"])
 
 
 def _fit_twice(name: str) -> dict[str, float]:
@@ -102,15 +141,23 @@ def bench_first_fits() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--numba-compilations", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_fit_twice(args.child)))
+        return
+    if args.numba_compilations:
+        print(json.dumps(_numba_compilations()))
         return
     main_job = bench_main_job()
     print(json.dumps(main_job), flush=True)
     rows = bench_first_fits()
     print(f"\nmain job (examples/quickstart/main.py), fresh process: empty cache {main_job['cold_s']:.1f} s "
           f"(target <= {MAIN_JOB_TARGET_S:.0f} s), filled cache {main_job['warm_s']:.1f} s")
+    compilations = main_job["numba_compilations"]
+    print(f"Numba compiled {len(compilations)} functions in {sum(c['seconds'] for c in compilations):.1f} s; the largest:")
+    for compilation in compilations[:5]:
+        print(f"  {compilation['seconds']:5.2f} s  called from {compilation['called_from']}")
     print(f"{'estimator':32s} {'engine':10s} {'first s':>8s} {'second s':>9s} {'ratio':>6s}  target <= {FIRST_FIT_TARGET:.0f}x")
     for row in rows:
         print(f"{row['estimator']:32s} {row['inference']:10s} {row['first_s']:8.1f} {row['second_s']:9.1f} {row['ratio']:5.1f}x")
