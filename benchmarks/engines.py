@@ -87,6 +87,7 @@ def _model(name: str):
     """``(estimator class, its fixed parameters, X, y, named parameters)`` of one benchmark model."""
     from sklearn.datasets import load_breast_cancer, load_diabetes, make_moons
 
+    from benchmarks.gp import gp_rows
     from estimators.gaussian_process import GaussianProcessRegressor, SparseGaussianProcessRegressor
     from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
     from estimators.neural_network import MLPClassifier
@@ -118,15 +119,9 @@ def _model(name: str):
         y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
         return _eight_schools_estimator(), {}, X, y, ("mu", "tau", "theta")
     if name == "gp_300":
-        rng = np.random.default_rng(0)
-        X = rng.uniform(-3.0, 3.0, size=(300, 2))
-        y = np.sin(X[:, 0]) + 0.5 * np.cos(2.0 * X[:, 1]) + rng.normal(scale=0.2, size=300)
-        return GaussianProcessRegressor, {}, X, y, ("length_scale", "amplitude", "noise")
+        return GaussianProcessRegressor, {}, *gp_rows(0, 300), ("length_scale", "amplitude", "noise")
     if name == "sparse_gp_2000":
-        rng = np.random.default_rng(0)
-        X = rng.uniform(-3.0, 3.0, size=(2_000, 2))
-        y = np.sin(X[:, 0]) + 0.5 * np.cos(2.0 * X[:, 1]) + rng.normal(scale=0.2, size=2_000)
-        return SparseGaussianProcessRegressor, {}, X, y, ("length_scale", "amplitude", "noise")
+        return SparseGaussianProcessRegressor, {}, *gp_rows(0, 2_000), ("length_scale", "amplitude", "noise")
     if name == "mlp":
         X, y = make_moons(200, noise=0.2, random_state=0)
         return MLPClassifier, {"hidden_layer_sizes": (4,)}, X, y, (LOG_ODDS,)

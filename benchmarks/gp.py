@@ -45,7 +45,8 @@ FAST_ENGINES, SLOW_ENGINES = ("laplace",), ("pathfinder", "advi", "nuts")
 GRADIENTS = {"advi": 1_900, "nuts": 2 * (1_000 + 100) * 3}
 
 
-def _sample(seed: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def gp_rows(seed: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded GP data of the module docstring: ``n_rows`` x 2 features and their targets."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-3.0, 3.0, size=(n_rows, 2))
     return X, np.sin(X[:, 0]) + 0.5 * np.cos(2.0 * X[:, 1]) + rng.normal(scale=0.2, size=n_rows)
@@ -95,9 +96,9 @@ def bench_fit(engines: tuple[str, ...]) -> tuple[list[dict], object]:
     """One row per engine; returns also the default engine's fitted estimator (for ``predict``)."""
     from estimators.gaussian_process import GaussianProcessRegressor
 
-    X_first, y_first = _sample(0, N_ROWS)
-    X_train, y_train = _sample(1, N_ROWS)
-    X_test, y_test = _sample(2, N_ROWS)
+    X_first, y_first = gp_rows(0, N_ROWS)
+    X_train, y_train = gp_rows(1, N_ROWS)
+    X_test, y_test = gp_rows(2, N_ROWS)
     sklearn_model = _sklearn_gp().fit(X_train, y_train)
     sklearn_scores = _sklearn_log_scores(sklearn_model, X_test, y_test)
     sklearn_lpd = float(sklearn_scores.mean())
@@ -141,8 +142,8 @@ def bench_fit(engines: tuple[str, ...]) -> tuple[list[dict], object]:
 
 
 def bench_predict(model) -> dict:
-    X_train, y_train = _sample(1, N_ROWS)
-    X_new, _ = _sample(3, N_ROWS)
+    X_train, y_train = gp_rows(1, N_ROWS)
+    X_new, _ = gp_rows(3, N_ROWS)
     sklearn_model = _sklearn_gp().fit(X_train, y_train)
     build_s, _ = _timed(lambda: model.predict(X_new[:1], return_std=True))  # builds the per-draw factors
     ours_s, theirs_s = _side_by_side(
@@ -154,8 +155,8 @@ def bench_predict(model) -> dict:
 def bench_sparse() -> dict:
     from estimators.gaussian_process import SparseGaussianProcessRegressor
 
-    X_first, y_first = _sample(4, N_SPARSE)
-    X_train, y_train = _sample(5, N_SPARSE)
+    X_first, y_first = gp_rows(4, N_SPARSE)
+    X_train, y_train = gp_rows(5, N_SPARSE)
     first_s, _ = _timed(lambda: SparseGaussianProcessRegressor(random_seed=0, progressbar=False).fit(X_first, y_first))
     fit_s, model = _timed(lambda: SparseGaussianProcessRegressor(random_seed=0, progressbar=False).fit(X_train, y_train))
     return {"engine": model.inference, "fit_s": fit_s, "first_fit_s": first_s, "target_s": 30.0}
