@@ -1,8 +1,9 @@
 """A bounded load on a real ``mlflow models serve`` process with two workers (loopback only).
 
 About 1,000 requests from 8 client threads, a tenth of them bad: no 5xx and no failed
-connection, every good answer equal to the single-threaded pyfunc answer for its rows,
-every bad request a 4xx, and the server's memory flat from start to end.
+connection, every good answer equal to the single-threaded pyfunc answer for its rows
+(labels exactly, numbers to 1e-12 relative), every bad request a 4xx, and the server's
+memory flat from start to end.
 ``benchmarks/load_test.py`` runs the same load, bigger, and reports its figures.
 """
 
