@@ -384,10 +384,10 @@ def _problem(request: LoadRequest, response: requests.Response) -> str | None:
 
 
 #: How close a served number must be to this process's. JSON carries floats losslessly, but
-#: the server compiles its own functions, and on CI's machine they have differed from this
-#: process's in the last bit (about 1e-16 relative) on most requests (PyTensor's rewrites
-#: are not deterministic: pymc-devs/pytensor#1581). Another row's or another setting's
-#: answer differs by far more.
+#: the server compiles its own functions, and PyTensor may compile the same graph into
+#: another variant in another process (pymc-devs/pytensor#1581): on CI's machine the served
+#: answers differed from this process's in the last bit (about 1e-16 relative) on most
+#: requests (not seen here). Another row's or another setting's answer differs by far more.
 ANSWER_RTOL = 1e-12
 
 
