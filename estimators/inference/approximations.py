@@ -76,16 +76,16 @@ def fit_laplace(
     if model.discrete_value_vars:
         names = ", ".join(variable.name for variable in model.discrete_value_vars)
         raise ValueError(f'inference="laplace" needs continuous parameters; {names} are discrete.')
-    start = DictToArrayBijection.map(model.initial_point(random_seed=settings.random_seed))
+    initial_point = model.initial_point(random_seed=settings.random_seed)
     loss_and_gradient, hessian_times = scipy_optimize_funcs_from_loss(
         loss=-model.logp(jacobian=True),
         inputs=model.continuous_value_vars,
-        initial_point_dict=DictToArrayBijection.rmap(start),
+        initial_point_dict=initial_point,
         use_grad=True,
         use_hess=False,
         use_hessp=True,
     )
-    result = scipy.optimize.minimize(loss_and_gradient, start.data, jac=True, method="L-BFGS-B")
+    result = scipy.optimize.minimize(loss_and_gradient, DictToArrayBijection.map(initial_point).data, jac=True, method="L-BFGS-B")
     hessian = np.column_stack([hessian_times(result.x, unit) for unit in np.eye(result.x.size)])
     hessian = (hessian + hessian.T) / 2
     eigenvalues = np.linalg.eigvalsh(hessian)
