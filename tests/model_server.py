@@ -7,7 +7,6 @@ import it as ``model_server``, and ``benchmarks/load_test.py`` as ``tests.model_
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import socket
@@ -392,14 +391,11 @@ ANSWER_RTOL = 1e-12
 
 
 def _same_records(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
-    """Whether ``got`` has ``expected``'s records: the same keys, equal labels, close numbers."""
-    return len(got) == len(expected) and all(
-        answer.keys() == wanted.keys()
-        and all(
-            math.isclose(answer[key], value, rel_tol=ANSWER_RTOL, abs_tol=ANSWER_RTOL)
-            if isinstance(value, float) and isinstance(answer[key], (int, float))
-            else answer[key] == value
-            for key, value in wanted.items()
+    """Whether ``got`` has ``expected``'s records: the same columns, equal labels, numbers to :data:`ANSWER_RTOL`."""
+    try:
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(got), pd.DataFrame(expected), check_dtype=False, rtol=ANSWER_RTOL, atol=ANSWER_RTOL
         )
-        for answer, wanted in zip(got, expected)
-    )
+    except AssertionError:
+        return False
+    return True
