@@ -386,6 +386,17 @@ class BayesianEstimator(BaseEstimator):
             seed=seed,
         )
 
+    def limit_predictor_memory(self, max_bytes: int | None) -> None:
+        """Refuse to build predictors whose arrays precomputed per posterior draw take more than ``max_bytes``.
+
+        Most models precompute nothing; a Gaussian process keeps a factor of its training
+        covariance per draw (``n_draws * n_train**2`` floats). A predictor over the limit
+        raises :class:`~estimators.predictive.PredictorMemoryError` (a ``ValueError``)
+        before allocating. ``None`` (the default after ``fit``) sets no limit.
+        """
+        check_is_fitted(self)
+        self._fitted_model.max_precomputed_bytes = max_bytes
+
     def posterior_predictor(self) -> PosteriorPredictor:
         """The compiled prediction function over all posterior draws, built once and reused."""
         check_is_fitted(self)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pymc as pm
 
-from estimators.predictive import PosteriorPredictor
+from estimators.predictive import PosteriorPredictor, precomputed_bytes_limit
 
 
 class FittedModel:
@@ -31,6 +31,8 @@ class FittedModel:
         self._model = model
         self._predictors: dict[str, PosteriorPredictor] = {}
         self._lock = threading.RLock()
+        #: Most bytes a predictor may precompute over all draws when built (None: no limit).
+        self.max_precomputed_bytes: int | None = None
 
     @property
     def model(self) -> pm.Model:
@@ -44,5 +46,6 @@ class FittedModel:
         """The predictor named ``key``, compiled by ``compile_predictor(model)`` on first use."""
         with self._lock:
             if key not in self._predictors:
-                self._predictors[key] = compile_predictor(self.model)
+                with precomputed_bytes_limit(self.max_precomputed_bytes):
+                    self._predictors[key] = compile_predictor(self.model)
             return self._predictors[key]

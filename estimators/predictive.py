@@ -15,8 +15,11 @@ not at every call: see :func:`per_draw_parts`.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import pymc as pm
@@ -38,6 +41,23 @@ from pymc.variational.minibatch_rv import MinibatchRandomVariable
 RANDOM_STREAMS = 1
 #: Upper bound on draws x rows (x classes) held in memory at once while predicting.
 MAX_ELEMENTS_PER_CHUNK = 2**22
+#: The most bytes the predictor being built may precompute over all draws (None: no limit).
+_PRECOMPUTED_BYTES_LIMIT: ContextVar[int | None] = ContextVar("precomputed_bytes_limit", default=None)
+
+
+class PredictorMemoryError(ValueError):
+    """A predictor would precompute more bytes per posterior draw than its limit allows."""
+
+
+@contextmanager
+def precomputed_bytes_limit(max_bytes: int | None) -> Iterator[None]:
+    """Within the block, building a predictor whose per-draw precomputed arrays take more
+    than ``max_bytes`` in all raises :class:`PredictorMemoryError` before allocating them."""
+    token = _PRECOMPUTED_BYTES_LIMIT.set(max_bytes)
+    try:
+        yield
+    finally:
+        _PRECOMPUTED_BYTES_LIMIT.reset(token)
 
 OutputBuilder = Callable[[Mapping[TensorVariable, TensorVariable], TensorVariable], list[TensorVariable]]
 
@@ -129,14 +149,26 @@ def per_draw_parts(
 def _evaluate_per_draw(parts, draw_inputs, draws: list[np.ndarray]) -> list[np.ndarray]:
     """The value of each part at each posterior draw, stacked along a leading draw axis.
 
-    One draw at a time, so that memory holds one draw's intermediate arrays at most.
+    One draw at a time, so that memory holds one draw's intermediate arrays at most. Under
+    a :func:`precomputed_bytes_limit`, their shapes are computed first (from the graph's
+    shape inference, not the values), and a total over the limit is refused.
     """
     index = {variable: k for k, variable in enumerate(draw_inputs)}
     computed = [part for part in parts if part not in index]
     values: dict = {part: draws[index[part]] for part in parts if part in index}
     if computed:
-        function = pytensor.function(list(draw_inputs), computed, on_unused_input="ignore")
         n_draws = len(draws[0]) if draws else 1
+        if (limit := _PRECOMPUTED_BYTES_LIMIT.get()) is not None:
+            shapes = pytensor.function(list(draw_inputs), [part.shape for part in computed], on_unused_input="ignore")
+            first = shapes(*(values_[0] for values_ in draws))
+            needed = n_draws * sum(math.prod(shape) * np.dtype(part.dtype).itemsize for shape, part in zip(first, computed))
+            if needed > limit:
+                raise PredictorMemoryError(
+                    f"The predictor would precompute {needed:,} bytes ({n_draws:,} posterior draws of arrays "
+                    f"shaped {', '.join(str(tuple(int(n) for n in shape)) for shape in first)}), over the limit "
+                    f"of {limit:,} bytes."
+                )
+        function = pytensor.function(list(draw_inputs), computed, on_unused_input="ignore")
         stacked = None
         for draw in range(n_draws):
             results = function(*(values_[draw] for values_ in draws))

@@ -49,7 +49,6 @@ from mlflow.utils.environment import (
 )
 from mlflow.utils.file_utils import get_total_file_size, write_to
 from mlflow.utils.model_utils import (
-    _add_code_from_conf_to_system_path,
     _copy_extra_files,
     _get_flavor_configuration,
     _validate_and_copy_code_paths,
@@ -60,6 +59,7 @@ from sklearn.pipeline import Pipeline
 
 import estimators
 from estimators.base import BayesianEstimator
+from estimators.predictive import PredictorMemoryError
 from mlflow_pmlearn.environment import (
     add_requirement,
     get_default_conda_env,
@@ -69,13 +69,14 @@ from mlflow_pmlearn.environment import (
 from mlflow_pmlearn.default_evaluator import support_default_evaluator
 from mlflow_pmlearn.pipelines import final_estimator, is_pipeline_directory, load_pipeline, save_pipeline
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, model_signature, params_schema
-from mlflow_pmlearn.serialization import (
-    MAX_DOCUMENT_BYTES,
+from mlflow_pmlearn.safety import (
+    MAX_MLMODEL_BYTES,
+    MAX_PREDICTOR_BYTES_VARIABLE,
     confined_path,
-    load_estimator,
+    is_within,
     model_file,
-    save_estimator,
 )
+from mlflow_pmlearn.serialization import load_estimator, save_estimator
 from mlflow_pmlearn.versions import DISTRIBUTION, FLAVOR_NAME
 
 __version__ = estimators.__version__
@@ -151,7 +152,6 @@ def _write_model(
         data=data_subpath,
         conda_env=_CONDA_ENV_FILE_NAME,
         python_env=_PYTHON_ENV_FILE_NAME,
-        code=code_subpath,
     )
     mlflow_model.add_flavor(
         FLAVOR_NAME,
@@ -388,24 +388,30 @@ def log_model(
 
 
 def _load_model_data(model_dir: Path, data: str) -> BayesianEstimator | Pipeline:
-    """The estimator or pipeline in the model's data folder ``data``; a bespoke class only from the ``code`` folder beside it.
+    """The estimator or pipeline in the model's data folder ``data``; a bespoke class only from the ``code`` folder.
 
     ``data`` must lead to a folder inside ``model_dir``. The code folder is found from the
-    model's layout, not from ``MLmodel``: the class must be both importable (the loader put
-    the model's code on ``sys.path``) and inside that folder.
+    model's layout (``code`` beside the data), refused if it is a link leading out, and is
+    never put on ``sys.path``: a built-in estimator imports nothing from it, and a bespoke
+    class's module is imported from it by file (:mod:`mlflow_pmlearn.model_code`).
     """
     data_dir = confined_path(model_dir, data, "data folder")
+    code_dir = model_dir / _CODE_SUBPATH
+    code_dir = confined_path(model_dir, _CODE_SUBPATH, "code folder") if code_dir.is_symlink() or code_dir.is_dir() else None
     load = load_pipeline if is_pipeline_directory(data_dir) else load_estimator
-    return load(data_dir, code_directory=model_dir / _CODE_SUBPATH)
+    return load(data_dir, code_directory=code_dir)
 
 
 def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator | Pipeline:
-    """Load a ``pmlearn`` model as its estimator, or as its pipeline.
+    """Load a ``pmlearn`` model as its estimator, or as its pipeline: the safe way to load a model from someone else.
 
-    Only the model's own files are read: ``MLmodel`` (at most 16 MiB) must name its
-    ``data`` and ``code`` folders inside the model's folder; then see
-    :func:`~mlflow_pmlearn.serialization.load_estimator` for the limits on the data files (and
-    :func:`~mlflow_pmlearn.pipelines.load_pipeline` for a pipeline's preprocessing).
+    Only the model's own files are read, and no code from the model's folder runs for a
+    built-in estimator or a pipeline of trusted types. ``MLmodel`` (at most 1 MiB) must name
+    its ``data`` and ``code`` folders inside the model's folder; then see
+    :func:`~mlflow_pmlearn.serialization.load_estimator` for the limits on the data files
+    (and :func:`~mlflow_pmlearn.pipelines.load_pipeline` for a pipeline's preprocessing).
+    A bespoke estimator's module is imported by file from the model's ``code`` folder, only
+    where ``MLFLOW_ALLOW_MODEL_CODE_EXECUTION`` is not false.
 
     Parameters
     ----------
@@ -421,30 +427,71 @@ def load_model(model_uri: str, dst_path: str | None = None) -> BayesianEstimator
         The fitted estimator, or the fitted pipeline.
     """
     local_path = Path(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
-    model_file(local_path, MLMODEL_FILE_NAME, MLMODEL_FILE_NAME, MAX_DOCUMENT_BYTES)
+    model_file(local_path, MLMODEL_FILE_NAME, MLMODEL_FILE_NAME, MAX_MLMODEL_BYTES)
     flavor_conf = _get_flavor_configuration(model_path=str(local_path), flavor_name=FLAVOR_NAME)
     if code := flavor_conf.get("code"):
         confined_path(local_path, code, "code folder")
-    _add_code_from_conf_to_system_path(str(local_path), flavor_conf)
     return _load_model_data(local_path, flavor_conf.get("data"))
+
+
+def _check_data_folder(data_dir: Path) -> Path:
+    """The model's folder of ``data_dir``, once its ``MLmodel`` shows that it names ``data_dir`` as this flavor's data.
+
+    ``mlflow.pyfunc.load_model`` joins the model's folder with the ``data`` its ``MLmodel``
+    names and passes only the result: an absolute ``data`` or one with ``..`` leads
+    elsewhere. The folder above must be a pmlearn model whose ``MLmodel`` names this
+    folder, by its plain name.
+    """
+    if ".." in data_dir.parts:
+        raise MlflowException(
+            f"The data folder {data_dir} leads outside the model's folder (its MLmodel names it with "
+            "'..'); refusing to read it."
+        )
+    model_dir = data_dir.parent
+    mlmodel = model_dir / MLMODEL_FILE_NAME
+    if not mlmodel.is_file():
+        raise MlflowException(
+            f"The data folder {data_dir} is not inside a model's folder ({model_dir} has no MLmodel): its "
+            "MLmodel names a folder elsewhere (an absolute path?); refusing to read it."
+        )
+    model_file(model_dir, MLMODEL_FILE_NAME, MLMODEL_FILE_NAME, MAX_MLMODEL_BYTES)
+    conf = Model.load(str(mlmodel)).flavors.get("python_function", {})
+    if conf.get("data") != data_dir.name or conf.get("loader_module") != __name__:
+        raise MlflowException(
+            f"The data folder {data_dir} is not the one the MLmodel of {model_dir} names for mlflow_pmlearn "
+            f"({conf.get('data')!r}); refusing to read it."
+        )
+    return model_dir
+
+
+def _forget_model_folder_on_sys_path(model_dir: Path) -> None:
+    """Take off ``sys.path`` what MLflow put there from the model's folder (its ``code``), so nothing later imports it."""
+    sys.path[:] = [entry for entry in sys.path if not (entry and is_within(entry, model_dir))]
 
 
 def _load_pyfunc(path: str) -> PmlearnModelWrapper:
     """Called by ``mlflow.pyfunc.load_model`` with the model's data folder.
 
-    MLflow has read ``MLmodel``, put the model's code on ``sys.path`` and joined the
-    model's folder (absolute and normalised) with the ``data`` that ``MLmodel`` names: a
-    ``..`` in ``path`` comes from ``MLmodel``, and leads out of the model's folder. MLflow's
-    default evaluator is taught to read the model's frame (:mod:`mlflow_pmlearn.default_evaluator`).
+    MLflow has read ``MLmodel``, put any ``code`` folder its ``python_function`` flavor
+    names first on ``sys.path``, and joined the model's folder with the ``data`` it names.
+    That folder is checked (:func:`_check_data_folder`) and the model's folder taken off
+    ``sys.path`` before anything else is imported, so no file of the model can stand in for
+    a module imported later; the model is then loaded as :func:`load_model` loads it, and
+    its predictor built under ``MLFLOW_PMLEARN_MAX_PREDICTOR_BYTES``. MLflow's default
+    evaluator is taught to read the model's frame (:mod:`mlflow_pmlearn.default_evaluator`).
     """
     data_dir = Path(path)
-    if ".." in data_dir.parts:
-        raise MlflowException(
-            f"The data folder {path} leads outside the model's folder (its MLmodel names it with "
-            "'..'); refusing to read it."
-        )
+    model_dir = _check_data_folder(data_dir)
+    _forget_model_folder_on_sys_path(model_dir)
     support_default_evaluator()
-    return PmlearnModelWrapper(_load_model_data(data_dir.parent, data_dir.name))
+    model = _load_model_data(model_dir, data_dir.name)
+    try:
+        return PmlearnModelWrapper(model)
+    except PredictorMemoryError as error:
+        raise MlflowException(
+            f"The model at {model_dir} is refused: {error} Raise {MAX_PREDICTOR_BYTES_VARIABLE} if this host "
+            "has the memory for it."
+        ) from None
 
 
 def compare(model_uris: Sequence[str]) -> pd.DataFrame:

@@ -19,25 +19,22 @@ declares as uncompressed, more than :data:`MAX_PREPROCESSING_BYTES`.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from estimators.base import BayesianEstimator
-from mlflow_pmlearn.serialization import (
-    MAX_DOCUMENT_BYTES,
-    confined_path,
-    load_estimator,
-    model_file,
-    save_estimator,
-    sha256_of,
-)
+from mlflow_pmlearn.safety import MAX_DOCUMENT_BYTES, confined_path, model_file
+from mlflow_pmlearn.serialization import load_estimator, read_json_document, save_estimator, sha256_of
 from mlflow_pmlearn.versions import DISTRIBUTION, library_versions
 
 PIPELINE_FILE = "pipeline.json"
@@ -45,15 +42,19 @@ PREPROCESSING_FILE = "preprocessing.skops"
 FINAL_STEP_FOLDER = "final_step"
 #: The layout's version (1: mlflow-pmlearn 0.2.0).
 PIPELINE_FORMAT_VERSION = 1
-#: Most bytes of ``preprocessing.skops``, as a file and as the files its archive declares.
+#: Most bytes of ``preprocessing.skops``, as a file and as its members inflated.
 MAX_PREPROCESSING_BYTES = 256 * 2**20
+#: Most members of ``preprocessing.skops`` (skops writes its schema and one file per array).
+MAX_PREPROCESSING_MEMBERS = 10_000
+_BLOCK_BYTES = 2**20
 #: Environment variable: more types to trust in ``preprocessing.skops``, comma-separated
 #: (e.g. ``my_package.transformers.LogTransformer``), for code the loading process trusts.
 TRUSTED_TYPES_VARIABLE = "MLFLOW_PMLEARN_TRUSTED_TYPES"
 #: Types that skops does not trust by default, trusted here: they hold data, run no code.
 #: ``numpy.dtype`` (the fit dtype that ``SimpleImputer`` and ``KNNImputer`` keep),
 #: ``make_column_selector`` (a ``ColumnTransformer``'s rule: dtypes and a name pattern) and
-#: SciPy's B-splines (``SplineTransformer``'s fitted knots and coefficients).
+#: SciPy's B-splines (``SplineTransformer``'s fitted knots and coefficients; rebuilt through
+#: their checking constructor at load).
 TRUSTED_TYPES = (
     "numpy.dtype",
     "sklearn.compose._column_transformer.make_column_selector",
@@ -116,11 +117,11 @@ def _refuse_untrusted(path: Path, untrusted: list[str]) -> None:
         )
 
 
-def _untrusted_types(path: Path) -> list[str]:
+def _untrusted_types(archive: bytes) -> list[str]:
     import skops.io
 
     trusted = set(_trusted_types())
-    return [name for name in skops.io.get_untrusted_types(file=path) if name not in trusted]
+    return [name for name in skops.io.get_untrusted_types(data=archive) if name not in trusted]
 
 
 def save_pipeline(pipeline: Pipeline, directory: str | os.PathLike, serialization_format: str = "json") -> None:
@@ -145,7 +146,7 @@ def save_pipeline(pipeline: Pipeline, directory: str | os.PathLike, serializatio
     directory = Path(directory)
     path, estimator = final_estimator(pipeline)
     skops.io.dump(with_final_step(pipeline, "passthrough"), directory / PREPROCESSING_FILE)
-    _refuse_untrusted(directory / PREPROCESSING_FILE, _untrusted_types(directory / PREPROCESSING_FILE))
+    _refuse_untrusted(directory / PREPROCESSING_FILE, _untrusted_types((directory / PREPROCESSING_FILE).read_bytes()))
     (directory / FINAL_STEP_FOLDER).mkdir()
     save_estimator(estimator, directory / FINAL_STEP_FOLDER, serialization_format=serialization_format)
     config = {
@@ -164,10 +165,7 @@ def is_pipeline_directory(directory: str | os.PathLike) -> bool:
 
 def _read_pipeline_config(directory: Path) -> dict[str, Any]:
     path = model_file(directory, PIPELINE_FILE, PIPELINE_FILE, MAX_DOCUMENT_BYTES)
-    try:
-        config = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise MlflowException(f"{path} is not valid JSON: {error}.") from None
+    config = read_json_document(path)
     expected = {"format_version": int, "final_step": str, "preprocessing_sha256": str}
     problems = [
         f"the field {name!r} must be {kind.__name__}" for name, kind in expected.items()
@@ -180,25 +178,71 @@ def _read_pipeline_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def _checked_preprocessing(directory: Path, config: dict[str, Any]) -> Path:
-    """The preprocessing file, refused before skops reads it when damaged, changed or too large."""
+def _checked_preprocessing(directory: Path, config: dict[str, Any]) -> bytes:
+    """The preprocessing archive, each member inflated at most to its declared size, re-packed uncompressed.
+
+    Refused before skops reads it when damaged, changed or too large. zipfile inflates a
+    member whole when asked for all of it, whatever size it declares: here each member is
+    read in blocks that stop at its declared size (its CRC checked), within
+    :data:`MAX_PREPROCESSING_BYTES` in all, and skops is handed those bytes, stored.
+    """
     path = model_file(directory, PREPROCESSING_FILE, "preprocessing", MAX_PREPROCESSING_BYTES)
     if sha256_of(path) != config["preprocessing_sha256"]:
         raise MlflowException(
             f"{path} is corrupted or was changed after it was saved: its SHA-256 differs from the one "
             f"recorded in {PIPELINE_FILE}."
         )
+    repacked, total = io.BytesIO(), 0
     try:
-        with zipfile.ZipFile(path) as archive:
-            declared = sum(member.file_size for member in archive.infolist())
-    except zipfile.BadZipFile as error:
+        with zipfile.ZipFile(path) as archive, zipfile.ZipFile(repacked, "w", zipfile.ZIP_STORED) as output:
+            members = archive.infolist()
+            if len(members) > MAX_PREPROCESSING_MEMBERS:
+                raise MlflowException(
+                    f"{path} has {len(members):,} members, over the limit of {MAX_PREPROCESSING_MEMBERS:,}; "
+                    "refusing to read it."
+                )
+            for member in members:
+                total += member.file_size
+                if total > MAX_PREPROCESSING_BYTES:
+                    raise MlflowException(
+                        f"{path} declares more than {MAX_PREPROCESSING_BYTES:,} uncompressed bytes; refusing to read it."
+                    )
+                with archive.open(member) as source:
+                    data = b"".join(iter(lambda: source.read(_BLOCK_BYTES), b""))
+                output.writestr(member.filename, data)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as error:
         raise MlflowException(f"{path} could not be read as a skops file: {error}") from None
-    if declared > MAX_PREPROCESSING_BYTES:
-        raise MlflowException(
-            f"{path} declares {declared:,} uncompressed bytes, over the limit of "
-            f"{MAX_PREPROCESSING_BYTES:,}; refusing to read it."
-        )
-    return path
+    return repacked.getvalue()
+
+
+def _validated_splines(value: Any, path: Path, seen: set[int]) -> Any:
+    """``value`` with every SciPy B-spline in it rebuilt through its checking constructor.
+
+    skops restores a ``BSpline`` (``SplineTransformer``'s fitted splines) without its
+    constructor's checks: a negative degree or too few coefficients would crash or read out
+    of bounds at the first prediction.
+    """
+    from scipy.interpolate import BSpline
+
+    if id(value) in seen or isinstance(value, (str, bytes, int, float, np.ndarray, type(None))):
+        return value
+    seen.add(id(value))
+    if isinstance(value, BSpline):
+        try:
+            return BSpline(value.t, value.c, value.k, extrapolate=value.extrapolate, axis=value.axis)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise MlflowException(f"{path} holds an invalid B-spline ({error}); refusing to load it.") from None
+    if isinstance(value, list):
+        value[:] = [_validated_splines(item, path, seen) for item in value]
+    elif isinstance(value, tuple):
+        return type(value)(_validated_splines(item, path, seen) for item in value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _validated_splines(item, path, seen)
+    elif isinstance(value, BaseEstimator):
+        for name, item in vars(value).items():
+            setattr(value, name, _validated_splines(item, path, seen))
+    return value
 
 
 def load_pipeline(directory: str | os.PathLike, code_directory: str | os.PathLike | None = None) -> Pipeline:
@@ -226,12 +270,16 @@ def load_pipeline(directory: str | os.PathLike, code_directory: str | os.PathLik
 
     directory = Path(directory)
     config = _read_pipeline_config(directory)
-    path = _checked_preprocessing(directory, config)
-    _refuse_untrusted(path, _untrusted_types(path))
+    archive = _checked_preprocessing(directory, config)
+    path = directory / PREPROCESSING_FILE
     try:
-        preprocessing = skops.io.load(path, trusted=_trusted_types())
+        _refuse_untrusted(path, _untrusted_types(archive))
+        preprocessing = skops.io.load(io.BytesIO(archive), trusted=_trusted_types())
+    except MlflowException:
+        raise
     except Exception as error:  # a damaged archive raises anything
         raise MlflowException(f"{path} could not be loaded: {type(error).__name__}: {error}") from None
+    preprocessing = _validated_splines(preprocessing, path, set())
     if not isinstance(preprocessing, Pipeline) or final_estimator(preprocessing)[0] != config["final_step"]:
         raise MlflowException(
             f"{path} does not hold a pipeline whose final step is {config['final_step']!r}, as "

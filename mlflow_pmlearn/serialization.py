@@ -15,29 +15,29 @@ a missing file, a document that is not JSON or has missing or wrong-typed fields
 written or cannot be read as NetCDF, or a posterior whose variables are not those of the
 model the class builds (:func:`check_trace_fits_model`).
 
-A hostile one is refused the same way before it can take memory or reach outside the
-model: every file is read only inside its folder (:func:`confined_path`; no absolute path,
-``..`` or link leading out), ``estimator.json`` and a pickled class only up to
-:data:`MAX_DOCUMENT_BYTES`, and the trace only once the sizes its HDF5 metadata declares
-fit the estimator's settings and a byte budget (``MLFLOW_PMLEARN_MAX_TRACE_BYTES``,
-default 2 GiB, for the file and again for all the arrays it declares), and it refers to
-no other file.
+A hostile one is refused the same way before it can take memory, run code or reach
+outside the model (:mod:`mlflow_pmlearn.safety`): every file is read only inside its
+folder, ``estimator.json`` and a pickled class only up to ``MAX_DOCUMENT_BYTES``, the trace
+only once its HDF5 metadata, walked within limits, shows arrays whose *decoded* sizes fit
+the estimator's settings and a byte budget (``MLFLOW_PMLEARN_MAX_TRACE_BYTES``, default
+2 GiB), and the estimator only once the memory its predictor would allocate fits the same
+budget. A bespoke class's module is imported by file from the model's ``code`` folder
+(:mod:`mlflow_pmlearn.model_code`), never through ``sys.path``, and only where
+``MLFLOW_ALLOW_MODEL_CODE_EXECUTION`` allows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import json
-import math
+import logging
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import h5py
 import numpy as np
 import xarray as xr
 from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
@@ -45,7 +45,20 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from estimators.base import BayesianEstimator
+from mlflow_pmlearn.model_code import import_estimator_class
+from mlflow_pmlearn.safety import (
+    MAX_DOCUMENT_BYTES,
+    MAX_TRACE_BYTES_VARIABLE,
+    DeclaredArray,
+    max_predictor_bytes,
+    max_trace_bytes,
+    model_file,
+    refuse_model_code_unless_allowed,
+    scan_trace,
+)
 from mlflow_pmlearn.versions import DISTRIBUTION, library_versions
+
+_logger = logging.getLogger(__name__)
 
 #: The saved layout's version. 1: mlflow-pmlearn 0.1.0 (PyMC 5 trace; this package's code
 #: copied into the model's ``code/``). 2: 0.2.0 (PyMC 6 trace; the release as a wheel in
@@ -57,12 +70,6 @@ PICKLED_CLASS_FILE = "estimator_class.pkl"
 SERIALIZATION_FORMATS = ("json", "cloudpickle")
 #: The NetCDF library that writes and reads traces (HDF5 through h5py, no netCDF4 C library).
 NETCDF_ENGINE = "h5netcdf"
-#: Environment variable: most bytes a trace may hold, as a file and as the arrays it declares.
-MAX_TRACE_BYTES_VARIABLE = "MLFLOW_PMLEARN_MAX_TRACE_BYTES"
-DEFAULT_MAX_TRACE_BYTES = 2 * 2**30
-#: Most bytes of a model's other files (``estimator.json``, ``MLmodel``, a pickled class),
-#: each read whole before it is parsed.
-MAX_DOCUMENT_BYTES = 16 * 2**20
 
 #: The built-in estimators, by the public path recorded in ``estimator.json``.
 BUILTIN_ESTIMATORS = (
@@ -178,130 +185,14 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _is_within(path: str | os.PathLike | None, directory: Path) -> bool:
-    """Whether ``path`` is ``directory`` or lies below it, once links are resolved."""
-    return path is not None and Path(path).resolve().is_relative_to(directory.resolve())
-
-
-def confined_path(directory: str | os.PathLike, name: str, what: str) -> Path:
-    """``directory / name``, refused unless it stays inside ``directory``.
-
-    Parameters
-    ----------
-    directory : path
-        The folder the path must stay in (a model's folder, its data folder).
-    name : str
-        A relative path, as a model's files give it.
-    what : str
-        What the path is, for the error message.
-
-    Returns
-    -------
-    Path
-        ``directory / name``.
-
-    Raises
-    ------
-    MlflowException
-        For a ``name`` that is not a non-empty string, is absolute or has a ``..``, and for
-        a path that a link leads out of ``directory``.
-    """
-    directory = Path(directory)
-    if not isinstance(name, str) or not name:
-        raise MlflowException(f"The model at {directory} names its {what} {name!r}; it must be a relative path.")
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        raise MlflowException(
-            f"The {what} {name!r} of the model at {directory} leads outside the model's folder (an "
-            "absolute path or '..'); refusing to read it."
-        )
-    path = directory / name
-    if not _is_within(path, directory):
-        raise MlflowException(
-            f"The {what} {path} leads outside {directory} (it is a link to {path.resolve()}); refusing to read it."
-        )
-    return path
-
-
-def model_file(
-    directory: str | os.PathLike, name: str, what: str, max_bytes: int, limit_variable: str | None = None
-) -> Path:
-    """The file ``name`` of a model folder, checked before anything reads it.
-
-    Parameters
-    ----------
-    directory : path
-        The folder holding the file.
-    name : str
-        The file's name (or relative path) in it.
-    what : str
-        What the file is, for the error message.
-    max_bytes : int
-        The file's largest allowed size.
-    limit_variable : str, optional
-        The environment variable that sets ``max_bytes``, named in the error.
-
-    Returns
-    -------
-    Path
-        The file: inside ``directory`` (:func:`confined_path`), a regular file (not a
-        device or pipe) and at most ``max_bytes`` long.
-
-    Raises
-    ------
-    MlflowException
-        Naming the file and the problem (the size and the limit for one too large).
-    """
-    path = confined_path(directory, name, what)
-    if not path.is_file():
-        raise MlflowException(f"The model has no {what}: {path} is missing.")
-    if (size := path.stat().st_size) > max_bytes:
-        setting = f" ({limit_variable})" if limit_variable else ""
-        raise MlflowException(
-            f"{path} has {size:,} bytes, over the limit of {max_bytes:,} bytes for the model's {what}{setting}; "
-            "refusing to read it."
-        )
-    return path
-
-
-def _importable_from(module_name: str, code_directory: Path | None) -> bool:
-    """Whether importing ``module_name`` runs only code from ``code_directory``.
-
-    Modules already imported run nothing; each one that is not (the module and its
-    parent packages) must be found inside ``code_directory``. Parents are checked before
-    ``find_spec`` looks up a child, because that imports the parent.
-    """
-    parts = module_name.split(".")
-    for depth in range(1, len(parts) + 1):
-        name = ".".join(parts[:depth])
-        if name in sys.modules:
-            continue
-        if code_directory is None:
-            return False
-        try:
-            spec = importlib.util.find_spec(name)
-        except ModuleNotFoundError:  # its parent is a module, not a package
-            return False
-        if spec is None:
-            return False
-        locations = [spec.origin] if spec.has_location else list(spec.submodule_search_locations or [])
-        if not locations or not all(_is_within(location, code_directory) for location in locations):
-            return False
-    return True
-
-
-def _import_without_bytecode(module_name: str) -> Any:
-    """Import ``module_name`` without writing ``.pyc`` files: loading leaves a model's files as they are."""
-    writes_bytecode = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True
-    try:
-        return importlib.import_module(module_name)
-    finally:
-        sys.dont_write_bytecode = writes_bytecode
-
-
 def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path | None) -> type:
     class_path = config["estimator_class"]
     if class_path in BUILTIN_ESTIMATORS:
+        if code_directory is not None and config["format_version"] >= 2:  # 0.1.0 shipped its own copy there
+            _logger.warning(
+                "The model at %s ships code in %s; a built-in pmlearn estimator runs none of it (ignored).",
+                directory, code_directory,
+            )
         return _import_attribute(class_path)
     if config.get("serialization_format") == "cloudpickle":
         if not MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get():
@@ -310,6 +201,7 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
                 "pickle deserialization is disabled (MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false).",
                 INVALID_PARAMETER_VALUE,
             )
+        refuse_model_code_unless_allowed(f"the pickled estimator class {class_path}", directory)
         import cloudpickle
 
         pickled = model_file(directory, PICKLED_CLASS_FILE, "pickled estimator class", MAX_DOCUMENT_BYTES).read_bytes()
@@ -320,16 +212,7 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
                 f"{directory / PICKLED_CLASS_FILE} could not be unpickled: {type(error).__name__}: {error}"
             ) from None
     else:
-        module_name, _, attribute = class_path.rpartition(".")
-        if not module_name or not _importable_from(module_name, code_directory):
-            raise MlflowException(
-                f"{directory / CONFIG_FILE} names the class {class_path!r}, which is neither a "
-                "built-in pmlearn estimator nor defined in code shipped with the model; refusing "
-                "to import it. Save bespoke models with code_paths=[<their module>] (or "
-                'serialization_format="cloudpickle").',
-                INVALID_PARAMETER_VALUE,
-            )
-        estimator_class = getattr(_import_without_bytecode(module_name), attribute, None)
+        estimator_class = import_estimator_class(class_path, code_directory, directory)
     if not (isinstance(estimator_class, type) and issubclass(estimator_class, BayesianEstimator)):
         raise MlflowException(
             f"{class_path!r} in {directory} is not a BayesianEstimator subclass.", INVALID_PARAMETER_VALUE
@@ -357,10 +240,11 @@ def _json_type(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _read_config(path: Path) -> Any:
+def read_json_document(path: Path) -> Any:
+    """The JSON document at ``path``, or an ``MlflowException`` naming it and what is wrong with it."""
     try:
         return json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # RecursionError: nested too deep
+    except (ValueError, RecursionError) as error:  # decoding, syntax, integers too long; RecursionError: too deep
         raise MlflowException(f"{path} is not valid JSON: {error}.") from None
 
 
@@ -422,61 +306,16 @@ def validate_config(config: Any, path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def _max_trace_bytes() -> int:
-    return int(os.environ.get(MAX_TRACE_BYTES_VARIABLE, DEFAULT_MAX_TRACE_BYTES))
-
-
-class _DeclaredArray(NamedTuple):
-    """A dataset of the trace file as its HDF5 metadata declares it (none of its data read)."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    #: A NetCDF dimension (its coordinate), not a data variable.
-    is_dimension: bool
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize
-
-
-def _declared_arrays(path: Path) -> tuple[dict[str, _DeclaredArray], list[str]]:
-    """The trace file's datasets by HDF5 path, from its metadata alone, and what in it a trace never holds.
-
-    A trace that :func:`save_estimator` writes holds groups and datasets, each under one
-    name. Listed as foreign: soft and external links, an object under several names
-    (xarray would read it once per name, or forever in a cycle), and a dataset whose data
-    lies in other files (virtual, or external storage).
-    """
-    arrays, foreign = {}, []
-    with h5py.File(path, "r") as file:
-
-        def visit(name: str, link: Any) -> None:
-            if not isinstance(link, h5py.HardLink):
-                foreign.append(f"{name!r} is a link ({type(link).__name__})")
-                return
-            item = file[name]
-            if (names := h5py.h5o.get_info(item.id).rc) > 1:
-                foreign.append(f"{name!r} has {names} names")
-            if isinstance(item, h5py.Dataset):
-                if item.is_virtual or item.external:
-                    foreign.append(f"{name!r} keeps its data in other files")
-                is_dimension = item.attrs.get("CLASS") == b"DIMENSION_SCALE"
-                arrays[name] = _DeclaredArray(tuple(item.shape or ()), item.dtype, is_dimension)
-
-        file.visititems_links(visit)
-    return arrays, foreign
-
-
-def _length(arrays: dict[str, _DeclaredArray], name: str) -> int | None:
+def _length(arrays: dict[str, DeclaredArray], name: str) -> int | None:
     """The declared length of the dataset ``name`` along its first axis; None without one."""
     array = arrays.get(name)
     return array.shape[0] if array is not None and array.shape else None
 
 
 def _check_declared_sizes(
-    path: Path, arrays: dict[str, _DeclaredArray], config: dict[str, Any], estimator_class: type
+    path: Path, arrays: dict[str, DeclaredArray], config: dict[str, Any], estimator_class: type
 ) -> None:
-    """Refuse a trace whose declared arrays exceed the byte budget or disagree with ``estimator.json``.
+    """Refuse a trace whose declared arrays disagree with ``estimator.json``.
 
     Compared with the configuration: the draws per chain with ``n_draws`` and the chains
     with ``n_chains`` (where the parameters name them), and the rows of the training
@@ -484,16 +323,6 @@ def _check_declared_sizes(
     the model's variables need the model, built from the training data: they are
     compared once the trace, within the budget, is read (:func:`check_trace_fits_model`).
     """
-    limit = _max_trace_bytes()
-    if (total := sum(array.nbytes for array in arrays.values())) > limit:
-        largest = sorted(arrays.items(), key=lambda item: item[1].nbytes, reverse=True)[:3]
-        listed = "; ".join(
-            f"{name} {_shape_text(array.shape)} of {array.dtype}: {array.nbytes:,} bytes" for name, array in largest
-        )
-        raise MlflowException(
-            f"{path} declares {total:,} bytes of arrays, over the limit of {limit:,} bytes "
-            f"({MAX_TRACE_BYTES_VARIABLE}); refusing to read it. The largest: {listed}."
-        )
     params, problems = config["params"], []
     draws, chains = _length(arrays, "posterior/draw"), _length(arrays, "posterior/chain")
     n_draws, n_chains = params.get("n_draws"), params.get("n_chains")
@@ -523,7 +352,8 @@ def _unreadable(path: Path, error: Exception) -> MlflowException:
 def _read_trace(path: Path, config: dict[str, Any], estimator_class: type) -> xr.DataTree:
     """The whole trace, read into memory (its file closed), or an error naming the problem.
 
-    Its checksum is compared first, then its HDF5 metadata is checked
+    Its checksum is compared first, then its HDF5 metadata is walked within limits
+    (:func:`~mlflow_pmlearn.safety.scan_trace`) and compared with ``estimator.json``
     (:func:`_check_declared_sizes`) before xarray opens it: opening decodes every
     coordinate, and a declared coordinate of billions of draws is an allocation of that
     size. Read eagerly (``load_datatree``): opened lazily, a damaged data block would
@@ -536,14 +366,16 @@ def _read_trace(path: Path, config: dict[str, Any], estimator_class: type) -> xr
             f"the one recorded in {CONFIG_FILE}."
         )
     try:
-        arrays, foreign = _declared_arrays(path)
+        contents = scan_trace(path)
+    except MlflowException:
+        raise
     except Exception as error:  # HDF5 raises many types for a damaged file
         raise _unreadable(path, error) from None
-    if foreign:
+    if contents.foreign:
         raise MlflowException(
-            f"{path} holds what a pmlearn trace does not: {'; '.join(foreign)}. Refusing to read it."
+            f"{path} holds what a pmlearn trace does not: {'; '.join(contents.foreign)}. Refusing to read it."
         )
-    _check_declared_sizes(path, arrays, config, estimator_class)
+    _check_declared_sizes(path, contents.arrays, config, estimator_class)
     try:
         return xr.load_datatree(path, engine=NETCDF_ENGINE)
     except Exception as error:  # netCDF/HDF5 raise many types for a damaged file
@@ -653,9 +485,9 @@ def load_estimator(directory: str | os.PathLike, code_directory: str | os.PathLi
     """
     directory = Path(directory)
     config_path = model_file(directory, CONFIG_FILE, CONFIG_FILE, MAX_DOCUMENT_BYTES)
-    config = validate_config(_read_config(config_path), config_path)
+    config = validate_config(read_json_document(config_path), config_path)
     estimator_class = _resolve_class(config, directory, Path(code_directory) if code_directory else None)
-    trace_path = model_file(directory, TRACE_FILE, "trace", _max_trace_bytes(), MAX_TRACE_BYTES_VARIABLE)
+    trace_path = model_file(directory, TRACE_FILE, "trace", max_trace_bytes(), MAX_TRACE_BYTES_VARIABLE)
     idata = _read_trace(trace_path, config, estimator_class)
     try:
         estimator = estimator_class.from_fitted_state(config["params"], config["fitted_state"], idata)
@@ -664,4 +496,5 @@ def load_estimator(directory: str | os.PathLike, code_directory: str | os.PathLi
             f"{config_path} does not describe a valid {estimator_class.__name__}: {error}"
         ) from None
     check_trace_fits_model(estimator, trace_path)
+    estimator.limit_predictor_memory(max_predictor_bytes())
     return estimator

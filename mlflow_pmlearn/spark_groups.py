@@ -38,7 +38,8 @@ from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging.metrics import fit_metrics, predictive_checks
 from mlflow_pmlearn.autologging.runs import FIT_ERROR_TAG
 from mlflow_pmlearn.environment import WHEELS_FOLDER
-from mlflow_pmlearn.serialization import confined_path
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
+from mlflow_pmlearn.safety import confined_path, refuse_model_code_unless_allowed
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -49,8 +50,10 @@ GROUP_TAG = "pmlearn.group"
 RESULT_COLUMNS = {
     "run_id": "string", "model_uri": "string", "n_rows": "long", "training_score": "double", "error": "string",
 }
-#: Folder of a grouped model's artifacts that holds one group model per sub-folder.
+#: Folder of a grouped model's artifacts that holds one group model per sub-folder, and
+#: the folder MLflow keeps a model's artifacts in.
 _GROUPS_ARTIFACT = "groups"
+_ARTIFACTS_FOLDER = "artifacts"
 #: The file in that folder naming the group column and each group's folder (JSON).
 _ROUTES_FILE = "routes.json"
 #: The model's code, logged as MLflow's "model from code": loading it pickles nothing.
@@ -190,19 +193,31 @@ class GroupedModel(mlflow.pyfunc.PythonModel):
 
     It is logged as a model from code (``_grouped_model.py``), not pickled: the group
     column and each group's folder are read from the ``groups`` artifact's ``routes.json``.
+    MLflow runs that file from the model's folder at load, so a grouped model loads only
+    where ``MLFLOW_ALLOW_MODEL_CODE_EXECUTION`` is not false; each group's model is then
+    loaded as :func:`mlflow_pmlearn.load_model` loads a model (nothing of it runs code from
+    its folder, unless it is bespoke).
     """
 
     def load_context(self, context) -> None:
-        self._root = Path(context.artifacts[_GROUPS_ARTIFACT])
+        root = Path(context.artifacts[_GROUPS_ARTIFACT])
+        model_dir = root.parent.parent
+        refuse_model_code_unless_allowed("its grouped-model code (_grouped_model.py)", model_dir)
+        expected = Path(_ARTIFACTS_FOLDER, _GROUPS_ARTIFACT)
+        if root.parent.name != _ARTIFACTS_FOLDER or not (model_dir / "MLmodel").is_file():
+            raise MlflowException(
+                f"The groups of this grouped model are at {root}, not in its folder's {expected}; refusing to read them."
+            )
+        self._root = confined_path(model_dir, str(expected), "groups folder")
         routes = json.loads(confined_path(self._root, _ROUTES_FILE, "the routes of a grouped model").read_text())
         self.group_col = routes["group_col"]
         self.folders = {group: folder for group, folder in routes["folders"]}
-        self._models: dict[Any, mlflow.pyfunc.PyFuncModel] = {}
+        self._models: dict[Any, PmlearnModelWrapper] = {}
 
     def _model(self, group: Any):
         if group not in self._models:
             folder = confined_path(self._root, self.folders[group], f"the model of {self.group_col} {group!r}")
-            self._models[group] = mlflow.pyfunc.load_model(str(folder))
+            self._models[group] = PmlearnModelWrapper(mlflow_pmlearn.load_model(str(folder)))
         return self._models[group]
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -230,7 +245,7 @@ def _group_value(value: Any) -> Any:
 def _requirements(group_dir: Path) -> list[str]:
     """A group model's requirements, its release wheel's path made relative to the grouped model."""
     lines = (group_dir / _REQUIREMENTS_FILE_NAME).read_text().splitlines()
-    prefix = f"artifacts/{_GROUPS_ARTIFACT}/{group_dir.name}/"
+    prefix = f"{_ARTIFACTS_FOLDER}/{_GROUPS_ARTIFACT}/{group_dir.name}/"
     return [prefix + line if line.startswith(f"{WHEELS_FOLDER}/") else line for line in lines if line]
 
 

@@ -428,15 +428,18 @@ def test_extra_files_travel_with_the_model(regression, mlflow_experiment, tmp_pa
     assert _staging_leftovers(tmp_path) == []
 
 
-def test_pyfunc_loads_from_the_data_folder_it_is_given(saved, regression, tmp_path):
-    """``mlflow.pyfunc`` hands ``_load_pyfunc`` the model's data folder (having read
-    ``MLmodel`` itself): the flavor reads nothing above that folder."""
+def test_pyfunc_loads_only_the_data_folder_its_model_names(saved, regression, tmp_path):
+    """``mlflow.pyfunc`` hands ``_load_pyfunc`` only the data folder (having read ``MLmodel``
+    itself): the flavor loads it only where the folder above is the model whose ``MLmodel``
+    names it, so an absolute ``data`` in a tampered ``MLmodel`` cannot point it elsewhere."""
     model, X = regression
     model_dir = tmp_path / "model"
     shutil.copytree(saved["linear"], model_dir)
-    (model_dir / "MLmodel").unlink()
     frame = mlflow_pmlearn._load_pyfunc(str(model_dir / "estimator")).predict(X.head(5))
     np.testing.assert_array_equal(frame["prediction"].to_numpy(), model.predict(X.head(5)))
+    (model_dir / "MLmodel").unlink()
+    with pytest.raises(MlflowException, match=r"is not inside a model's folder .* has no MLmodel"):
+        mlflow_pmlearn._load_pyfunc(str(model_dir / "estimator"))
 
 
 def test_builtin_models_contain_no_pickle(saved):
