@@ -428,6 +428,20 @@ def _spline_degree(degree: str) -> Callable[[zipfile.ZipFile, zipfile.ZipFile], 
     return rewrite
 
 
+def _malformed_method_node(source: zipfile.ZipFile, target: zipfile.ZipFile) -> None:
+    """The pipeline's ``memory`` attribute replaced by a method node missing its object."""
+    for name in source.namelist():
+        data = source.read(name)
+        if name == "schema.json":
+            schema = json.loads(data)
+            schema["content"]["content"]["memory"] = {
+                "__class__": "method", "__module__": "builtins", "__loader__": "MethodNode", "content": {"func": "x"},
+                "__id__": 1,
+            }
+            data = json.dumps(schema).encode()
+        target.writestr(name, data)
+
+
 def _member_bomb(source: zipfile.ZipFile, target: zipfile.ZipFile) -> None:
     """``schema.json`` whose deflate stream goes on for 1.5 GiB past the size and CRC its headers declare."""
     for name in source.namelist():
@@ -458,6 +472,8 @@ PREPROCESSING = [
     ("spline of degree -5", _rewrite_preprocessing(_spline_degree("-5")), "refused", r"holds an invalid B-spline"),
     ("spline with too few knots for its degree", _rewrite_preprocessing(_spline_degree("5")), "refused",
      r"holds an invalid B-spline"),
+    ("malformed method node", _rewrite_preprocessing(_malformed_method_node), "refused",
+     r"preprocessing.skops could not be loaded: KeyError"),
     ("member inflating past its declared size", _rewrite_preprocessing(_member_bomb), "loaded", None),
 ]
 
