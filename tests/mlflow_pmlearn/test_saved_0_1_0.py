@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -183,15 +184,14 @@ def _fresh_pyfunc_load(model_dir: Path, first_imports: str, stored: dict, rows: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["LinearRegression"])
-@pytest.mark.parametrize("first_imports", ["import mlflow_pmlearn", "import estimators.linear_model"])
-def test_fresh_process_runs_the_installed_release_once_either_package_is_imported(saved_model, first_imports):
-    """Once a process has imported this release's ``estimators`` or ``mlflow_pmlearn``, a
-    0.1.0 model loaded through ``mlflow.pyfunc`` (which puts the model's ``code/`` first on
-    ``sys.path``) runs the installed release, both packages of it, and predicts as saved."""
+def test_fresh_process_runs_the_installed_release_once_it_is_imported(saved_model):
+    """Once a process has imported this release's ``mlflow_pmlearn``, a 0.1.0 model loaded
+    through ``mlflow.pyfunc`` (which puts the model's ``code/`` first on ``sys.path``) runs
+    the installed release, both packages of it, and predicts as saved."""
     model_dir = saved_model / "model"
     before = _file_states(model_dir)
     stored = _read_json(saved_model / "predictions.json")
-    result, _ = _fresh_pyfunc_load(model_dir, first_imports, stored, _read_json(saved_model / "input.json"))
+    result, _ = _fresh_pyfunc_load(model_dir, "import mlflow_pmlearn", stored, _read_json(saved_model / "input.json"))
 
     assert "error" not in result, result.get("error")
     installed = Path(estimators.__file__).resolve().parents[1]
@@ -200,6 +200,49 @@ def test_fresh_process_runs_the_installed_release_once_either_package_is_importe
     assert {"estimators", "mlflow_pmlearn"} <= set(result["module_files"])
     np.testing.assert_allclose(result["predictions"]["data"], stored["predictions"]["data"], rtol=RTOL, atol=0)
     assert _file_states(model_dir) == before, "loading or predicting wrote into the model's files"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["LinearRegression", "RobustRegression"])
+def test_a_migrated_model_runs_the_installed_release_in_any_fresh_process(saved_model, tmp_path):
+    """``python -m mlflow_pmlearn migrate`` re-saves a 0.1.0 model in the current format: it names
+    no code for the pyfunc, so a fresh process that imported nothing runs the installed release
+    (a bespoke class from the migrated model's own code) and predicts as 0.1.0 stored."""
+    migrated = tmp_path / "migrated"
+    finished = subprocess.run(
+        [sys.executable, "-m", "mlflow_pmlearn", "migrate", str(saved_model / "model"), "--output", str(migrated)],
+        capture_output=True, text=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert finished.returncode == 0 and "saved the migrated model in" in finished.stdout, finished.stderr[-3000:]
+    assert "code" not in mlflow.models.Model.load(str(migrated)).flavors["python_function"]
+    stored = _read_json(saved_model / "predictions.json")
+    result, _ = _fresh_pyfunc_load(migrated, "", stored, _read_json(saved_model / "input.json"))
+
+    assert "error" not in result, result.get("error")
+    installed = Path(estimators.__file__).resolve().parents[1]
+    for module_name, module_file in result["module_files"].items():
+        assert Path(module_file).resolve().is_relative_to(installed), (module_name, module_file)
+    np.testing.assert_allclose(result["predictions"]["data"], stored["predictions"]["data"], rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("name", ["LinearRegression"])
+def test_migrating_a_registered_version_registers_the_next_one(saved_model, mlflow_experiment):
+    from mlflow_pmlearn.migration import MIGRATED_FROM_TAG, migrate
+
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(saved_model / "model"), "model")
+    name = f"migrate-{run.info.run_id}"
+    mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    info = migrate(f"models:/{name}/1")
+
+    assert info.registered_model_version == 2
+    version = mlflow.MlflowClient().get_model_version(name, "2")
+    assert version.tags[MIGRATED_FROM_TAG] == f"models:/{name}/1"
+    stored = _read_json(saved_model / "predictions.json")
+    frame = mlflow.pyfunc.load_model(f"models:/{name}/2").predict(
+        _frame(_read_json(saved_model / "input.json")), params=stored["params"]
+    )
+    np.testing.assert_allclose(frame.to_numpy(dtype=float), stored["predictions"]["data"], rtol=RTOL, atol=0)
 
 
 @pytest.mark.slow
