@@ -528,6 +528,14 @@ class BayesianEstimator(BaseEstimator):
 
     # -- state for saving and loading --------------------------------------------------
 
+    def saved_params(self) -> dict[str, Any]:
+        """The hyper-parameters as a saved model keeps them: ``get_params(deep=False)``.
+
+        A class whose parameters take objects that have a data form (e.g. bambi ``Prior``
+        objects) overrides it to return that form; ``__init__`` must accept it back.
+        """
+        return self.get_params(deep=False)
+
     def get_fitted_state(self) -> dict[str, Any]:
         """JSON-compatible fitted attributes that, with the parameters and ``idata_``, rebuild it.
 

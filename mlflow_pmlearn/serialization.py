@@ -76,6 +76,8 @@ BUILTIN_ESTIMATORS = (
     "estimators.mixture.GaussianMixture",
     "estimators.mixture.DirichletProcessMixture",
     "estimators.neural_network.MLPClassifier",
+    "estimators.formula.BambiRegressor",
+    "estimators.formula.BambiClassifier",
 )
 
 
@@ -111,7 +113,7 @@ def _class_path(estimator_class: type, serialization_format: str) -> str:
 
 
 def _json_params(estimator: BayesianEstimator) -> dict[str, Any]:
-    params = estimator.get_params(deep=False)
+    params = estimator.saved_params()
     try:
         json.dumps(params)
     except TypeError as error:
