@@ -84,6 +84,9 @@ class BayesianEstimator(BaseEstimator):
         name is fixed (not the quantile columns, named by the levels asked for).
     optional_columns : tuple of str
         Set by the mixin: the columns of :meth:`predict_frame` present only when asked for.
+    required_packages : tuple of str
+        Libraries beyond this package's own dependencies that the estimator needs to load
+        and predict (e.g. ``("bambi",)``); a saved model pins them among its requirements.
     """
 
     _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
@@ -92,6 +95,7 @@ class BayesianEstimator(BaseEstimator):
     prediction_params: dict[str, Any] = {}
     all_columns_params: dict[str, Any] = {}
     optional_columns: tuple[str, ...] = ()
+    required_packages: tuple[str, ...] = ()
 
     def __init__(self, **inference_params):
         if unknown := sorted(set(inference_params) - set(SETTING_NAMES)):

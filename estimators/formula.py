@@ -205,6 +205,7 @@ class _BambiFormulaModel(BayesianEstimator):
         "noncentered": ["boolean"],
     }
     input_names = ("X", "Z", "group", "offset")
+    required_packages = ("bambi",)
     fitted_state_attributes = ("n_features_in_", "feature_names_in_")
 
     def __init__(self, formula: str, *, family: str, link: str | None = None, priors: dict | None = None,
