@@ -37,7 +37,11 @@ import pytensor.tensor as pt
 import xarray as xr
 from sklearn.utils._param_validation import StrOptions
 
-from estimators.base import BayesianClassifierMixin, BayesianEstimator, BayesianRegressorMixin
+from estimators.base import (
+    BayesianClassifierMixin,
+    BayesianEstimator,
+    BayesianRegressorMixin,
+)
 from estimators.modeling import training_constant
 
 #: The group of the trace that keeps the training columns.
@@ -90,7 +94,7 @@ def prior_to_data(prior: Any, where: str) -> Any:
     if prior.dist is not None:
         raise TypeError(
             f"The prior of {where} uses a custom distribution ({prior.dist!r:.60}), which cannot be saved "
-            "without pickle; use a distribution PyMC names (bmb.Prior(\"Normal\", ...))."
+            'without pickle; use a distribution PyMC names (bmb.Prior("Normal", ...)).'
         )
     args = {}
     for name, value in prior.args.items():
@@ -144,15 +148,19 @@ def _check_frame(X: Any, names: list[str] | None, what: str = "X") -> pd.DataFra
         raise TypeError(f"{what} must be a pandas DataFrame with the formula's columns; got {type(X).__name__}.")
     for column in X.columns:
         if not isinstance(column, str):
-            raise TypeError(f"{what} has the column name {column!r}; a formula model's columns must be named by strings.")
+            raise TypeError(
+                f"{what} has the column name {column!r}; a formula model's columns must be named by strings."
+            )
         values = X[column]
         missing = pd.isna(values).to_numpy().copy()
         if pd.api.types.is_float_dtype(values.dtype):
             missing |= np.isinf(values.to_numpy(dtype=np.float64, na_value=np.nan))
         if missing.any():
             row = int(np.flatnonzero(missing)[0])
-            raise ValueError(f"Column {column!r} of {what} has the value {values.iloc[row]!r} at row {row}; "
-                             "formula models take no missing or infinite values.")
+            raise ValueError(
+                f"Column {column!r} of {what} has the value {values.iloc[row]!r} at row {row}; "
+                "formula models take no missing or infinite values."
+            )
     return X if names is None else X.loc[:, names]
 
 
@@ -160,8 +168,12 @@ def _encode_column(values: pd.Series) -> xr.DataArray:
     """A training column as the trace keeps it (a categorical one as strings and its categories)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         return xr.DataArray(
-            values.astype(str).to_numpy(dtype=object), dims="row",
-            attrs={"categories": [str(c) for c in values.cat.categories], "ordered": int(values.cat.ordered)},
+            values.astype(str).to_numpy(dtype=object),
+            dims="row",
+            attrs={
+                "categories": [str(c) for c in values.cat.categories],
+                "ordered": int(values.cat.ordered),
+            },
         )
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
         return xr.DataArray(values.astype(str).to_numpy(dtype=object), dims="row")
@@ -172,7 +184,13 @@ def _decode_column(array: xr.DataArray) -> pd.Series:
     values = array.values
     if "categories" in array.attrs:
         categories = list(np.atleast_1d(array.attrs["categories"]))
-        return pd.Series(pd.Categorical(values.astype(str), categories=categories, ordered=bool(array.attrs["ordered"])))
+        return pd.Series(
+            pd.Categorical(
+                values.astype(str),
+                categories=categories,
+                ordered=bool(array.attrs["ordered"]),
+            )
+        )
     if values.dtype.kind in "OSU":
         return pd.Series(values.astype(str).astype(object))
     return pd.Series(values)
@@ -206,10 +224,17 @@ class _BambiFormulaModel(BayesianEstimator):
     }
     input_names = ("X", "Z", "group", "offset")
     required_packages = ("bambi",)
-    fitted_state_attributes = ("n_features_in_", "feature_names_in_")
 
-    def __init__(self, formula: str, *, family: str, link: str | None = None, priors: dict | None = None,
-                 noncentered: bool = True, **inference_params):
+    def __init__(
+        self,
+        formula: str,
+        *,
+        family: str,
+        link: str | None = None,
+        priors: dict | None = None,
+        noncentered: bool = True,
+        **inference_params,
+    ):
         super().__init__(**inference_params)
         self.formula = formula
         self.family = family
@@ -231,8 +256,9 @@ class _BambiFormulaModel(BayesianEstimator):
 
     def _check_family(self) -> None:
         if self.family in _UNSUPPORTED_FAMILIES:
-            raise ValueError(f"The family {self.family!r} {_UNSUPPORTED_FAMILIES[self.family]}; formula models "
-                             "do not support it.")
+            raise ValueError(
+                f"The family {self.family!r} {_UNSUPPORTED_FAMILIES[self.family]}; formula models do not support it."
+            )
 
     def _bambi_model(self, frame: pd.DataFrame, response: np.ndarray | pd.Series):
         """bambi's model of ``frame`` with the response column, built (its PyMC graph not used)."""
@@ -240,14 +266,21 @@ class _BambiFormulaModel(BayesianEstimator):
         data = frame.copy()
         data[self.response_name()] = response
         model = bmb.Model(
-            self.formula, data, family=self.family, priors=_priors_for_bambi(self.priors), link=self.link,
-            noncentered=self.noncentered, dropna=False,
+            self.formula,
+            data,
+            family=self.family,
+            priors=_priors_for_bambi(self.priors),
+            link=self.link,
+            noncentered=self.noncentered,
+            dropna=False,
         )
         component = model.parameters[model.family.likelihood.parent]
         if component.hsgp_terms:
             raise ValueError(f"The formula {self.formula!r} has HSGP terms; formula models do not support them yet.")
         if len(model.conditional_parameters) != 1:
-            raise ValueError("Formula models take one formula, for the mean; distributional sub-models are not supported.")
+            raise ValueError(
+                "Formula models take one formula, for the mean; distributional sub-models are not supported."
+            )
         model.build()
         return model
 
@@ -258,8 +291,10 @@ class _BambiFormulaModel(BayesianEstimator):
         """bambi's model of the training data: built at fit, rebuilt at load from the trace."""
         spec = self.__dict__.get("_bambi_spec")
         if spec is None:
-            spec = self._bambi_spec = self._bambi_model(self._training_frame(), self._response_for_bambi(
-                self._training_data()[1]))
+            spec = self._bambi_spec = self._bambi_model(
+                self._training_frame(),
+                self._response_for_bambi(self._training_data()[1]),
+            )
         return spec
 
     def _training_frame(self) -> pd.DataFrame:
@@ -310,7 +345,10 @@ class _BambiFormulaModel(BayesianEstimator):
         common_columns, offsets = [], np.zeros(n_rows)
         if component.design.common:
             try:
-                matrix = np.asarray(component.design.common.evaluate_new_data(frame).design_matrix, dtype=np.float64)
+                matrix = np.asarray(
+                    component.design.common.evaluate_new_data(frame).design_matrix,
+                    dtype=np.float64,
+                )
             except ValueError as error:  # formulae names the column and the unseen level
                 raise ValueError(f"X cannot be used with the formula: {error}") from None
             slices = component.design.common.slices
@@ -406,8 +444,11 @@ class _BambiFormulaModel(BayesianEstimator):
         if component.intercept_term is None or not spec.center_predictors:
             return intercept + pt.dot(X, coefs)
         mean = training_constant(np.asarray(X.get_value()).mean(axis=0))
-        pm.Deterministic(get_aliased_name(component.intercept_term), intercept - pt.dot(mean, coefs),
-                         dims=list(spec.response_term.coords) if multivariate else None)
+        pm.Deterministic(
+            get_aliased_name(component.intercept_term),
+            intercept - pt.dot(mean, coefs),
+            dims=list(spec.response_term.coords) if multivariate else None,
+        )
         return intercept + pt.dot(X - mean, coefs)
 
     def _group_part(self, spec, backend, Z, group):
@@ -428,7 +469,7 @@ class _BambiFormulaModel(BayesianEstimator):
             new_level = _new_level_effect(builder, dims, noncentered)
             effects = pt.concatenate([coef, new_level[None]], axis=0)[group[:, position]]
             width = int(np.prod(term.predictor.shape[1:]))
-            predictor = Z[:, start:start + width] if term.predictor.ndim > 1 else Z[:, start]
+            predictor = Z[:, start : start + width] if term.predictor.ndim > 1 else Z[:, start]
             start += width
             if multivariate:
                 predictor = predictor[..., None]
@@ -534,12 +575,24 @@ class BambiRegressor(BayesianRegressorMixin, _BambiFormulaModel):
     (1,)
     """
 
-    _parameter_constraints = {**_BambiFormulaModel._parameter_constraints}
-
-    def __init__(self, formula: str, *, family: str = "gaussian", link: str | None = None,
-                 priors: dict | None = None, noncentered: bool = True, **inference_params):
-        super().__init__(formula, family=family, link=link, priors=priors, noncentered=noncentered,
-                         **inference_params)
+    def __init__(
+        self,
+        formula: str,
+        *,
+        family: str = "gaussian",
+        link: str | None = None,
+        priors: dict | None = None,
+        noncentered: bool = True,
+        **inference_params,
+    ):
+        super().__init__(
+            formula,
+            family=family,
+            link=link,
+            priors=priors,
+            noncentered=noncentered,
+            **inference_params,
+        )
 
     def _check_family(self) -> None:
         super()._check_family()
@@ -571,20 +624,36 @@ class BambiClassifier(BayesianClassifierMixin, _BambiFormulaModel):
     """
 
     _parameter_constraints = {
-        **_BambiFormulaModel._parameter_constraints, "family": [StrOptions(set(_CLASSIFIER_FAMILIES))],
+        **_BambiFormulaModel._parameter_constraints,
+        "family": [StrOptions(set(_CLASSIFIER_FAMILIES))],
     }
     fitted_state_attributes = (*_BambiFormulaModel.fitted_state_attributes, "classes_")
 
-    def __init__(self, formula: str, *, family: str = "bernoulli", link: str | None = None,
-                 priors: dict | None = None, noncentered: bool = True, **inference_params):
-        super().__init__(formula, family=family, link=link, priors=priors, noncentered=noncentered,
-                         **inference_params)
+    def __init__(
+        self,
+        formula: str,
+        *,
+        family: str = "bernoulli",
+        link: str | None = None,
+        priors: dict | None = None,
+        noncentered: bool = True,
+        **inference_params,
+    ):
+        super().__init__(
+            formula,
+            family=family,
+            link=link,
+            priors=priors,
+            noncentered=noncentered,
+            **inference_params,
+        )
 
     def _target(self, y: Any):
         codes, learned = super()._target(y)
         if self.family == "bernoulli" and len(learned["classes_"]) > 2:
-            raise ValueError(f"y has {len(learned['classes_'])} classes; the bernoulli family models two. "
-                             'Use family="categorical".')
+            raise ValueError(
+                f'y has {len(learned["classes_"])} classes; the bernoulli family models two. Use family="categorical".'
+            )
         self.classes_ = learned["classes_"]
         return codes, learned
 

@@ -17,10 +17,17 @@ from sklearn.base import clone
 
 bmb = pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
 
-import mlflow_pmlearn  # noqa: E402
-from estimators.formula import BambiClassifier, BambiRegressor  # noqa: E402
+import mlflow_pmlearn
+from estimators.formula import BambiClassifier, BambiRegressor
 
-NUTS = {"inference": "nuts", "n_draws": 1000, "n_tune": 1000, "n_chains": 2, "random_seed": 1, "progressbar": False}
+NUTS = {
+    "inference": "nuts",
+    "n_draws": 1000,
+    "n_tune": 1000,
+    "n_chains": 2,
+    "random_seed": 1,
+    "progressbar": False,
+}
 LEVELS = list("abcdefgh")
 
 
@@ -81,7 +88,10 @@ def test_posterior_of_common_terms_matches_bambis_own_fit(fitted):
     for name in _common_terms(reference):
         mine = ours.idata_.posterior[name].stack(sample=("chain", "draw")).values
         theirs = idata.posterior[name].stack(sample=("chain", "draw")).values
-        mine, theirs = mine.reshape(-1, mine.shape[-1]), theirs.reshape(-1, theirs.shape[-1])
+        mine, theirs = (
+            mine.reshape(-1, mine.shape[-1]),
+            theirs.reshape(-1, theirs.shape[-1]),
+        )
         sd = theirs.std(axis=-1)
         np.testing.assert_array_less(np.abs(mine.mean(axis=-1) - theirs.mean(axis=-1)), 0.15 * sd, err_msg=name)
         np.testing.assert_allclose(mine.std(axis=-1), sd, rtol=0.2, err_msg=name)
@@ -115,7 +125,7 @@ def test_predictive_means_match_bambis_predict_on_our_posterior(fitted):
 
 
 def test_unseen_group_is_predicted_from_the_population(fitted):
-    case, ours, _, _, X, _ = fitted
+    case, ours, *_ = fitted
     if case != "poisson":
         pytest.skip("the Poisson model has the group intercept")
     rows = pd.DataFrame({"x": [0.0, 1.0], "c": ["u", "v"], "g": ["never seen", "never seen"]})
@@ -133,7 +143,7 @@ def test_unseen_group_is_predicted_from_the_population(fitted):
 
 
 def test_pointwise_log_likelihood_matches_bambis(fitted):
-    _, ours, reference, _, X, y = fitted
+    _, ours, reference, *_ = fitted
     theirs = reference.compute_log_likelihood(ours.idata_, inplace=False).log_likelihood
     (theirs,) = theirs.data_vars.values()
     mine = ours.training_log_likelihood()
@@ -183,15 +193,29 @@ def test_refuses_what_cannot_be_saved_as_data():
     with pytest.raises(TypeError, match="saves its priors as data"):
         BambiClassifier("bought ~ x1", priors={"x1": lambda: 0}).fit(X, y)
     with pytest.raises(Exception, match="family"):
-        BambiRegressor("bought ~ x1", family=bmb.Family("custom", bmb.Likelihood("Normal", params=["mu", "sigma"],
-                                                                                  parent="mu"), {})).fit(X, y)
+        BambiRegressor(
+            "bought ~ x1",
+            family=bmb.Family(
+                "custom",
+                bmb.Likelihood("Normal", params=["mu", "sigma"], parent="mu"),
+                {},
+            ),
+        ).fit(X, y)
 
 
 def test_priors_given_as_dicts_equal_prior_objects_and_clone():
     objects = {"x": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=2))}
     model = BambiRegressor("y ~ x", priors=objects, n_draws=10)
     saved = model.saved_params()["priors"]
-    assert saved == {"x": {"name": "Normal", "args": {"mu": 0.0, "sigma": {"name": "HalfNormal", "args": {"sigma": 2.0}}}}}
+    assert saved == {
+        "x": {
+            "name": "Normal",
+            "args": {
+                "mu": 0.0,
+                "sigma": {"name": "HalfNormal", "args": {"sigma": 2.0}},
+            },
+        }
+    }
     json.dumps(saved)
     assert BambiRegressor("y ~ x", priors=saved).saved_params()["priors"] == saved
     assert clone(model).get_params()["priors"] is not None

@@ -11,10 +11,11 @@ import pytest
 
 pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
 
-from estimators.formula import BambiRegressor  # noqa: E402
-from model_server import ModelServer  # noqa: E402
-from tests.conftest import FAST  # noqa: E402
-from tests.estimators.test_formula import poisson_data  # noqa: E402
+from model_server import ModelServer
+
+from estimators.formula import BambiRegressor
+from tests.conftest import FAST
+from tests.estimators.test_formula import poisson_data
 
 pytestmark = pytest.mark.slow
 FORMULA = "count ~ x + c + (1|g)"
@@ -26,7 +27,8 @@ def champion(tracking_uri, tmp_path_factory):
     from tests.integration.test_spark import _champion
 
     experiment = mlflow.create_experiment(
-        "formula-serving", artifact_location=tmp_path_factory.mktemp("formula-artifacts").as_uri()
+        "formula-serving",
+        artifact_location=tmp_path_factory.mktemp("formula-artifacts").as_uri(),
     )
     mlflow.set_experiment(experiment_id=experiment)
     X, y = poisson_data()
@@ -55,8 +57,11 @@ def test_served_model_answers_like_the_estimator_and_names_bad_rows(champion, tr
         assert "zz" in bad.json()["message"] and "'c'" in bad.json()["message"]
         again = server.invoke(_split(rows))
         assert again.status_code == 200
-        np.testing.assert_allclose(pd.DataFrame(again.json()["predictions"])["prediction"], model.predict(rows),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            pd.DataFrame(again.json()["predictions"])["prediction"],
+            model.predict(rows),
+            rtol=1e-12,
+        )
     finally:
         server.stop()
 
