@@ -269,6 +269,24 @@ class BayesianEstimator(BaseEstimator):
         """
         return None
 
+    def training_data_groups(self, X: Any) -> dict[str, xr.Dataset]:
+        """Groups that ``fit`` adds to the trace: training data beyond the model inputs.
+
+        For an estimator that a load rebuilds from more than its model inputs (a formula
+        model, from the training columns themselves). By default, none.
+
+        Parameters
+        ----------
+        X : DataFrame or ndarray
+            The training features, checked for shape and columns.
+
+        Returns
+        -------
+        dict
+            Group name to dataset (JSON-free: what NetCDF stores).
+        """
+        return {}
+
     def _inputs(self, X: Any) -> dict[str, np.ndarray]:
         """The model inputs of new rows, for a fitted estimator."""
         return self.model_inputs(check_features(self, X, reset=False))
@@ -332,6 +350,8 @@ class BayesianEstimator(BaseEstimator):
         settings = InferenceSettings.of(self, random_seed=seed, progressbar=resolve_progressbar(self.progressbar))
         idata = fit_posterior(model, settings, row_data, batch_size=self.minibatch_size())
         _keep_training_inputs(idata, inputs)
+        for name, group in self.training_data_groups(X).items():
+            idata[name] = group
         idata.posterior.attrs["pmlearn_seed"] = seed
         idata.posterior.attrs["pmlearn_inference"] = self.inference
         self.idata_ = idata

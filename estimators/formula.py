@@ -321,16 +321,17 @@ class _BambiFormulaModel(BayesianEstimator):
         if self.response_name() in frame.columns:
             raise ValueError(f"X has a column {self.response_name()!r}, the formula's response; pass it as y.")
         # The columns as the trace keeps them: a loaded model rebuilds bambi's model from the same values.
-        stored = _encode_frame(frame)
-        frame = _decode_frame(stored, list(frame.columns))
+        frame = _decode_frame(_encode_frame(frame), list(frame.columns))
         target, _ = self._target(y)
         if len(target) != len(frame):
             raise ValueError(f"X has {len(frame)} rows but y has {len(target)}; they must match.")
         self.__dict__.pop("idata_", None)
         self._bambi_spec = self._bambi_model(frame, self._response_for_bambi(target))
-        super().fit(frame, y)
-        self.idata_[FORMULA_DATA] = stored
-        return self
+        return super().fit(frame, y)
+
+    def training_data_groups(self, X: pd.DataFrame) -> dict[str, xr.Dataset]:
+        """The training columns, from which a load rebuilds bambi's model."""
+        return {FORMULA_DATA: _encode_frame(X)}
 
     # -- model inputs -------------------------------------------------------------------------
 

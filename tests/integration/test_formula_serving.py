@@ -1,4 +1,4 @@
-"""A bambi formula model logged, registered, served by ``mlflow models serve`` and scored on Spark."""
+"""A bambi formula model autologged, logged, registered, served by ``mlflow models serve``, scored and fitted on Spark."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
+bmb = pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
 
 from model_server import ModelServer
 
+import mlflow_pmlearn
 from estimators.formula import BambiRegressor
 from tests.conftest import FAST
 from tests.estimators.test_formula import poisson_data
@@ -77,3 +78,47 @@ def test_spark_udf_scores_like_pyfunc(champion, spark):
     for column in ("prediction", "std", "lower", "upper"):
         np.testing.assert_allclose(scored[column], expected[column], rtol=1e-9, err_msg=column)
     np.testing.assert_allclose(scored["prediction"], model.predict(scored[X.columns]), rtol=1e-9)
+
+
+def test_autolog_logs_the_formula_the_priors_bambi_chose_and_a_loadable_model(tracking_uri, tmp_path):
+    experiment_id = mlflow.create_experiment("formula-autolog", artifact_location=(tmp_path / "a").as_uri())
+    X, y = poisson_data()
+    mlflow_pmlearn.autolog()
+    try:
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            model = BambiRegressor(FORMULA, family="poisson", noncentered=False, **FAST).fit(X, y)
+    finally:
+        mlflow_pmlearn.autolog(disable=True)
+    params = mlflow.get_run(run.info.run_id).data.params
+    assert params["formula"] == FORMULA
+    # bambi's default prior of x depends on the data: the one it chose, read from the fitted graph.
+    chosen = bmb.Model(FORMULA, X.assign(count=y), family="poisson").parameters["mu"].common_terms["x"].prior
+    assert params["prior.x"].startswith("Normal(") and repr(float(chosen.args["sigma"])) in params["prior.x"]
+    assert "prior.1:g_sigma" in params
+    (logged,) = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
+    rows = X.head(5)
+    np.testing.assert_array_equal(
+        mlflow.pyfunc.load_model(logged.model_uri).predict(rows)["prediction"], model.predict(rows)
+    )
+
+
+def test_spark_fit_groups_fits_one_formula_model_per_group(spark, tracking_uri, tmp_path):
+    pytest.importorskip("pyspark")
+    from mlflow_pmlearn.spark_groups import fit_groups
+
+    X, y = poisson_data()
+    table = X.assign(count=y, region=np.where(np.arange(len(X)) % 2 == 0, "north", "south"))
+    experiment_id = mlflow.create_experiment("formula-groups", artifact_location=(tmp_path / "g").as_uri())
+    with mlflow.start_run(experiment_id=experiment_id):
+        fits = fit_groups(
+            spark.createDataFrame(table).repartition(2),
+            "region",
+            BambiRegressor(FORMULA, family="poisson", noncentered=False, **FAST),
+            ["x", "c", "g"],
+            "count",
+        )
+    fits = fits.set_index("region")
+    assert fits["error"].isna().all(), fits["error"].tolist()
+    for region in ("north", "south"):
+        loaded = mlflow_pmlearn.load_model(fits.loc[region, "model_uri"])
+        assert float(loaded.idata_.posterior["x"].mean()) == pytest.approx(0.3, abs=0.15)
