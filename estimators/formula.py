@@ -382,7 +382,9 @@ class _BambiFormulaModel(BayesianEstimator):
             known &= frame[variable.name].isin(list(variable.levels)).to_numpy()
         index = np.full(len(frame), len(term.groups), dtype=np.int64)
         if known.any():
-            index[known] = np.asarray(factor.eval_new_data(frame.loc[known])).argmax(axis=1)
+            dummies = np.asarray(factor.eval_new_data(frame.loc[known]))
+            # A combination of known levels that training did not have (g1:g2) is new too.
+            index[known] = np.where(dummies.any(axis=1), dummies.argmax(axis=1), len(term.groups))
         return index
 
     def training_sample(self, n_rows: int = 5) -> pd.DataFrame:
