@@ -492,7 +492,13 @@ class _BambiFormulaModel(BayesianEstimator):
         estimator = super().from_fitted_state(params, state, idata)
         if FORMULA_DATA not in idata.children:
             raise ValueError(f"the trace has no {FORMULA_DATA!r} group (the training columns).")
-        estimator._spec()
+        try:
+            estimator._spec()
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"bambi's model could not be rebuilt from the training columns in the trace's {FORMULA_DATA!r} "
+                f"group: {type(error).__name__}: {error}"
+            ) from None
         return estimator
 
     def __getstate__(self) -> dict[str, Any]:
