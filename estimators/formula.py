@@ -142,7 +142,7 @@ def _priors_for_bambi(priors: dict | None) -> dict[str, Any] | None:
 # -- the training columns -------------------------------------------------------------------
 
 
-def _check_frame(X: Any, names: list[str] | None, what: str = "X") -> pd.DataFrame:
+def _check_frame(X: Any, what: str = "X") -> pd.DataFrame:
     """``X`` as a DataFrame with string column names and no missing or infinite value."""
     if not isinstance(X, pd.DataFrame):
         raise TypeError(f"{what} must be a pandas DataFrame with the formula's columns; got {type(X).__name__}.")
@@ -161,7 +161,7 @@ def _check_frame(X: Any, names: list[str] | None, what: str = "X") -> pd.DataFra
                 f"Column {column!r} of {what} has the value {values.iloc[row]!r} at row {row}; "
                 "formula models take no missing or infinite values."
             )
-    return X if names is None else X.loc[:, names]
+    return X
 
 
 def _encode_column(values: pd.Series) -> xr.DataArray:
@@ -314,10 +314,17 @@ class _BambiFormulaModel(BayesianEstimator):
         -------
         self
         """
+        for name in ("family", "link"):
+            if not isinstance(getattr(self, name), (str, type(None))):
+                raise TypeError(
+                    f"{name} must be a name, such as {'poisson' if name == 'family' else 'log'!r}; got a "
+                    f"{type(getattr(self, name)).__name__}. A formula model saves its {name} as data: a custom "
+                    f"bambi {name.capitalize()} cannot be saved without pickle."
+                )
         self._validate_params()
         self._check_family()
         priors_to_data(self.priors)
-        frame = _check_frame(X, None)
+        frame = _check_frame(X)
         if self.response_name() in frame.columns:
             raise ValueError(f"X has a column {self.response_name()!r}, the formula's response; pass it as y.")
         # The columns as the trace keeps them: a loaded model rebuilds bambi's model from the same values.
@@ -340,7 +347,7 @@ class _BambiFormulaModel(BayesianEstimator):
         return spec.parameters[spec.family.likelihood.parent]
 
     def model_inputs(self, X: Any) -> dict[str, np.ndarray]:
-        frame = _check_frame(X, None)
+        frame = _check_frame(X)
         component = self._component()
         n_rows = len(frame)
         common_columns, offsets = [], np.zeros(n_rows)

@@ -193,7 +193,7 @@ def test_refuses_what_cannot_be_saved_as_data():
         BambiClassifier("bought ~ x1", priors={"x1": bmb.Prior("Normal", dist=lambda name: None)}).fit(X, y)
     with pytest.raises(TypeError, match="saves its priors as data"):
         BambiClassifier("bought ~ x1", priors={"x1": lambda: 0}).fit(X, y)
-    with pytest.raises(Exception, match="family"):
+    with pytest.raises(TypeError, match="custom bambi Family cannot be saved without pickle"):
         BambiRegressor(
             "bought ~ x1",
             family=bmb.Family(
