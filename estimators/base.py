@@ -84,6 +84,9 @@ class BayesianEstimator(BaseEstimator):
         name is fixed (not the quantile columns, named by the levels asked for).
     optional_columns : tuple of str
         Set by the mixin: the columns of :meth:`predict_frame` present only when asked for.
+    required_packages : tuple of str
+        Libraries beyond this package's own dependencies that the estimator needs to load
+        and predict (e.g. ``("bambi",)``); a saved model pins them among its requirements.
     """
 
     _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
@@ -92,6 +95,7 @@ class BayesianEstimator(BaseEstimator):
     prediction_params: dict[str, Any] = {}
     all_columns_params: dict[str, Any] = {}
     optional_columns: tuple[str, ...] = ()
+    required_packages: tuple[str, ...] = ()
 
     def __init__(self, **inference_params):
         if unknown := sorted(set(inference_params) - set(SETTING_NAMES)):
@@ -265,6 +269,24 @@ class BayesianEstimator(BaseEstimator):
         """
         return None
 
+    def training_data_groups(self, X: Any) -> dict[str, xr.Dataset]:
+        """Groups that ``fit`` adds to the trace: training data beyond the model inputs.
+
+        For an estimator that a load rebuilds from more than its model inputs (a formula
+        model, from the training columns themselves). By default, none.
+
+        Parameters
+        ----------
+        X : DataFrame or ndarray
+            The training features, checked for shape and columns.
+
+        Returns
+        -------
+        dict
+            Group name to dataset (JSON-free: what NetCDF stores).
+        """
+        return {}
+
     def _inputs(self, X: Any) -> dict[str, np.ndarray]:
         """The model inputs of new rows, for a fitted estimator."""
         return self.model_inputs(check_features(self, X, reset=False))
@@ -328,6 +350,8 @@ class BayesianEstimator(BaseEstimator):
         settings = InferenceSettings.of(self, random_seed=seed, progressbar=resolve_progressbar(self.progressbar))
         idata = fit_posterior(model, settings, row_data, batch_size=self.minibatch_size())
         _keep_training_inputs(idata, inputs)
+        for name, group in self.training_data_groups(X).items():
+            idata[name] = group
         idata.posterior.attrs["pmlearn_seed"] = seed
         idata.posterior.attrs["pmlearn_inference"] = self.inference
         self.idata_ = idata
@@ -538,6 +562,14 @@ class BayesianEstimator(BaseEstimator):
         return int(tuning) + int(self.idata_.posterior.sizes["draw"])
 
     # -- state for saving and loading --------------------------------------------------
+
+    def saved_params(self) -> dict[str, Any]:
+        """The hyper-parameters as a saved model keeps them: ``get_params(deep=False)``.
+
+        A class whose parameters take objects that have a data form (e.g. bambi ``Prior``
+        objects) overrides it to return that form; ``__init__`` must accept it back.
+        """
+        return self.get_params(deep=False)
 
     def get_fitted_state(self) -> dict[str, Any]:
         """JSON-compatible fitted attributes that, with the parameters and ``idata_``, rebuild it.

@@ -250,8 +250,10 @@ class PosteriorPredictor:
         )
         part_inputs = [part.type(name=part.name) for part in parts]
         outputs = clone_replace(outputs, dict(zip(parts, part_inputs)))
+        # TensorType, not pt.tensor: pt.tensor refuses a name that NumPy parses as a dtype
+        # (bambi's "1|g_offset").
         batched_parts = [
-            pt.tensor(name=part.name, dtype=part.dtype, shape=(None, *part.type.shape))
+            pt.TensorType(dtype=part.dtype, shape=(None, *part.type.shape))(name=part.name)
             for part in part_inputs
         ]
         uniforms = pt.vector("uniforms", dtype="float64")

@@ -173,6 +173,7 @@ def _write_model(
             default_requirements = get_default_pip_requirements(serialization_format)
             if pm_model is not estimator:
                 default_requirements.append(_get_pinned_requirement("skops"))
+            default_requirements += [_get_pinned_requirement(package) for package in estimator.required_packages]
         conda_env, pip_requirements, pip_constraints = _process_pip_requirements(
             default_requirements, pip_requirements, extra_pip_requirements
         )

@@ -83,6 +83,8 @@ BUILTIN_ESTIMATORS = (
     "estimators.mixture.GaussianMixture",
     "estimators.mixture.DirichletProcessMixture",
     "estimators.neural_network.MLPClassifier",
+    "estimators.formula.BambiRegressor",
+    "estimators.formula.BambiClassifier",
 )
 
 
@@ -118,7 +120,7 @@ def _class_path(estimator_class: type, serialization_format: str) -> str:
 
 
 def _json_params(estimator: BayesianEstimator) -> dict[str, Any]:
-    params = estimator.get_params(deep=False)
+    params = estimator.saved_params()
     try:
         json.dumps(params)
     except TypeError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import re
 import shutil
 from typing import Any
 
@@ -80,6 +81,16 @@ def model_structure(model: pm.Model) -> dict[str, int]:
     }
 
 
+#: What MLflow refuses in a parameter's name: all but alphanumerics, ``_ - . : /`` and spaces.
+_NOT_IN_PARAM_KEYS = re.compile(r"[^\w\-.:/ ]")
+
+
+def param_key(name: str) -> str:
+    """A variable's name as an MLflow parameter key: each character MLflow refuses (bambi's
+    ``|`` in ``1|g_sigma``) becomes ``:`` (``1:g_sigma``)."""
+    return _NOT_IN_PARAM_KEYS.sub(":", name)
+
+
 def _versions() -> dict[str, str]:
     versions = library_versions(("pymc", "pytensor", "arviz", DISTRIBUTION))
     return {f"version.{name}": found or "unknown" for name, found in versions.items()}
@@ -92,7 +103,7 @@ def bayesian_params(estimator: BayesianEstimator, X: Any) -> dict[str, Any]:
     the hyper-parameters of an estimator or of a scikit-learn meta-estimator.
     """
     model = estimator.pymc_model()
-    params: dict[str, Any] = {f"prior.{rv.name}": describe_prior(rv, model) for rv in model.free_RVs}
+    params: dict[str, Any] = {f"prior.{param_key(rv.name)}": describe_prior(rv, model) for rv in model.free_RVs}
     params.update(model_structure(model))
     params["model.estimator_class"] = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
     # The seed the fit drew when random_seed=None: with it, the fit can be repeated exactly.

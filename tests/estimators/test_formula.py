@@ -1,0 +1,267 @@
+"""bambi formula models as estimators, checked against bambi's own fit and predict.
+
+Each reference is bambi itself: its NUTS fit of the same formula, priors and data (the
+posterior of the common terms), its ``predict(kind="response_params")`` evaluated on our
+posterior (the per-draw means that our predictive draws scatter around), and its
+``compute_log_likelihood``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+bmb = pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
+
+import mlflow_pmlearn
+from estimators.formula import FORMULA_DATA, BambiClassifier, BambiRegressor
+
+NUTS = {
+    "inference": "nuts",
+    "n_draws": 1000,
+    "n_tune": 1000,
+    "n_chains": 2,
+    "random_seed": 1,
+    "progressbar": False,
+}
+LEVELS = list("abcdefgh")
+
+
+def _groups(rng, n):
+    return rng.choice(LEVELS, n), dict(zip(LEVELS, rng.normal(0.0, 0.5, len(LEVELS))))
+
+
+def poisson_data(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    g, effect = _groups(rng, n)
+    X = pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(["u", "v", "w"], n), "g": g})
+    rate = np.exp(0.5 + 0.3 * X["x"] + X["c"].map({"u": 0.0, "v": 0.2, "w": -0.2}) + X["g"].map(effect))
+    return X, pd.Series(rng.poisson(rate), name="count")
+
+
+def gaussian_data(n=200, seed=1):
+    rng = np.random.default_rng(seed)
+    g, effect = _groups(rng, n)
+    slope = dict(zip(LEVELS, rng.normal(0.0, 0.3, len(LEVELS))))
+    X = pd.DataFrame({"x": rng.normal(size=n), "g": g})
+    y = 1.0 + (0.8 + X["g"].map(slope)) * X["x"] + X["g"].map(effect) + rng.normal(0.0, 0.5, n)
+    return X, pd.Series(y, name="y")
+
+
+def bernoulli_data(n=300, seed=2):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)})
+    logit = -0.3 + 1.2 * X["x1"] - 0.7 * X["x2"]
+    return X, pd.Series((rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int), name="bought")
+
+
+CASES = {
+    "poisson": ("count ~ x + c + (1|g)", "poisson", poisson_data, False),
+    "gaussian": ("y ~ x + (x|g)", "gaussian", gaussian_data, True),
+    "bernoulli": ("bought ~ x1 + x2", "bernoulli", bernoulli_data, True),
+}
+
+
+@functools.cache
+def fit_case(case: str) -> tuple:
+    """Our fit and bambi's own NUTS fit of one formula, family and data set (made once per case)."""
+    formula, family, make_data, noncentered = CASES[case]
+    X, y = make_data()
+    estimator_class = BambiClassifier if family == "bernoulli" else BambiRegressor
+    ours = estimator_class(formula, family=family, noncentered=noncentered, **NUTS).fit(X, y)
+    reference = bmb.Model(formula, pd.concat([X, y], axis=1), family=family, noncentered=noncentered)
+    idata = reference.fit(draws=1000, tune=1000, chains=2, cores=1, random_seed=2, progressbar=False)
+    return case, ours, reference, idata, X, y
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def fitted(request):
+    return fit_case(request.param)
+
+
+@pytest.fixture(scope="module")
+def poisson_fit():
+    """The Poisson case: the model with a group intercept and a categorical predictor."""
+    return fit_case("poisson")
+
+
+def _common_terms(model) -> list[str]:
+    component = model.parameters[model.family.likelihood.parent]
+    return ["Intercept", *component.common_terms]
+
+
+def test_posterior_of_common_terms_matches_bambis_own_fit(fitted):
+    _, ours, reference, idata, _, _ = fitted
+    for name in _common_terms(reference):
+        mine = ours.idata_.posterior[name].stack(sample=("chain", "draw")).values
+        theirs = idata.posterior[name].stack(sample=("chain", "draw")).values
+        mine, theirs = (
+            mine.reshape(-1, mine.shape[-1]),
+            theirs.reshape(-1, theirs.shape[-1]),
+        )
+        sd = theirs.std(axis=-1)
+        np.testing.assert_array_less(np.abs(mine.mean(axis=-1) - theirs.mean(axis=-1)), 0.15 * sd, err_msg=name)
+        np.testing.assert_allclose(mine.std(axis=-1), sd, rtol=0.2, err_msg=name)
+
+
+def _new_rows(case: str, X: pd.DataFrame) -> pd.DataFrame:
+    rows = X.sample(40, random_state=3).reset_index(drop=True)
+    rng = np.random.default_rng(4)
+    for column in rows.columns:
+        if rows[column].dtype.kind == "f":
+            rows[column] = rng.normal(size=len(rows))
+    return rows
+
+
+def test_predictive_means_match_bambis_predict_on_our_posterior(fitted):
+    case, ours, reference, _, X, _ = fitted
+    rows = _new_rows(case, X)
+    parent = reference.family.likelihood.parent
+    # bambi computes the per-draw means itself (formulae's design of the new rows, its own link).
+    means = reference.predict(ours.idata_, data=rows, kind="response_params", inplace=False).posterior[parent]
+    means = means.stack(sample=("chain", "draw")).transpose("sample", ...).values
+    if case == "bernoulli":  # probabilities are means over the draws: no predictive noise
+        np.testing.assert_allclose(ours.predict_proba(rows)[:, 1], means.mean(axis=0), rtol=1e-9)
+        return
+    draws = ours.sample_posterior_predictive(rows)
+    assert draws.shape == means.shape
+    # Our predictive mean scatters around bambi's mean of the per-draw means by at most the
+    # Monte Carlo error of one predictive draw per posterior draw.
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(ours.predict(rows) - means.mean(axis=0)) < 4.5 * standard_error + 1e-9)
+
+
+def test_unseen_group_is_predicted_from_the_population(poisson_fit):
+    _, ours, *_ = poisson_fit
+    rows = pd.DataFrame({"x": [0.0, 1.0], "c": ["u", "v"], "g": ["never seen", "never seen"]})
+    post = ours.idata_.posterior.to_dataset().stack(sample=("chain", "draw"))
+    c_effect = np.vstack([np.zeros(post.sizes["sample"]), post["c"].values])  # reference level u
+    eta = post["Intercept"].values + np.outer([0.0, 1.0], post["x"].values) + c_effect[[0, 1]]
+    # brms's sample_new_levels="gaussian": E[exp(eta + sigma z)] = exp(eta + sigma^2 / 2) per draw.
+    expected = np.exp(eta + post["1|g_sigma"].values ** 2 / 2).mean(axis=1)
+    draws = ours.sample_posterior_predictive(rows)
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - expected) < 4.5 * standard_error)
+    # Wider than the same row in a seen group: the between-group spread is in it.
+    seen = rows.assign(g="a")
+    assert np.all(ours.predict(rows, return_std=True)[1] > ours.predict(seen, return_std=True)[1])
+
+
+def test_pointwise_log_likelihood_matches_bambis(fitted):
+    _, ours, reference, *_ = fitted
+    theirs = reference.compute_log_likelihood(ours.idata_, inplace=False).log_likelihood
+    (theirs,) = theirs.data_vars.values()
+    mine = ours.training_log_likelihood()
+    np.testing.assert_allclose(mine.values, theirs.values, rtol=1e-8, atol=1e-10)
+
+
+def test_save_and_load_predict_identically_without_pickle(fitted, tmp_path):
+    case, ours, _, _, X, _ = fitted
+    path = tmp_path / case
+    mlflow_pmlearn.save_model(ours, path)
+    assert not list(path.rglob("*.pkl"))
+    config = json.loads((path / "estimator" / "estimator.json").read_text())
+    assert config["estimator_class"].startswith("estimators.formula.")  # a built-in: nothing imported from the folder
+    assert "bambi==" in (path / "requirements.txt").read_text()
+    loaded = mlflow_pmlearn.load_model(path)
+    rows = _new_rows(case, X)
+    if case == "bernoulli":
+        np.testing.assert_array_equal(loaded.predict_proba(rows), ours.predict_proba(rows))
+    else:
+        np.testing.assert_array_equal(loaded.predict_interval(rows, 0.9), ours.predict_interval(rows, 0.9))
+        np.testing.assert_array_equal(loaded.predict(rows), ours.predict(rows))
+
+
+def test_categorical_classifier_has_one_probability_per_class():
+    rng = np.random.default_rng(5)
+    n = 240
+    X = pd.DataFrame({"x": rng.normal(size=n)})
+    logits = np.column_stack([np.zeros(n), 0.5 + 1.5 * X["x"], -0.5 - 1.0 * X["x"]])
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = pd.Series(np.array(["bus", "car", "walk"])[(rng.uniform(size=(n, 1)) > p.cumsum(axis=1)).sum(axis=1)])
+    fast = {**NUTS, "n_draws": 300, "n_tune": 300}
+    model = BambiClassifier("mode ~ x", family="categorical", **fast).fit(X, y)
+    assert model.classes_.tolist() == ["bus", "car", "walk"]
+    rows = pd.DataFrame({"x": [-1.0, 0.0, 2.0]})
+    proba = model.predict_proba(rows)
+    reference = bmb.Model("mode ~ x", pd.concat([X, y.rename("mode")], axis=1), family="categorical")
+    reference.build()
+    means = reference.predict(model.idata_, data=rows, kind="response_params", inplace=False).posterior["p"]
+    np.testing.assert_allclose(proba, means.mean(("chain", "draw")).values, rtol=1e-9)
+    assert model.predict(rows).tolist() == model.classes_[proba.argmax(axis=1)].tolist()
+
+
+def test_refuses_what_cannot_be_saved_as_data():
+    X, y = bernoulli_data(n=50)
+    with pytest.raises(TypeError, match="custom distribution"):
+        BambiClassifier("bought ~ x1", priors={"x1": bmb.Prior("Normal", dist=lambda name: None)}).fit(X, y)
+    with pytest.raises(TypeError, match="saves its priors as data"):
+        BambiClassifier("bought ~ x1", priors={"x1": lambda: 0}).fit(X, y)
+    with pytest.raises(TypeError, match="custom bambi Family cannot be saved without pickle"):
+        BambiRegressor(
+            "bought ~ x1",
+            family=bmb.Family(
+                "custom",
+                bmb.Likelihood("Normal", params=["mu", "sigma"], parent="mu"),
+                {},
+            ),
+        ).fit(X, y)
+
+
+def test_priors_given_as_dicts_equal_prior_objects_and_clone():
+    objects = {"x": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=2))}
+    model = BambiRegressor("y ~ x", priors=objects, n_draws=10)
+    saved = model.saved_params()["priors"]
+    assert saved == {
+        "x": {
+            "name": "Normal",
+            "args": {
+                "mu": 0.0,
+                "sigma": {"name": "HalfNormal", "args": {"sigma": 2.0}},
+            },
+        }
+    }
+    json.dumps(saved)
+    assert BambiRegressor("y ~ x", priors=saved).saved_params()["priors"] == saved
+    assert clone(model).get_params()["priors"] is not None
+
+
+def test_bad_rows_are_named(poisson_fit):
+    _, ours, _, _, X, _ = poisson_fit
+    rows = X.head(3).copy()
+    with pytest.raises(ValueError, match=r"'c'.*|zz"):
+        ours.predict(rows.assign(c=["u", "zz", "v"]))
+    with pytest.raises(ValueError, match=r"Column 'x' of X .* row 1"):
+        ours.predict(rows.assign(x=[0.0, np.nan, 1.0]))
+    with pytest.raises(ValueError, match="missing column"):
+        ours.predict(rows.drop(columns="x"))
+
+
+def test_grid_search_over_the_link():
+    X, y = bernoulli_data()
+    fast = {"inference": "advi", "n_draws": 200, "max_iter": 3000, "random_seed": 0, "progressbar": False}
+    search = GridSearchCV(BambiClassifier("bought ~ x1 + x2", **fast), {"link": ["logit", "probit"]}, cv=2, refit=False)
+    search.fit(X, y)
+    # The seeded data are logistic with clear slopes: both links classify about 70% of rows right.
+    assert np.all((search.cv_results_["mean_test_score"] > 0.6) & (search.cv_results_["mean_test_score"] < 0.9))
+
+
+def test_a_trace_without_its_training_columns_is_refused_at_load(poisson_fit, tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_pmlearn.serialization import load_estimator, save_estimator
+
+    _, ours, *_ = poisson_fit
+    damaged = clone(ours)
+    damaged.__dict__.update({k: v for k, v in ours.__dict__.items() if k.endswith("_")})
+    damaged.idata_ = ours.idata_.copy()
+    del damaged.idata_[FORMULA_DATA]
+    save_estimator(damaged, tmp_path)
+    with pytest.raises(MlflowException, match="formula_data"):
+        load_estimator(tmp_path)
