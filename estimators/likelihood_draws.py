@@ -11,12 +11,14 @@ distribution's name:
    stratified uniform ``u_s``: a quantile, smooth in the inputs.
 2. ``"forward"``: a likelihood without one is drawn by its own sampler, all posterior
    draws of a row at once, row by row: a plain random variable (Poisson,
-   NegativeBinomial, Binomial, SkewNormal, a ``pm.CustomDist`` with ``random``, ...), and
-   a composite one (zero-inflated families, ``pm.Mixture`` of plain components, ...)
-   whose sampler, inlined, vectorises over the draws. Every row starts from the same
-   random stream (the fit's seed), so a row gets the same draws alone or in any batch,
-   and rows with nearly equal parameters get nearly always equal draws (common random
-   numbers). Speed: a few times the NumPy floor (``benchmarks/likelihoods.py``).
+   NegativeBinomial, Binomial, SkewNormal, a ``pm.CustomDist`` with ``random``, ...) has
+   its parameters computed for all rows in one compiled call and its NumPy sampler
+   (``rng_fn``) called per row; a composite one (zero-inflated families, ``pm.Mixture``
+   of plain components, ...), whose sampler, inlined, vectorises over the draws, is a
+   compiled call per row. Every row starts from the same random stream (the fit's
+   seed), so a row gets the same draws alone or in any batch, and rows with nearly equal
+   parameters get nearly always equal draws (common random numbers). Speed: a few times
+   the NumPy floor (``benchmarks/likelihoods.py``).
 3. ``"inverted_cdf"``: a composite distribution whose sampler does not vectorise (hurdle
    families and ``pm.Truncated`` of a count, whose samplers loop; ``NormalMixture``) has
    its CDF (``pm.logcdf``) inverted numerically at ``u_s``: searched from its support
@@ -44,7 +46,7 @@ from pytensor.graph.traversal import ancestors, apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.variable import TensorVariable
 
-from estimators.predictive import PosteriorPredictor
+from estimators.predictive import PosteriorPredictor, stream_keys
 
 #: Bisection of a continuous CDF stops at this relative width of the bracket.
 RELATIVE_TOLERANCE = 1e-10
@@ -139,25 +141,45 @@ class ForwardDrawPredictor(PosteriorPredictor):
     other row's started (from the fit's seed), so a row gets the same draws whatever
     batch it comes in, and a row whose parameters move slightly gets the same draws
     unless a draw crosses one of its sampler's thresholds.
+
+    A plain random variable (``sampler`` given) has its parameters computed for all rows
+    in one compiled call, and only its own NumPy sampler (``rng_fn``) runs row by row; a
+    composite one is a compiled call per row.
     """
 
-    def __init__(self, *args, distribution: TensorVariable, **kwargs):
+    def __init__(self, *args, distribution: TensorVariable, sampler: RandomVariable | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._distribution = distribution
+        self._sampler = sampler
+        if sampler is not None:
+            (self._row_stream,) = stream_keys(kwargs["seed"], 1)
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         arrays = self.input_arrays(inputs)
         n_rows = len(next(iter(arrays.values())))
         if not n_rows:
-            return [np.empty((self.n_draws, 0), dtype=output.type.dtype) for output in self._function.maker.fgraph.outputs]
-        rows = []
+            return [np.empty((self.n_draws, 0), dtype=self._distribution.dtype)]
         try:
+            if self._sampler is not None:
+                return [self._draw_rows(self.evaluate(arrays), n_rows)]
+            rows = []
             for index in range(n_rows):
                 row = {name: values[index : index + 1] for name, values in arrays.items()}
                 rows.append(self.evaluate(row))  # new generators each call: every row from the same streams
         except NotImplementedError as error:  # e.g. a CustomDist given neither `random` nor `dist`
             raise _cannot_predict(self._distribution) from error
         return [np.concatenate(parts, axis=1) for parts in zip(*rows)]
+
+    def _draw_rows(self, parameters: list[np.ndarray], n_rows: int) -> np.ndarray:
+        """The sampler's draws at each row's parameters (draw axis first), each row from the stream's start."""
+        by_row = [np.ascontiguousarray(np.moveaxis(values, 1, 0)) for values in parameters]  # (rows, draws, ...)
+        draws = np.empty((n_rows, self.n_draws), dtype=self._distribution.dtype)
+        stream = np.random.Philox(key=self._row_stream)
+        start, generator = stream.state, np.random.Generator(stream)
+        for index in range(n_rows):
+            stream.state = start
+            draws[index] = self._sampler.rng_fn(generator, *(values[index] for values in by_row), None)
+        return draws.T
 
 
 class InvertedCdfPredictor(PosteriorPredictor):
@@ -224,6 +246,15 @@ class InvertedCdfPredictor(PosteriorPredictor):
         return [upper if self._discrete else (lower + upper) / 2]
 
 
+def _parameters_per_row(distribution: TensorVariable) -> list[TensorVariable]:
+    """A plain random variable's parameters, each broadcast to one value (and its core shape) per row."""
+    node = distribution.owner
+    return [
+        pt.broadcast_to(parameter, (*distribution.shape, *parameter.shape[parameter.ndim - ndim :]))
+        for parameter, ndim in zip(node.op.dist_params(node), node.op.ndims_params)
+    ]
+
+
 def _log_cdf_and_start(model: pm.Model, distribution: TensorVariable, value: TensorVariable) -> list[TensorVariable]:
     """The distribution's log CDF at ``value``, and where a search for its quantiles starts.
 
@@ -273,21 +304,27 @@ def likelihood_draw_predictor(
             lambda inputs, uniform: [derive_given_draw(pm.icdf, model, distribution_at(inputs), uniform)],
             seed=seed,
         )
-    if isinstance(distribution.owner.op, RandomVariable):
-        sampler = distribution_at
-    else:
-        containers = [model[name] for name in input_names]
+    op = distribution.owner.op
+    if isinstance(op, RandomVariable) and op.ndim_supp == 0:
+        return ForwardDrawPredictor(
+            model,
+            posterior,
+            input_names,
+            lambda inputs, uniform: _parameters_per_row(distribution_at(inputs)),
+            seed=seed,
+            distribution=distribution,
+            sampler=op,
+        )
+    containers = [model[name] for name in input_names]
 
-        def sampler(inputs):
-            return one_row_sampler(distribution_at(inputs), containers)
+    def sampler(inputs):
+        return one_row_sampler(distribution_at(inputs), containers)
 
     try:
         return ForwardDrawPredictor(
             model, posterior, input_names, lambda inputs, uniform: [sampler(inputs)], seed=seed, distribution=distribution
         )
     except (_NotDrawableForward, NotImplementedError, ValueError) as error:  # a composite's sampler that loops
-        if sampler is distribution_at:
-            raise
         if not _supports(pm.logcdf, model, distribution):
             raise _cannot_predict(distribution) from error
     value = pt.vector("value", dtype=distribution.dtype)

@@ -72,6 +72,14 @@ def stratified_uniforms(n_draws: int, seed: int) -> np.ndarray:
     return (rng.permutation(n_draws) + rng.uniform(size=n_draws)) / n_draws
 
 
+def stream_keys(seed: int, n_streams: int) -> list[np.ndarray]:
+    """The Philox keys of the random streams that forward draws start from, spawned from the fit's seed."""
+    return [
+        np.random.Philox(child).state["state"]["key"]
+        for child in np.random.SeedSequence([seed, RANDOM_STREAMS]).spawn(n_streams)
+    ]
+
+
 def likelihood_of(model: pm.Model) -> TensorVariable:
     """The model's single observed random variable."""
     observed = model.observed_RVs
@@ -269,10 +277,7 @@ class PosteriorPredictor:
             trust_input=True,
         )
         self.uniforms = stratified_uniforms(self.n_draws, seed)
-        self._stream_keys = [
-            np.random.Philox(child).state["state"]["key"]
-            for child in np.random.SeedSequence([seed, RANDOM_STREAMS]).spawn(self.n_generators)
-        ]
+        self._stream_keys = stream_keys(seed, self.n_generators)
         self._input_dtypes = [c.dtype for c in containers]
         self._lock = threading.Lock()
 
