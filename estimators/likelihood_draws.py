@@ -95,12 +95,17 @@ class _NotDrawableForward(Exception):
     """A composite distribution whose sampler does not vectorise over posterior draws."""
 
 
-def one_row_sampler(distribution: TensorVariable, containers: Sequence[TensorVariable]) -> TensorVariable:
+def one_row_sampler(
+    distribution: TensorVariable, containers: Sequence[TensorVariable], per_draw: TensorVariable
+) -> TensorVariable:
     """A composite distribution at one new row, as plain random variables (which vectorise).
 
     PyMC's composite distributions (mixtures, censoring, ...) are op-from-graphs of plain
     random variables; resized to one row (forward draws are made row by row) and inlined,
-    they vectorise over the posterior draws where their inner graph allows it.
+    they vectorise over the posterior draws where their inner graph allows it. Each inner
+    random variable is tied to ``per_draw`` (a scalar input vectorised over the posterior
+    draws): one whose parameters are constants (the uniform inside AsymmetricLaplace)
+    would otherwise be drawn once and shared by all posterior draws.
 
     Raises
     ------
@@ -111,8 +116,19 @@ def one_row_sampler(distribution: TensorVariable, containers: Sequence[TensorVar
     sampler = change_dist_size(distribution, new_size=(1,))
     if set(containers) & set(ancestors([sampler])):
         raise _NotDrawableForward
+    parameters = set(apply_ancestors(sampler.owner.inputs))  # the model's own random variables among them
     while node := next((n for n in apply_ancestors([sampler]) if isinstance(n.op, OpFromGraph)), None):
         (sampler,) = graph_replace([sampler], dict(zip(node.outputs, inline_ofg_node(node))), strict=False)
+    tied = set()
+    while node := next(
+        (n for n in apply_ancestors([sampler]) if isinstance(n.op, RandomVariable) and n not in tied | parameters),
+        None,
+    ):
+        first, *others = node.op.dist_params(node)
+        tied_first = first + pt.zeros_like(per_draw, dtype=first.dtype)  # the same values, batched by draw
+        new_node = node.op.make_node(node.op.rng_param(node), node.op.size_param(node), tied_first, *others)
+        tied.add(new_node)
+        (sampler,) = graph_replace([sampler], dict(zip(node.outputs, new_node.outputs)), strict=False)
     return sampler
 
 
@@ -316,13 +332,14 @@ def likelihood_draw_predictor(
             sampler=op,
         )
     containers = [model[name] for name in input_names]
-
-    def sampler(inputs):
-        return one_row_sampler(distribution_at(inputs), containers)
-
     try:
         return ForwardDrawPredictor(
-            model, posterior, input_names, lambda inputs, uniform: [sampler(inputs)], seed=seed, distribution=distribution
+            model,
+            posterior,
+            input_names,
+            lambda inputs, uniform: [one_row_sampler(distribution_at(inputs), containers, uniform)],
+            seed=seed,
+            distribution=distribution,
         )
     except (_NotDrawableForward, NotImplementedError, ValueError) as error:  # a composite's sampler that loops
         if not _supports(pm.logcdf, model, distribution):

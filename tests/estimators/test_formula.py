@@ -265,3 +265,105 @@ def test_a_trace_without_its_training_columns_is_refused_at_load(poisson_fit, tm
     save_estimator(damaged, tmp_path)
     with pytest.raises(MlflowException, match="formula_data"):
         load_estimator(tmp_path)
+
+
+def _family_data(family: str, n: int = 100) -> tuple[pd.DataFrame, pd.Series]:
+    """Seeded responses of the family, with a mean that rises with ``x``."""
+    rng = np.random.default_rng(6)
+    X = pd.DataFrame({"x": rng.normal(size=n)})
+    eta = 0.3 + 0.4 * X["x"].to_numpy()
+    mean, noise = np.exp(eta), 0.3 * rng.normal(size=n)
+    counts = rng.negative_binomial(3.0, 3.0 / (3.0 + mean)) if "negativebinomial" in family else rng.poisson(mean)
+    present = rng.uniform(size=n) < 0.7
+    y = {
+        "gamma": rng.gamma(3.0, mean / 3.0),
+        "beta": rng.beta(10 / (1 + np.exp(-eta)), 10 / (1 + np.exp(eta))),
+        "t": eta + 0.3 * rng.standard_t(4, n),
+        "exponential": rng.exponential(mean),
+        "wald": rng.wald(mean, 5.0),
+        "vonmises": rng.vonmises(eta, 8.0),
+        "laplace": eta + rng.laplace(0.0, 0.3, n),
+        "asymmetriclaplace": eta + rng.laplace(0.0, 0.3, n),
+        "lognormal": np.exp(eta + noise),
+        "weibull": mean * rng.weibull(2.0, n),
+        "exgaussian": eta + noise + rng.exponential(0.5, n),
+        "hurdle_gamma": np.where(present, rng.gamma(3.0, mean / 3.0), 0.0),
+        "hurdle_lognormal": np.where(present, np.exp(eta + noise), 0.0),
+    }.get(family)
+    if y is None:  # counts: plain, zero-inflated or hurdle
+        y = np.where(present, np.maximum(counts, 1) if family.startswith("hurdle") else counts, 0)
+    return X, pd.Series(y, name="y")
+
+
+def _hurdle_poisson_mean(p):
+    return p["psi"] * p["mu"] / (1 - np.exp(-p["mu"]))
+
+
+def _hurdle_negativebinomial_mean(p):
+    return p["psi"] * p["mu"] / (1 - (p["alpha"] / (p["mu"] + p["alpha"])) ** p["alpha"])
+
+
+#: family -> (link, the response's mean at each posterior draw from bambi's response parameters).
+#: For most families bambi's ``mu`` is the mean; zero-inflated and hurdle families keep a
+#: count with probability ``psi`` (a hurdle one truncated above 0).
+FAMILY_MEANS = {
+    "gamma": ("log", lambda p: p["mu"]),
+    "negativebinomial": (None, lambda p: p["mu"]),
+    "beta": (None, lambda p: p["mu"]),
+    "t": (None, lambda p: p["mu"]),
+    "exponential": (None, lambda p: p["mu"]),
+    "wald": ("log", lambda p: p["mu"]),
+    "vonmises": (None, lambda p: p["mu"]),  # concentrated far from +-pi: the linear mean is mu
+    "laplace": (None, lambda p: p["mu"]),
+    "asymmetriclaplace": (None, lambda p: p["mu"] - (p["kappa"] - 1 / p["kappa"]) / p["b"]),
+    "lognormal": (None, lambda p: np.exp(p["mu"] + p["sigma"] ** 2 / 2)),
+    "weibull": (None, lambda p: p["mu"]),
+    "exgaussian": (None, lambda p: p["mu"] + p["nu"]),
+    "zero_inflated_poisson": (None, lambda p: p["psi"] * p["mu"]),
+    "zero_inflated_negativebinomial": (None, lambda p: p["psi"] * p["mu"]),
+    "hurdle_poisson": (None, _hurdle_poisson_mean),
+    "hurdle_negativebinomial": (None, _hurdle_negativebinomial_mean),
+    "hurdle_gamma": (None, lambda p: p["psi"] * p["mu"]),
+    "hurdle_lognormal": (None, lambda p: p["psi"] * np.exp(p["mu"] + p["sigma"] ** 2 / 2)),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_MEANS))
+def test_each_univariate_family_predicts_bambis_mean_and_round_trips(family, tmp_path):
+    link, mean_of = FAMILY_MEANS[family]
+    X, y = _family_data(family)
+    fast = {**NUTS, "n_draws": 200, "n_tune": 200, "n_chains": 1}
+    model = BambiRegressor("y ~ x", family=family, link=link, **fast).fit(X, y)
+    rows = pd.DataFrame({"x": [-1.0, 0.0, 1.0]})
+    reference = bmb.Model("y ~ x", pd.concat([X, y], axis=1), family=family, link=link)
+    reference.build()
+    params = reference.predict(model.idata_, data=rows, kind="response_params", inplace=False).posterior.to_dataset()
+    expected = mean_of(params.stack(sample=("chain", "draw"))).transpose("sample", ...).values
+    draws = model.sample_posterior_predictive(rows)
+    assert draws.shape == (200, 3)
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    np.testing.assert_array_less(np.abs(model.predict(rows) - expected.mean(axis=0)), 4.5 * standard_error)
+    mlflow_pmlearn.save_model(model, tmp_path / family)
+    loaded = mlflow_pmlearn.load_model(tmp_path / family)
+    np.testing.assert_array_equal(loaded.predict_interval(rows, 0.9), model.predict_interval(rows, 0.9))
+
+
+def test_an_offset_term_scales_the_mean_as_bambi_does():
+    rng = np.random.default_rng(7)
+    n = 150
+    X = pd.DataFrame({"x": rng.normal(size=n), "log_exposure": np.log(rng.uniform(0.5, 4.0, n))})
+    y = pd.Series(rng.poisson(np.exp(X["log_exposure"] + 0.2 + 0.5 * X["x"])), name="claims")
+    formula = "claims ~ x + offset(log_exposure)"
+    fast = {**NUTS, "n_draws": 300, "n_tune": 300, "n_chains": 1}
+    model = BambiRegressor(formula, family="poisson", **fast).fit(X, y)
+    posterior = model.idata_.posterior
+    assert abs(float(posterior["x"].mean()) - 0.5) < 0.15 and abs(float(posterior["Intercept"].mean()) - 0.2) < 0.2
+    rows = pd.DataFrame({"x": [0.5, 0.5], "log_exposure": [0.0, np.log(3.0)]})
+    reference = bmb.Model(formula, pd.concat([X, y], axis=1), family="poisson")
+    reference.build()
+    means = reference.predict(model.idata_, data=rows, kind="response_params", inplace=False).posterior["mu"]
+    means = means.stack(sample=("chain", "draw")).transpose("sample", ...).values
+    np.testing.assert_allclose(means[:, 1], 3.0 * means[:, 0])  # bambi's own means carry the offset
+    draws = model.sample_posterior_predictive(rows)
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    np.testing.assert_array_less(np.abs(draws.mean(axis=0) - means.mean(axis=0)), 4.5 * standard_error)
