@@ -367,3 +367,14 @@ def test_an_offset_term_scales_the_mean_as_bambi_does():
     draws = model.sample_posterior_predictive(rows)
     standard_error = draws.std(axis=0) / np.sqrt(len(draws))
     np.testing.assert_array_less(np.abs(draws.mean(axis=0) - means.mean(axis=0)), 4.5 * standard_error)
+
+
+@pytest.mark.parametrize(
+    ("family", "reason"),
+    [("binomial", "needs the number of trials"), ("beta_binomial", "needs the number of trials"), ("cumulative", "is ordinal"),
+     ("sratio", "is ordinal"), ("multinomial", "is multivariate")],
+)
+def test_families_outside_a_univariate_response_are_refused_at_fit(family, reason):
+    X, y = _family_data("poisson", n=20)
+    with pytest.raises(ValueError, match=f"'{family}' {reason}.*; formula models do not support it"):
+        BambiRegressor("y ~ x", family=family).fit(X, y)
