@@ -371,8 +371,13 @@ def test_an_offset_term_scales_the_mean_as_bambi_does():
 
 @pytest.mark.parametrize(
     ("family", "reason"),
-    [("binomial", "needs the number of trials"), ("beta_binomial", "needs the number of trials"), ("cumulative", "is ordinal"),
-     ("sratio", "is ordinal"), ("multinomial", "is multivariate")],
+    [
+        ("binomial", "needs the number of trials"),
+        ("beta_binomial", "needs the number of trials"),
+        ("cumulative", "is ordinal"),
+        ("sratio", "is ordinal"),
+        ("multinomial", "is multivariate"),
+    ],
 )
 def test_families_outside_a_univariate_response_are_refused_at_fit(family, reason):
     X, y = _family_data("poisson", n=20)

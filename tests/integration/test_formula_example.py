@@ -1,4 +1,4 @@
-"""The formula gallery example (``examples/formula/store_visits.py``) runs end to end on MLflow's default sqlite store."""
+"""The formula gallery example (``examples/formula/store_visits.py``) runs end to end on a sqlite store."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "formula" / "store_
 
 def test_store_visits_example_recovers_the_truth_registers_and_widens_a_new_store(tmp_path):
     finished = subprocess.run(
-        [sys.executable, str(EXAMPLE)], cwd=tmp_path, env=isolated_environment(), capture_output=True, text=True, timeout=600
+        [sys.executable, str(EXAMPLE)],
+        cwd=tmp_path,
+        env=isolated_environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     lines = finished.stdout.strip().splitlines()
