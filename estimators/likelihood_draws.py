@@ -17,8 +17,9 @@ distribution's name:
    of plain components, ...), whose sampler, inlined, vectorises over the draws, is a
    compiled call per row. Every row starts from the same random stream (the fit's
    seed), so a row gets the same draws alone or in any batch, and rows with nearly equal
-   parameters get nearly always equal draws (common random numbers). Speed: a few times
-   the NumPy floor (``benchmarks/likelihoods.py``).
+   parameters get nearly always equal draws (common random numbers). Speed: about the
+   NumPy floor for a plain distribution, ten or more times it for a composite one
+   (``benchmarks/likelihoods.py``).
 3. ``"inverted_cdf"``: a composite distribution whose sampler does not vectorise (hurdle
    families and ``pm.Truncated`` of a count, whose samplers loop; ``NormalMixture``) has
    its CDF (``pm.logcdf``) inverted numerically at ``u_s``: searched from its support
