@@ -18,6 +18,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.random.op import RandomVariable
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -432,13 +433,16 @@ class BayesianEstimator(BaseEstimator):
             raise ValueError(f"X has {n_rows} rows but y has {len(target)}; they must match.")
         return {**inputs, TARGET: target}
 
-    def _compile_log_likelihood(self, model: pm.Model, posterior: xr.Dataset, seed: int) -> PosteriorPredictor:
-        """The log density of :meth:`predictive_distribution` at new targets, over all draws."""
+    def _compile_log_likelihood(
+        self, model: pm.Model, posterior: xr.Dataset, seed: int, derive: Callable = pm.logp
+    ) -> PosteriorPredictor:
+        """The log density (or, with ``derive=pm.logcdf``, the log CDF) of
+        :meth:`predictive_distribution` at new targets, over all draws."""
 
         def log_likelihood(new, uniform):
             features = {container: value for container, value in new.items() if container is not model[TARGET]}
             distribution = self.predictive_distribution(model, features)
-            return [derive_given_draw(pm.logp, model, distribution, new[model[TARGET]])]
+            return [derive_given_draw(derive, model, distribution, new[model[TARGET]])]
 
         return PosteriorPredictor(model, posterior, [*self.input_names, TARGET], log_likelihood, seed=seed)
 
@@ -670,6 +674,54 @@ class BayesianRegressorMixin(RegressorMixin):
         inputs = self._inputs(X)
         (samples,) = self.posterior_predictor()(inputs)
         return samples
+
+    def pointwise_log_cdf(self, X: Any, y: Any) -> np.ndarray:
+        """Log CDF of each row's target under each posterior draw: ``log P(Y_i <= y_i | x_i, draw s)``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_samples)
+        """
+        predictor = self._cached_predictor(
+            "log_cdf", lambda model, posterior, seed: self._compile_log_likelihood(model, posterior, seed, pm.logcdf)
+        )
+        return predictor.map_rows(self._observations(X, y), lambda outputs: {"value": outputs[0].T})["value"].T
+
+    def likelihood_parameters(self, X: Any) -> tuple[str, list[np.ndarray]] | None:
+        """The predictive distribution's name and parameters at each posterior draw and row.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        tuple or None
+            The name PyMC gives the distribution (``"normal"``, ``"studentt"``, ...) and its
+            parameters in PyMC's order, each of shape (n_draws, n_samples); None where the
+            predictive distribution is not a plain PyMC distribution (a mixture, a censored
+            or custom one).
+        """
+        model = self.pymc_model()
+        probe = self.predictive_distribution(model, {model[name]: model[name].type() for name in self.input_names})
+        if not isinstance(probe.owner.op, RandomVariable):
+            return None
+
+        def compile_parameters(model, posterior, seed):
+            def parameters(inputs, uniform):
+                distribution = self.predictive_distribution(model, inputs)
+                params = distribution.owner.op.dist_params(distribution.owner)
+                return [pt.broadcast_to(param, distribution.shape) for param in params]
+
+            return PosteriorPredictor(model, posterior, list(self.input_names), parameters, seed=seed)
+
+        predictor = self._cached_predictor("likelihood_parameters", compile_parameters)
+        return probe.owner.op.name, predictor(self._inputs(X))
 
     def log_predictive_density(self, X: Any, y: Any) -> np.ndarray:
         """Log posterior predictive density of each observed target: ``log mean_s p(y | x, draw s)``.
