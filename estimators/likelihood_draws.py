@@ -157,11 +157,11 @@ class InverseCdfPredictor(PosteriorPredictor):
                 self._joint = self._compile_joint()
         n_rows = len(next(iter(inputs.values())))
         draws, uniforms = self.joint_draw_indices(n_joint), self.joint_uniforms(n_rows, n_joint)
-        chunks = [
-            self._joint.evaluate(select_rows(inputs, rows), draws=draws, uniforms=np.ascontiguousarray(uniforms[:, rows]))
-            for rows in self.row_chunks(n_rows, n_draws=n_joint)
-        ]
-        return np.concatenate([outputs[0] for outputs in chunks], axis=1)
+        chunks = []
+        for rows in self.row_chunks(n_rows, n_draws=n_joint):
+            row_uniforms = np.ascontiguousarray(uniforms[:, rows])
+            chunks.append(self._joint.evaluate(select_rows(inputs, rows), draws=draws, uniforms=row_uniforms)[0])
+        return np.concatenate(chunks, axis=1)
 
 
 class ForwardDrawPredictor(PosteriorPredictor):

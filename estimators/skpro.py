@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import logsumexp
+from scipy.special import erf, logsumexp
 from sklearn.base import clone
 from skpro.distributions.base import BaseDistribution
 from skpro.regression.base import BaseProbaRegressor
@@ -28,6 +28,8 @@ from estimators.predictive import likelihood_of
 RELATIVE_TOLERANCE = 1e-12
 #: Most halvings (and doublings of a bracket) in a quantile search.
 MAX_STEPS = 200
+#: Pairs of draws (times rows) whose energy is computed at once: bounds the memory of ``energy()``.
+PAIRS_PER_BLOCK = 2**21
 
 
 def mixture_quantile(
@@ -180,9 +182,14 @@ class PosteriorPredictiveMixture(BaseDistribution):
         if self._normal is None:
             return self._energy_default()
         mu, sigma = self._normal
-        difference = mu[:, None, :] - mu[None, :, :]
-        scale = np.sqrt(sigma[:, None, :] ** 2 + sigma[None, :, :] ** 2)
-        return _mean_absolute_normal(difference, scale).mean(axis=(0, 1))[:, None]
+        n_draws, n_rows = mu.shape
+        block = max(1, PAIRS_PER_BLOCK // (n_draws * n_rows))  # draws paired with all others at once
+        total = np.zeros(n_rows)
+        for start in range(0, n_draws, block):
+            difference = mu[start : start + block, None, :] - mu[None, :, :]
+            scale = np.sqrt(sigma[start : start + block, None, :] ** 2 + sigma[None, :, :] ** 2)
+            total += _mean_absolute_normal(difference, scale).sum(axis=(0, 1))
+        return (total / n_draws**2)[:, None]
 
     def _sample(self, n_samples: int | None = None) -> pd.DataFrame:
         """Exact draws: for each sample and row, a posterior draw at random, then its likelihood."""
@@ -213,7 +220,7 @@ class PosteriorPredictiveMixture(BaseDistribution):
 def _mean_absolute_normal(location: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``E|Z|`` for ``Z ~ N(location, scale)``: ``scale (2 phi(z) + z (2 Phi(z) - 1))``, ``z = location/scale``."""
     z = location / scale
-    return scale * (2 * stats.norm.pdf(z) + z * (2 * stats.norm.cdf(z) - 1))
+    return scale * (np.sqrt(2 / np.pi) * np.exp(-0.5 * z**2) + z * erf(z / np.sqrt(2)))  # 2 Phi(z) - 1 = erf(z/sqrt2)
 
 
 def _string_columns(X: pd.DataFrame) -> pd.DataFrame:
