@@ -302,5 +302,5 @@ class SkproRegressor(BaseProbaRegressor):
         """Linear regressions with short ADVI, for skpro's estimator checks."""
         from estimators.linear_model import LinearRegression
 
-        fast = {"inference": "advi", "n_draws": 50, "max_iter": 1000, "random_seed": 0, "progressbar": False}
+        fast = {"inference": "advi", "n_draws": 30, "max_iter": 200, "random_seed": 0, "progressbar": False}
         return [{"estimator": LinearRegression(**fast)}, {"estimator": LinearRegression(prior_scale_noise=2.0, **fast)}]
