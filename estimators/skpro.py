@@ -80,8 +80,8 @@ class PosteriorPredictiveMixture(BaseDistribution):
     (``pdf``, ``log_pdf``, ``cdf``, ``mean``, ``var``, ``energy``); any other likelihood's
     ``pdf``, ``log_pdf`` and ``cdf`` come from the estimator's compiled log density and log
     CDF over the draws, and its ``mean`` and ``var`` from its predictive draws (Monte Carlo,
-    so they are tagged approximate). ``ppf`` is the mixture CDF's inverse, found by
-    bisection.
+    so they are tagged approximate); for a count likelihood, ``pmf`` and ``log_pmf`` are its
+    mixture's. ``ppf`` is the mixture CDF's inverse, found by bisection.
 
     Parameters
     ----------
@@ -142,6 +142,10 @@ class PosteriorPredictiveMixture(BaseDistribution):
 
     def _pdf(self, x: np.ndarray) -> np.ndarray:
         return np.exp(self._log_pdf(x))
+
+    # A count likelihood's mixture has a probability mass function (skpro's pdf is then 0).
+    _log_pmf = _log_pdf
+    _pmf = _pdf
 
     def _cdf(self, x: np.ndarray) -> np.ndarray:
         return self._cdfs(x[:, 0]).mean(axis=0)[:, None]

@@ -119,3 +119,30 @@ def test_crps_in_skpro_evaluate_is_the_mixture_s_crps(data):
 @pytest.mark.slow
 def test_passes_skpro_s_check_estimator():
     check_estimator(SkproRegressor, raise_exceptions=True, verbose=False)
+
+
+class PoissonRegression(BayesianRegressorMixin, BayesianEstimator):
+    """A bespoke count regressor: its mixture has a probability mass function."""
+
+    def build_model(self, X, y):
+        coef = pm.Normal("coef", 0.0, 1.0, shape=X.get_value().shape[1])
+        pm.Poisson("y_obs", pm.math.exp(pm.Normal("intercept", 0.0, 2.0) + X @ coef), observed=y)
+
+
+def test_a_count_likelihood_s_mixture_has_its_pmf_cdf_and_quantiles(data):
+    X, _, X_new, _ = data
+    counts = np.random.default_rng(2).poisson(np.exp(1.0 + X.to_numpy() @ np.array([0.5, -0.3])))
+    regressor = SkproRegressor(PoissonRegression(**FAST)).fit(X, pd.DataFrame({"y": counts}))
+    distribution = regressor.predict_proba(X_new)
+    estimator = regressor.estimator_
+    eta = posterior_draws(estimator, "intercept")[:, None] + posterior_draws(estimator, "coef") @ X_new.to_numpy().T
+    mu = np.exp(eta)
+    values = np.arange(len(X_new)) % 6
+    target = pd.DataFrame({"y": values.astype(float)}, index=X_new.index)
+    pmf, cdf = stats.poisson.pmf(values, mu).mean(axis=0), stats.poisson.cdf(values, mu).mean(axis=0)
+    np.testing.assert_allclose(distribution.pmf(target).iloc[:, 0], pmf, rtol=1e-9)
+    np.testing.assert_allclose(distribution.cdf(target).iloc[:, 0], cdf, rtol=1e-6)
+    for level in LEVELS:  # the smallest count whose CDF reaches the level
+        quantile = distribution.ppf(np.full((len(X_new), 1), level)).iloc[:, 0].to_numpy()
+        assert (stats.poisson.cdf(quantile, mu).mean(axis=0) >= level).all()
+        assert (stats.poisson.cdf(quantile - 1, mu).mean(axis=0) < level).all()
