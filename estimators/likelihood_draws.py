@@ -29,6 +29,7 @@ what to write instead.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -44,7 +45,7 @@ from pytensor.graph.traversal import ancestors, apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.variable import TensorVariable
 
-from estimators.predictive import PosteriorPredictor
+from estimators.predictive import PosteriorPredictor, select_rows
 
 #: Bisection of a continuous CDF stops at this relative width of the bracket.
 RELATIVE_TOLERANCE = 1e-10
@@ -132,6 +133,37 @@ def _cannot_predict(distribution: TensorVariable) -> TypeError:
     )
 
 
+class InverseCdfPredictor(PosteriorPredictor):
+    """Quantiles of the likelihood (its inverse CDF) at each posterior draw's uniform.
+
+    Joint draws take a uniform per row and draw instead: the same graph, compiled with
+    ``per_row_uniforms`` on their first use (what most requests never ask for).
+    """
+
+    def __init__(self, model, posterior, input_names, build_outputs, *, seed: int):
+        super().__init__(model, posterior, input_names, build_outputs, seed=seed)
+        self._compile_joint = lambda: PosteriorPredictor(
+            model, posterior, input_names, build_outputs, seed=seed, per_row_uniforms=True
+        )
+        self._joint: PosteriorPredictor | None = None
+        self._joint_lock = threading.Lock()
+
+    def joint_draws(self, inputs: Mapping[str, np.ndarray], n_joint: int) -> np.ndarray:
+        """``n_joint`` joint predictive draws of the rows of ``inputs`` (draws x rows): draw
+        ``j`` of every row at posterior draw ``joint_draw_indices(n_joint)[j]``, each row at
+        uniforms of its own."""
+        with self._joint_lock:
+            if self._joint is None:
+                self._joint = self._compile_joint()
+        n_rows = len(next(iter(inputs.values())))
+        draws, uniforms = self.joint_draw_indices(n_joint), self.joint_uniforms(n_rows, n_joint)
+        chunks = []
+        for rows in self.row_chunks(n_rows, n_draws=n_joint):
+            row_uniforms = np.ascontiguousarray(uniforms[:, rows])
+            chunks.append(self._joint.evaluate(select_rows(inputs, rows), draws=draws, uniforms=row_uniforms)[0])
+        return np.concatenate(chunks, axis=1)
+
+
 class ForwardDrawPredictor(PosteriorPredictor):
     """Draws forward from the likelihood, row by row, each row from the same random stream.
 
@@ -153,11 +185,24 @@ class ForwardDrawPredictor(PosteriorPredictor):
         rows = []
         try:
             for index in range(n_rows):
-                row = {name: values[index : index + 1] for name, values in arrays.items()}
-                rows.append(self.evaluate(row))  # new generators each call: every row from the same streams
+                # New generators each call: every row from the same streams.
+                rows.append(self.evaluate(select_rows(arrays, slice(index, index + 1))))
         except NotImplementedError as error:  # e.g. a CustomDist given neither `random` nor `dist`
             raise _cannot_predict(self._distribution) from error
         return [np.concatenate(parts, axis=1) for parts in zip(*rows)]
+
+    def joint_draws(self, inputs: Mapping[str, np.ndarray], n_joint: int) -> np.ndarray:
+        """``n_joint`` joint predictive draws of the rows of ``inputs`` (draws x rows): row by
+        row at the posterior draws ``joint_draw_indices(n_joint)``, each row from a random
+        stream of its own (:meth:`row_generators`)."""
+        arrays = self.input_arrays(inputs)
+        n_rows = len(next(iter(arrays.values())))
+        draws = self.joint_draw_indices(n_joint)
+        rows = [
+            self.evaluate(select_rows(arrays, slice(row, row + 1)), draws=draws, generators=self.row_generators(row))[0]
+            for row in range(n_rows)
+        ]
+        return np.concatenate(rows, axis=1) if rows else np.empty((n_joint, 0), dtype=self._distribution.dtype)
 
 
 class InvertedCdfPredictor(PosteriorPredictor):
@@ -176,16 +221,32 @@ class InvertedCdfPredictor(PosteriorPredictor):
         self._discrete = discrete
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return [self._quantiles(inputs, np.log(self.uniforms)[:, None], np.arange(self.n_draws))]
+
+    def joint_draws(self, inputs: Mapping[str, np.ndarray], n_joint: int) -> np.ndarray:
+        """``n_joint`` joint predictive draws of the rows of ``inputs`` (draws x rows): draw
+        ``j`` of every row at posterior draw ``joint_draw_indices(n_joint)[j]``, each row at
+        uniforms of its own."""
+        n_rows = len(next(iter(inputs.values())))
+        draws, log_u = self.joint_draw_indices(n_joint), np.log(self.joint_uniforms(n_rows, n_joint))
+        chunks = [
+            self._quantiles(select_rows(inputs, rows), log_u[:, rows], draws)
+            for rows in self.row_chunks(n_rows, n_draws=n_joint)
+        ]
+        return np.concatenate(chunks, axis=1)
+
+    def _quantiles(self, inputs: Mapping[str, np.ndarray], log_u: np.ndarray, draws: np.ndarray) -> np.ndarray:
+        """The quantiles at ``exp(log_u)`` (one row per entry of ``draws``, one column per row
+        or one for all) of the posterior draws ``draws``, of shape (draws, rows)."""
         n_rows = len(next(iter(inputs.values())))
         dtype = np.int64 if self._discrete else np.float64
-        log_u = np.log(self.uniforms)[:, None]
 
-        def below(value: np.ndarray, draws: np.ndarray) -> np.ndarray:
-            """Where ``F(value) < u`` at the posterior draws ``draws``: the quantile lies above."""
-            return self.evaluate(inputs, value, draws=draws)[0] < log_u[draws]
+        def below(value: np.ndarray, positions: np.ndarray) -> np.ndarray:
+            """Where ``F(value) < u`` at ``draws[positions]``: the quantile lies above."""
+            return self.evaluate(inputs, value, draws=draws[positions])[0] < log_u[positions]
 
-        every_draw = np.arange(self.n_draws)
-        log_cdf, start = self.evaluate(inputs, np.zeros((self.n_draws, n_rows), dtype=dtype))
+        every_draw = np.arange(len(draws))
+        log_cdf, start = self.evaluate(inputs, np.zeros((len(draws), n_rows), dtype=dtype), draws=draws)
         start = np.broadcast_to(np.floor(start) if self._discrete else start, log_cdf.shape).astype(dtype)
         upward = below(start, every_draw)  # the quantile lies above the support point
         lower, upper = np.where(upward, start, start - 1), np.where(upward, start + 1, start)
@@ -221,7 +282,7 @@ class InvertedCdfPredictor(PosteriorPredictor):
             go_up = below(middle, searching) & unresolved
             lower[searching] = np.where(go_up, middle, low)
             upper[searching] = np.where(unresolved & ~go_up, middle, upper[searching])
-        return [upper if self._discrete else (lower + upper) / 2]
+        return upper if self._discrete else (lower + upper) / 2
 
 
 def _log_cdf_and_start(model: pm.Model, distribution: TensorVariable, value: TensorVariable) -> list[TensorVariable]:
@@ -266,7 +327,7 @@ def likelihood_draw_predictor(
     probe = {model[name]: model[name].type() for name in input_names}
     distribution = distribution_at(probe)
     if _supports(pm.icdf, model, distribution):
-        return PosteriorPredictor(
+        return InverseCdfPredictor(
             model,
             posterior,
             input_names,
