@@ -8,6 +8,7 @@ search adds a finished child run per candidate.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 
+from estimators.inference.progress import watching
 from mlflow_pmlearn.autologging._failures import _attempt
 from mlflow_pmlearn.autologging.runs import (
     LOGGED_MODEL_TAG,
@@ -41,6 +43,7 @@ from mlflow_pmlearn.autologging.runs import (
     _session,
     _timed_fit,
     log_fit,
+    run_progress,
 )
 from mlflow_pmlearn.pipelines import final_estimator
 
@@ -79,9 +82,15 @@ def _fit_and_log_meta(original: Callable, meta: BaseEstimator, X: Any, y: Any, c
     session = _Session()
     token = _session.set(session)
     _meta_fits_running.append(meta)
+    # A pipeline's run shows its pmlearn step's fit as it runs; a search's many fits are not watched.
+    step = final_estimator(meta)[1] if isinstance(meta, Pipeline) else None
+    progress = run_progress(step, meta.get_params(deep=True), X) if step is not None else None
     try:
-        result, seconds = _timed_fit(original, meta, X, y, kwargs)
+        with watching(progress) if progress is not None else contextlib.nullcontext():
+            result, seconds = _timed_fit(original, meta, X, y, kwargs)
     finally:
+        if progress is not None:
+            progress.wait()
         _meta_fits_running.remove(meta)
         _session.reset(token)
     log = log_search_fit if isinstance(meta, BaseSearchCV) else log_pipeline_fit

@@ -340,7 +340,8 @@ def test_logging_failure_warns_and_leaves_the_fit_and_the_rest_of_the_run(
     assert "training_score" in run.data.metrics and "prior.coef_std" in run.data.params
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
     plots = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
-    assert "trace" in artifacts and plots <= {"plots/pareto_k.png"}  # only LOO's, logged apart
+    # Only LOO's and the prior checks', logged apart.
+    assert "trace" in artifacts and plots <= {"plots/pareto_k.png", "plots/prior_predictive_check.png", "plots/prior_posterior.png"}
     assert len(_logged_models(run.info.experiment_id)) == 1
 
 
@@ -356,7 +357,7 @@ def test_disable_logs_nothing(tracking_uri, tmp_path_factory, regression_data):
 def test_log_models_false_logs_into_the_active_run_without_a_model(tracking_uri, tmp_path_factory, regression_data):
     X, y, _ = regression_data
     experiment_id = _new_experiment(tmp_path_factory, "no-model")
-    mlflow_pmlearn.autolog(log_models=False, log_plots=False, log_traces=False)
+    mlflow_pmlearn.autolog(log_models=False, log_plots=False, log_traces=False, log_prior_checks=False)
     with mlflow.start_run() as run:
         LinearRegression(**QUICK).fit(X.iloc[:100], y.iloc[:100])
         assert mlflow.active_run().info.run_id == run.info.run_id  # autolog left the user's run open
