@@ -94,7 +94,8 @@ def fit_laplace(
         use_hessp=True,
     )
     with ProgressReporter().heartbeat():
-        result = scipy.optimize.minimize(loss_and_gradient, DictToArrayBijection.map(initial_point).data, jac=True, method="L-BFGS-B")
+        start = DictToArrayBijection.map(initial_point).data
+        result = scipy.optimize.minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B")
     hessian = np.column_stack([hessian_times(result.x, unit) for unit in np.eye(result.x.size)])
     hessian = (hessian + hessian.T) / 2
     eigenvalues = np.linalg.eigvalsh(hessian)

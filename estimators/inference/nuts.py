@@ -118,7 +118,8 @@ def _sample_nutpie(model: pm.Model, settings: InferenceSettings, reporter: Progr
 
     watched = {}
     if reporter.watcher is not None:  # nutpie's default rate (100 ms; its bar's too), or faster where asked
-        watched = {"progress_callback": report, "progress_rate": min(100, max(10, round(1000 * reporter.watcher.interval_s)))}
+        rate_ms = min(100, max(10, round(1000 * reporter.watcher.interval_s)))
+        watched = {"progress_callback": report, "progress_rate": rate_ms}
     compiled = nutpie.compile_pymc_model(model, backend="numba")
     start = time.time()
     idata = nutpie.sample(

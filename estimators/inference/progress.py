@@ -5,7 +5,8 @@ context with :func:`watching`. ``BayesianEstimator.fit`` tells it, with :func:`f
 when the model is built and the engine is about to start; each engine then reports its
 progress through a :class:`ProgressReporter`, at most once per the watcher's
 ``interval_s``; an engine with no progress hook of its own (pathfinder, Laplace, NumPyro,
-BlackJAX) reports only a heartbeat (:meth:`ProgressReporter.heartbeat`). With no watcher, reporting costs one context-variable lookup per fit.
+BlackJAX) reports only a heartbeat (:meth:`ProgressReporter.heartbeat`). With no watcher,
+reporting costs one context-variable lookup per engine and one check per step.
 The estimators never know who watches: nothing here imports MLflow.
 """
 
@@ -29,7 +30,9 @@ class FitWatcher(Protocol):
     #: Least seconds between two progress reports of one engine.
     interval_s: float
 
-    def fit_starting(self, estimator: Any, model: pm.Model, settings: InferenceSettings) -> None:
+    def fit_starting(
+        self, estimator: Any, model: pm.Model, settings: InferenceSettings
+    ) -> None:
         """``estimator``'s model is built and its engine (``settings.inference``) starts now."""
 
     def progress(self, step: int, values: dict[str, float]) -> None:
@@ -39,7 +42,9 @@ class FitWatcher(Protocol):
         """
 
 
-_watcher: contextvars.ContextVar[FitWatcher | None] = contextvars.ContextVar("pmlearn_fit_watcher", default=None)
+_watcher: contextvars.ContextVar[FitWatcher | None] = contextvars.ContextVar(
+    "pmlearn_fit_watcher", default=None
+)
 
 
 @contextmanager
@@ -79,7 +84,9 @@ class ProgressReporter:
         if self.watcher is None:
             return
         self._next = time.monotonic() + self.watcher.interval_s
-        self.watcher.progress(int(step), {name: float(value) for name, value in values.items()})
+        self.watcher.progress(
+            int(step), {name: float(value) for name, value in values.items()}
+        )
 
     @contextmanager
     def heartbeat(self) -> Iterator[None]:
@@ -99,7 +106,9 @@ class ProgressReporter:
                 beats += 1
                 self.report(beats)
 
-        thread = threading.Thread(target=beat, name="pmlearn-fit-heartbeat", daemon=True)
+        thread = threading.Thread(
+            target=beat, name="pmlearn-fit-heartbeat", daemon=True
+        )
         thread.start()
         try:
             yield

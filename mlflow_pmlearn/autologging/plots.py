@@ -139,7 +139,10 @@ def _class_shares(ax, estimator: BayesianEstimator, checks: PredictiveChecks) ->
     tail = 50 * (1 - COVERAGE_PROB)
     low, high = np.percentile(draw_shares, [tail, 100 - tail], axis=0)
     ax.bar(positions, [(observed == c).mean() for c in classes], color="0.7", label="observed")
-    ax.errorbar(positions, draw_shares.mean(0), yerr=[draw_shares.mean(0) - low, high - draw_shares.mean(0)], fmt="o", color="C0", label=f"{checks.draws_from} ({COVERAGE_PROB:.0%})")
+    ax.errorbar(
+        positions, draw_shares.mean(0), yerr=[draw_shares.mean(0) - low, high - draw_shares.mean(0)], fmt="o",
+        color="C0", label=f"{checks.draws_from} ({COVERAGE_PROB:.0%})",
+    )
     ax.set_xticks(positions, [str(c) for c in classes])
     ax.set(xlabel=checks.target_name, ylabel="share of rows")
 
@@ -153,7 +156,8 @@ def _target_histograms(ax, estimator: BayesianEstimator, checks: PredictiveCheck
     edges = np.repeat(bins, 2)[1:-1]
     # All draws' histograms as one collection of step lines: one artist draws fast.
     steps = [np.column_stack([edges, np.repeat(np.histogram(draw, bins, density=True)[0], 2)]) for draw in samples]
-    ax.add_collection(LineCollection(steps, colors="C0", alpha=0.15, label=f"{checks.draws_from} ({len(samples)} draws)"))
+    label = f"{checks.draws_from} ({len(samples)} draws)"
+    ax.add_collection(LineCollection(steps, colors="C0", alpha=0.15, label=label))
     ax.stairs(np.histogram(observed, bins, density=True)[0], bins, color="k", lw=2, label="observed")
     ax.autoscale_view()
     ax.set(xlabel=checks.target_name, ylabel="density")

@@ -53,7 +53,10 @@ def prior_checks_by_default(estimator: BayesianEstimator) -> bool:
     """Whether autolog's default runs the prior checks for this fit: when its training rows
     times its posterior draws are at most :data:`DEFAULT_PRIOR_CHECKS_MAX_VALUES`."""
     training = next(iter(estimator.idata_.constant_data.data_vars.values()))
-    return training.shape[0] * estimator.n_posterior_draws_ <= DEFAULT_PRIOR_CHECKS_MAX_VALUES
+    return (
+        training.shape[0] * estimator.n_posterior_draws_
+        <= DEFAULT_PRIOR_CHECKS_MAX_VALUES
+    )
 
 
 def _free_names(estimator: BayesianEstimator) -> list[str]:
@@ -61,7 +64,8 @@ def _free_names(estimator: BayesianEstimator) -> list[str]:
 
 
 def sensitivity_data(
-    estimator: BayesianEstimator, log_likelihood: Callable[[], xr.DataArray] | None = None
+    estimator: BayesianEstimator,
+    log_likelihood: Callable[[], xr.DataArray] | None = None,
 ) -> xr.DataTree:
     """The fit's free parameters' posterior draws with their log prior and log-likelihood, as ArviZ reads them.
 
@@ -71,15 +75,24 @@ def sensitivity_data(
     """
     posterior = estimator.idata_.posterior.to_dataset()[_free_names(estimator)]
     log_prior = pm.compute_log_prior(
-        xr.DataTree.from_dict({"posterior": posterior}), model=estimator.pymc_model(), extend_inferencedata=False,
+        xr.DataTree.from_dict({"posterior": posterior}),
+        model=estimator.pymc_model(),
+        extend_inferencedata=False,
         progressbar=False,
     )
     pointwise = (log_likelihood or estimator.training_log_likelihood)()
-    return xr.DataTree.from_dict({"posterior": posterior, "log_prior": log_prior, "log_likelihood": pointwise.to_dataset()})
+    return xr.DataTree.from_dict(
+        {
+            "posterior": posterior,
+            "log_prior": log_prior,
+            "log_likelihood": pointwise.to_dataset(),
+        }
+    )
 
 
 def prior_sensitivity(
-    estimator: BayesianEstimator, log_likelihood: Callable[[], xr.DataArray] | None = None
+    estimator: BayesianEstimator,
+    log_likelihood: Callable[[], xr.DataArray] | None = None,
 ) -> pd.DataFrame:
     """``arviz_stats.psense_summary`` of the fit: a row per free parameter (per component of a
     vector one), its prior and likelihood sensitivity and ArviZ's diagnosis, unrounded.
@@ -90,9 +103,15 @@ def prior_sensitivity(
         For a model with no pointwise likelihood of its training rows (a marginal Gaussian process).
     """
     data = sensitivity_data(estimator, log_likelihood)
-    with warnings.catch_warnings():  # whether the draws support the check is ArviZ's to say; ours, below
-        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto distribution")
-        table = arviz_stats.psense_summary(data, threshold=SENSITIVITY_THRESHOLD, round_to=15)
+    with (
+        warnings.catch_warnings()
+    ):  # whether the draws support the check is ArviZ's to say; ours, below
+        warnings.filterwarnings(
+            "ignore", message="Estimated shape parameter of Pareto distribution"
+        )
+        table = arviz_stats.psense_summary(
+            data, threshold=SENSITIVITY_THRESHOLD, round_to=15
+        )
     table.index.name = "parameter"
     return table
 
@@ -116,10 +135,17 @@ def sensitivity_warning(table: pd.DataFrame) -> str | None:
 def prior_draws(estimator: BayesianEstimator) -> xr.DataTree:
     """:data:`PRIOR_DRAWS` draws of the parameters and targets at the training inputs, from the priors alone."""
     seed = int(estimator.idata_.posterior.attrs.get("pmlearn_seed", 0))
-    return pm.sample_prior_predictive(draws=PRIOR_DRAWS, model=estimator.pymc_model(), random_seed=seed)
+    return pm.sample_prior_predictive(
+        draws=PRIOR_DRAWS, model=estimator.pymc_model(), random_seed=seed
+    )
 
 
-def prior_plots(estimator: BayesianEstimator, prior: xr.DataTree, idata: xr.DataTree, target_name: str) -> dict[str, bytes]:
+def prior_plots(
+    estimator: BayesianEstimator,
+    prior: xr.DataTree,
+    idata: xr.DataTree,
+    target_name: str,
+) -> dict[str, bytes]:
     """PNG plots by file name: the prior predictive check (regressors and classifiers) and
     the parameters' priors against their posteriors (``idata``'s, perhaps relabelled)."""
     plots = {}
@@ -133,7 +159,11 @@ def prior_plots(estimator: BayesianEstimator, prior: xr.DataTree, idata: xr.Data
         if kind == "classifier":  # the likelihood's values are class indices
             draws, target = estimator.classes_[draws], estimator.classes_[target]
         checks = PredictiveChecks(
-            observed=target, draws=draws, n_rows=observed.size, target_name=target_name, draws_from="prior predictive"
+            observed=target,
+            draws=draws,
+            n_rows=observed.size,
+            target_name=target_name,
+            draws_from="prior predictive",
         )
         plots["prior_predictive_check.png"] = _ppc_plot(estimator, checks)
     names, panels = [], 0
@@ -143,15 +173,29 @@ def prior_plots(estimator: BayesianEstimator, prior: xr.DataTree, idata: xr.Data
             names.append(name)
             panels += size
     if names:
-        both = xr.DataTree.from_dict({"posterior": idata.posterior.to_dataset()[names], "prior": _like(prior.prior, idata)[names]})
-        plots["prior_posterior.png"] = _arviz_png(arviz_plots.plot_prior_posterior, both, "prior and posterior", var_names=names)
+        both = xr.DataTree.from_dict(
+            {
+                "posterior": idata.posterior.to_dataset()[names],
+                "prior": _like(prior.prior, idata)[names],
+            }
+        )
+        plots["prior_posterior.png"] = _arviz_png(
+            arviz_plots.plot_prior_posterior,
+            both,
+            "prior and posterior",
+            var_names=names,
+        )
     return plots
 
 
 def _like(prior: xr.DataTree, idata: xr.DataTree) -> xr.Dataset:
     """The prior draws with the posterior's coordinates (a pipeline's relabelled feature names)."""
     dataset = prior.to_dataset()
-    shared = {dim: idata.posterior[dim] for dim in dataset.dims if dim in idata.posterior.coords and dim not in ("chain", "draw")}
+    shared = {
+        dim: idata.posterior[dim]
+        for dim in dataset.dims
+        if dim in idata.posterior.coords and dim not in ("chain", "draw")
+    }
     return dataset.assign_coords(shared)
 
 
@@ -192,6 +236,8 @@ def log_prior_checks(
                 mlflow.set_tag(PRIOR_WARNING_TAG, message[:MAX_TAG_VAL_LENGTH])
                 warnings.warn(f"pmlearn autologging: {message}.", stacklevel=2)
         if plot:
-            for name, content in prior_plots(estimator, prior_draws(estimator), idata, target_name).items():
+            for name, content in prior_plots(
+                estimator, prior_draws(estimator), idata, target_name
+            ).items():
                 (Path(directory) / name).write_bytes(content)
                 mlflow.log_artifact(str(Path(directory) / name), "plots")

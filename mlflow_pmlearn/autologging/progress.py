@@ -53,7 +53,9 @@ def describe_engine(settings: InferenceSettings) -> str:
 
 def set_status(run_id: str, status: str) -> None:
     """Set the run's :data:`STATUS_TAG`; a failure becomes a warning."""
-    _attempt("the status tag", lambda: MlflowClient().set_tag(run_id, STATUS_TAG, status))
+    _attempt(
+        "the status tag", lambda: MlflowClient().set_tag(run_id, STATUS_TAG, status)
+    )
 
 
 class RunProgress:
@@ -69,7 +71,12 @@ class RunProgress:
         ``log_settings(model, settings)`` logs the run's params once the model is built.
     """
 
-    def __init__(self, run_id: str, estimator: Any, log_settings: Callable[[pm.Model, InferenceSettings], None]):
+    def __init__(
+        self,
+        run_id: str,
+        estimator: Any,
+        log_settings: Callable[[pm.Model, InferenceSettings], None],
+    ):
         self.run_id = run_id
         self.estimator = estimator
         self.log_settings = log_settings
@@ -78,11 +85,15 @@ class RunProgress:
         self._failed = False
         self._pending: list = []
 
-    def fit_starting(self, estimator: Any, model: pm.Model, settings: InferenceSettings) -> None:
+    def fit_starting(
+        self, estimator: Any, model: pm.Model, settings: InferenceSettings
+    ) -> None:
         if estimator is not self.estimator:
             return
         self._started = time.monotonic()
-        _attempt("the settings before the fit", lambda: self.log_settings(model, settings))
+        _attempt(
+            "the settings before the fit", lambda: self.log_settings(model, settings)
+        )
         set_status(self.run_id, f"fitting: {describe_engine(settings)}")
 
     def progress(self, step: int, values: dict[str, float]) -> None:
@@ -90,9 +101,16 @@ class RunProgress:
             return
         timestamp = int(time.time() * 1000)
         values = {**values, "elapsed_s": time.monotonic() - self._started}
-        metrics = [Metric(PROGRESS_PREFIX + name, value, timestamp, step) for name, value in values.items()]
+        metrics = [
+            Metric(PROGRESS_PREFIX + name, value, timestamp, step)
+            for name, value in values.items()
+        ]
         try:
-            self._pending.append(MlflowClient().log_batch(self.run_id, metrics=metrics, synchronous=False))
+            self._pending.append(
+                MlflowClient().log_batch(
+                    self.run_id, metrics=metrics, synchronous=False
+                )
+            )
         except Exception as error:  # the fit goes on; the run gets no more progress
             self._failed = True
             _warn("the fit's progress", error)
