@@ -20,6 +20,8 @@ import pytest
 import xarray as xr
 from conftest import FAST_NUTS
 from mlflow.tracking import MlflowClient
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from test_autolog import (
     QUICK,
     _artifact_bytes,
@@ -339,3 +341,41 @@ def test_the_trace_names_its_run_in_the_fitted_and_the_logged_trace(
         run_id=run.info.run_id, artifact_path="trace/trace.nc", dst_path=str(tmp_path)
     )
     assert xr.open_datatree(trace_path).attrs["mlflow_run_id"] == run.info.run_id
+
+
+def test_a_pipelines_run_shows_its_pmlearn_steps_progress(
+    tracking_uri, tmp_path_factory, regression_data, monkeypatch
+):
+    monkeypatch.setattr(autolog_progress, "PROGRESS_INTERVAL_S", 0.02)
+    X, y, _ = regression_data
+    pipeline = Pipeline(
+        [("scale", StandardScaler()), ("reg", LinearRegression(**QUICK))]
+    )
+    _, run = _autologged_fit(
+        tmp_path_factory,
+        "live-pipeline",
+        pipeline,
+        X.iloc[:100],
+        y.iloc[:100],
+        log_models=False,
+        log_plots=False,
+        log_traces=False,
+        log_prior_checks=False,
+    )
+    assert len(MlflowClient().get_metric_history(run.info.run_id, "progress/loss")) >= 2
+    assert {"reg__n_draws", "prior.coef_std", "training.rows"} <= set(run.data.params)
+    assert run.data.tags[STATUS_TAG] == "finished"
+
+
+def test_the_run_is_told_only_of_its_own_estimators_fit():
+    """A nested estimator's fit (another object) is not the run's: its start logs nothing."""
+    settings_logged = []
+    watched, other = LinearRegression(), LinearRegression()
+    watcher = autolog_progress.RunProgress(
+        "no-run", watched, lambda model, settings: settings_logged.append(settings)
+    )
+    watcher.fit_starting(other, pm.Model(), None)
+    watcher.progress(
+        1, {"draws": 1.0}
+    )  # before its own fit starts: nothing is logged (no run is called)
+    assert settings_logged == [] and watcher._pending == []
