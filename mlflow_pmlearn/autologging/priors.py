@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import arviz_plots
@@ -47,6 +50,23 @@ SENSITIVITY_THRESHOLD = 0.05
 PRIOR_WARNING_TAG = "pmlearn.prior_warning"
 #: ArviZ's diagnosis of a parameter that is not sensitive.
 _NO_ISSUE = "✓"
+#: The logger through which ``psense_summary`` says that it found potential issues.
+_PSENSE_LOGGER = logging.getLogger("arviz_stats.psense")
+
+
+@contextmanager
+def _muted_in_this_thread(logger: logging.Logger) -> Iterator[None]:
+    """Drop ``logger``'s records from this thread while the block runs (other threads' pass)."""
+    thread = threading.get_ident()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.thread != thread
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def prior_checks_by_default(estimator: BayesianEstimator) -> bool:
@@ -103,9 +123,9 @@ def prior_sensitivity(
         For a model with no pointwise likelihood of its training rows (a marginal Gaussian process).
     """
     data = sensitivity_data(estimator, log_likelihood)
-    with (
-        warnings.catch_warnings()
-    ):  # whether the draws support the check is ArviZ's to say; ours, below
+    # What the table shows, log_prior_checks says once (a tag and a warning, muted by
+    # autolog's silent=True): ArviZ's own console line and Pareto-shape warnings are left out.
+    with warnings.catch_warnings(), _muted_in_this_thread(_PSENSE_LOGGER):
         warnings.filterwarnings(
             "ignore", message="Estimated shape parameter of Pareto distribution"
         )
