@@ -84,6 +84,8 @@ class RunProgress:
         self._started: float | None = None
         self._failed = False
         self._pending: list = []
+        #: Whether the run's params were logged when the engine started (then not again after).
+        self.settings_logged = False
 
     def fit_starting(
         self, estimator: Any, model: pm.Model, settings: InferenceSettings
@@ -91,9 +93,11 @@ class RunProgress:
         if estimator is not self.estimator:
             return
         self._started = time.monotonic()
-        _attempt(
-            "the settings before the fit", lambda: self.log_settings(model, settings)
-        )
+        try:
+            self.log_settings(model, settings)
+            self.settings_logged = True
+        except Exception as error:  # logged after the fit instead
+            _warn("the settings before the fit", error)
         set_status(self.run_id, f"fitting: {describe_engine(settings)}")
 
     def progress(self, step: int, values: dict[str, float]) -> None:

@@ -238,6 +238,7 @@ def log_fit(
     metrics: dict[str, float] | None = None,
     data: tuple[Any, Any] | None = None,
     whole_model: BaseEstimator | None = None,
+    params_logged: bool = False,
 ) -> None:
     """Log one finished fit to the active run; each part that fails becomes a warning.
 
@@ -261,18 +262,21 @@ def log_fit(
     whole_model : Pipeline, optional
         The pipeline that ends in ``estimator``: the model logged (and registered), by
         default ``estimator``.
+    params_logged : bool, default=False
+        Whether the params (hyper-parameters, priors, structure, data shape) were logged
+        when the engine started (:func:`run_progress`); if not, they are logged here.
     """
     run_id = mlflow.active_run().info.run_id
     set_status(run_id, "logging")
     raw_X, raw_y = data if data is not None else (X, y)
     estimator.idata_.attrs[RUN_ID_ATTR] = run_id  # before the trace and the model are logged
-    # Logged when the engine started, unless the fit was not watched (a search's refit).
-    _attempt("the hyper-parameters", lambda: _log_params(hyperparameters(estimator) if params is None else params))
-    seed = estimator.idata_.posterior.attrs.get("pmlearn_seed")
-    _attempt(
-        "the priors and model structure",
-        lambda: _log_params(bayesian_params(estimator, estimator.pymc_model(), seed, raw_X)),
-    )
+    if not params_logged:  # a search's refit, or a fit whose params failed to log when it started
+        _attempt("the hyper-parameters", lambda: _log_params(hyperparameters(estimator) if params is None else params))
+        seed = estimator.idata_.posterior.attrs.get("pmlearn_seed")
+        _attempt(
+            "the priors and model structure",
+            lambda: _log_params(bayesian_params(estimator, estimator.pymc_model(), seed, raw_X)),
+        )
     dataset = _attempt("the training dataset", lambda: _log_dataset(raw_X, raw_y)) if config["log_datasets"] else None
     idata = _labelled_trace(estimator, whole_model)
     summary = _attempt("the posterior summary", lambda: posterior_summary(idata))
@@ -482,5 +486,5 @@ def _fit_and_log(original: Callable, estimator: BayesianEstimator, X: Any, y: An
         _session.reset(token)
         progress.wait()
     # Whatever fails while logging is a warning: the run still ends FINISHED, as the fit did.
-    _attempt("the fit", lambda: log_fit(estimator, X, y, seconds, config))
+    _attempt("the fit", lambda: log_fit(estimator, X, y, seconds, config, params_logged=progress.settings_logged))
     return result
