@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from estimators.fitted import FittedModel
 from estimators.inference import fit_posterior, resolve_progressbar
+from estimators.inference.progress import fit_starting
 from estimators.likelihood_draws import conditional_likelihood, derive_given_draw, likelihood_draw_predictor
 from estimators.predictive import PosteriorPredictor, likelihood_of, select_rows
 from estimators.settings import INIT_PARAMETERS, PARAMETER_CONSTRAINTS, SETTING_NAMES, InferenceSettings, parameters_doc
@@ -361,6 +362,7 @@ class BayesianEstimator(BaseEstimator):
         self._attach_fitted_model(model)
         row_data = [*inputs, TARGET] if target is not None else list(inputs)
         settings = InferenceSettings.of(self, random_seed=seed, progressbar=resolve_progressbar(self.progressbar))
+        fit_starting(self, model, settings)
         idata = fit_posterior(model, settings, row_data, batch_size=self.minibatch_size())
         _keep_training_inputs(idata, inputs)
         for name, group in self.training_data_groups(X).items():
