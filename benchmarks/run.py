@@ -460,17 +460,29 @@ def bench_served(quick: bool, rows: list[dict]) -> None:
 
 
 def bench_autolog(quick: bool, rows: list[dict]) -> None:
-    """What ``mlflow_pmlearn.autolog()`` adds to a fit: everything it logs, into a sqlite store."""
+    """What ``mlflow_pmlearn.autolog()`` adds to a fit: everything it logs, into a sqlite store.
+
+    Rows: the whole of autolog (its default: the prior checks and LOO are skipped at 10,000
+    rows x 1,000 draws, beyond their budget of 2,000,000); the same with the prior checks and
+    LOO forced on; and the live progress alone (the ``progress/*`` metrics, logged at most once
+    a second while the engine runs), on ADVI at 10,000 x 10 and on NUTS (PyMC's sampler).
+    """
     import mlflow
 
     import mlflow_pmlearn
+    from estimators.inference.progress import watching
     from estimators.linear_model import LinearRegression
+    from mlflow_pmlearn.autologging.runs import run_progress
 
     X, y, *_ = synthetic(10_000)
+    X_nuts, y_nuts, *_ = synthetic(1_000)
     repeats = 1 if quick else 3
 
     def fit():
         LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y)
+
+    def fit_nuts():
+        LinearRegression(inference="nuts", random_seed=0, progressbar=False).fit(X_nuts, y_nuts)
 
     def autologged(**settings) -> Callable[[], object]:
         def run():
@@ -482,16 +494,42 @@ def bench_autolog(quick: bool, rows: list[dict]) -> None:
 
         return run
 
+    def watched(inference: str, data: tuple) -> Callable[[], object]:
+        """The fit with only the live progress logged, into a run of its own."""
+
+        def run():
+            estimator = LinearRegression(inference=inference, random_seed=0, progressbar=False)
+            with mlflow.start_run():
+                progress = run_progress(estimator, None, data[0])
+                with watching(progress):
+                    estimator.fit(*data)
+                progress.wait()
+
+        return run
+
     with tempfile.TemporaryDirectory() as directory:
         mlflow.set_tracking_uri(f"sqlite:///{directory}/mlflow.db")
         mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench-autolog", artifact_location=Path(directory, "artifacts").as_uri()))
         ours, plain = side_by_side(autologged(), fit, repeats)
-        row = _row("autolog", "LinearRegression ADVI fit, 10,000 x 10, autolog (params, metrics, trace, plots, dataset, model)", ours, "the same fit without autolog", plain, target="<= 1.2")
+        case = "LinearRegression ADVI fit, 10,000 x 10, autolog (params, progress, metrics, trace, plots, dataset, model)"
+        row = _row("autolog", case, ours, "the same fit without autolog", plain, target="<= 1.2")
         row["parts_s"] = _autolog_parts(autologged())
         row["note"] = "seconds per part of one more autologged fit: " + ", ".join(f"{part} {s:.2f}" for part, s in row["parts_s"].items())
         rows.append(row)
         ours, plain = side_by_side(autologged(log_models=False), fit, repeats)
         rows.append(_row("autolog", "the same, autolog(log_models=False)", ours, "the same fit without autolog", plain))
+        ours, plain = side_by_side(autologged(log_prior_checks=True, log_loo=True), fit, repeats)
+        case = "the same, autolog(log_prior_checks=True, log_loo=True): beyond their default budget"
+        row = _row("autolog", case, ours, "the same fit without autolog", plain)
+        row["parts_s"] = _autolog_parts(autologged(log_prior_checks=True, log_loo=True))
+        row["note"] = "seconds per part: " + ", ".join(f"{part} {s:.2f}" for part, s in row["parts_s"].items())
+        rows.append(row)
+        ours, plain = side_by_side(watched("advi", (X, y)), fit, repeats)
+        case = "live progress only (progress/* while fitting): the ADVI fit, 10,000 x 10"
+        rows.append(_row("autolog", case, ours, "the same fit, unwatched", plain, target="<= 1.05"))
+        ours, plain = side_by_side(watched("nuts", (X_nuts, y_nuts)), fit_nuts, repeats)
+        case = "live progress only: NUTS (PyMC's sampler), 1,000 x 10, 2 x (1,000 + 1,000) draws"
+        rows.append(_row("autolog", case, ours, "the same fit, unwatched", plain, target="<= 1.05"))
 
 
 def _autolog_parts(autologged_fit: Callable[[], object]) -> dict[str, float]:

@@ -18,16 +18,19 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.random.op import RandomVariable
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from estimators.fitted import FittedModel
 from estimators.inference import fit_posterior, resolve_progressbar
+from estimators.inference.progress import fit_starting
 from estimators.likelihood_draws import conditional_likelihood, derive_given_draw, likelihood_draw_predictor
-from estimators.predictive import PosteriorPredictor, likelihood_of
+from estimators.predictive import PosteriorPredictor, likelihood_of, select_rows
 from estimators.settings import INIT_PARAMETERS, PARAMETER_CONSTRAINTS, SETTING_NAMES, InferenceSettings, parameters_doc
 from estimators.validation import (
+    check_draw_count,
     check_feature_state,
     check_features,
     check_finite_predictions,
@@ -48,6 +51,17 @@ DEFAULT_INTERVAL_PROB = 0.94
 def quantile_column(level: float) -> str:
     """The name of the prediction column of the quantile at ``level``: ``quantile_0.05``."""
     return f"quantile_{level:g}"
+
+
+def draw_column(index: int) -> str:
+    """The name of the prediction column of joint predictive draw ``index``: ``draw_0``."""
+    return f"draw_{index}"
+
+
+def _with_draw_columns(frame: pd.DataFrame, draws: np.ndarray) -> pd.DataFrame:
+    """``frame`` with one column per joint draw (``draws``: draws x rows), named by :func:`draw_column`."""
+    columns = pd.DataFrame(draws.T, columns=[draw_column(j) for j in range(len(draws))], index=frame.index)
+    return pd.concat([frame, columns], axis=1)
 
 
 class BayesianEstimator(BaseEstimator):
@@ -348,6 +362,7 @@ class BayesianEstimator(BaseEstimator):
         self._attach_fitted_model(model)
         row_data = [*inputs, TARGET] if target is not None else list(inputs)
         settings = InferenceSettings.of(self, random_seed=seed, progressbar=resolve_progressbar(self.progressbar))
+        fit_starting(self, model, settings)
         idata = fit_posterior(model, settings, row_data, batch_size=self.minibatch_size())
         _keep_training_inputs(idata, inputs)
         for name, group in self.training_data_groups(X).items():
@@ -455,13 +470,16 @@ class BayesianEstimator(BaseEstimator):
             raise ValueError(f"X has {n_rows} rows but y has {len(target)}; they must match.")
         return {**inputs, TARGET: target}
 
-    def _compile_log_likelihood(self, model: pm.Model, posterior: xr.Dataset, seed: int) -> PosteriorPredictor:
-        """The log density of :meth:`predictive_distribution` at new targets, over all draws."""
+    def _compile_log_likelihood(
+        self, model: pm.Model, posterior: xr.Dataset, seed: int, derive: Callable = pm.logp
+    ) -> PosteriorPredictor:
+        """The log density (or, with ``derive=pm.logcdf``, the log CDF) of
+        :meth:`predictive_distribution` at new targets, over all draws."""
 
         def log_likelihood(new, uniform):
             features = {container: value for container, value in new.items() if container is not model[TARGET]}
             distribution = self.predictive_distribution(model, features)
-            return [derive_given_draw(pm.logp, model, distribution, new[model[TARGET]])]
+            return [derive_given_draw(derive, model, distribution, new[model[TARGET]])]
 
         return PosteriorPredictor(model, posterior, [*self.input_names, TARGET], log_likelihood, seed=seed)
 
@@ -662,12 +680,13 @@ class BayesianRegressorMixin(RegressorMixin):
     prediction does not depend on the other rows it is predicted with.
 
     :meth:`predict_frame` gives ``prediction`` (the posterior predictive mean), plus
-    ``std`` with ``return_std=True``, ``lower``, ``upper`` with ``interval_prob=p``, and
+    ``std`` with ``return_std=True``, ``lower``, ``upper`` with ``interval_prob=p``,
     one column per level with ``quantiles=[...]``, named by :func:`quantile_column`
-    (``quantile_0.05``, ``quantile_0.5``, ...).
+    (``quantile_0.05``, ``quantile_0.5``, ...), and ``draw_0`` ... ``draw_{k-1}`` with
+    ``draws=k``: joint predictive draws (:meth:`joint_predictive_draws`).
     """
 
-    prediction_params = {"return_std": False, "interval_prob": None, "quantiles": []}
+    prediction_params = {"return_std": False, "interval_prob": None, "quantiles": [], "draws": 0}
     all_columns_params = {"return_std": True, "interval_prob": DEFAULT_INTERVAL_PROB}
     optional_columns = ("std", "lower", "upper")
 
@@ -700,6 +719,54 @@ class BayesianRegressorMixin(RegressorMixin):
         inputs = self._inputs(X)
         (samples,) = self.posterior_predictor()(inputs)
         return samples
+
+    def pointwise_log_cdf(self, X: Any, y: Any) -> np.ndarray:
+        """Log CDF of each row's target under each posterior draw: ``log P(Y_i <= y_i | x_i, draw s)``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_samples)
+        """
+        predictor = self._cached_predictor(
+            "log_cdf", lambda model, posterior, seed: self._compile_log_likelihood(model, posterior, seed, pm.logcdf)
+        )
+        return predictor.map_rows(self._observations(X, y), lambda outputs: {"value": outputs[0].T})["value"].T
+
+    def likelihood_parameters(self, X: Any) -> tuple[str, list[np.ndarray]] | None:
+        """The predictive distribution's name and parameters at each posterior draw and row.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        tuple or None
+            The name PyMC gives the distribution (``"normal"``, ``"studentt"``, ...) and its
+            parameters in PyMC's order, each of shape (n_draws, n_samples); None where the
+            predictive distribution is not a plain PyMC distribution (a mixture, a censored
+            or custom one).
+        """
+        model = self.pymc_model()
+        probe = self.predictive_distribution(model, {model[name]: model[name].type() for name in self.input_names})
+        if not isinstance(probe.owner.op, RandomVariable):
+            return None
+
+        def compile_parameters(model, posterior, seed):
+            def parameters(inputs, uniform):
+                distribution = self.predictive_distribution(model, inputs)
+                params = distribution.owner.op.dist_params(distribution.owner)
+                return [pt.broadcast_to(param, distribution.shape) for param in params]
+
+            return PosteriorPredictor(model, posterior, list(self.input_names), parameters, seed=seed)
+
+        predictor = self._cached_predictor("likelihood_parameters", compile_parameters)
+        return probe.owner.op.name, predictor(self._inputs(X))
 
     def log_predictive_density(self, X: Any, y: Any) -> np.ndarray:
         """Log posterior predictive density of each observed target: ``log mean_s p(y | x, draw s)``.
@@ -776,9 +843,16 @@ class BayesianRegressorMixin(RegressorMixin):
         return (summary["mean"], summary["std"]) if return_std else summary["mean"]
 
     def predict_frame(
-        self, X: Any, *, return_std: bool = False, interval_prob: float | None = None, quantiles: Sequence[float] = ()
+        self,
+        X: Any,
+        *,
+        return_std: bool = False,
+        interval_prob: float | None = None,
+        quantiles: Sequence[float] = (),
+        draws: int = 0,
     ) -> pd.DataFrame:
         check_flag(return_std, "return_std")
+        joint = self.joint_predictive_draws(X, draws) if draws != 0 else None
         summary = self.predict_summary(X, interval_prob=interval_prob, quantiles=quantiles)
         frame = pd.DataFrame({"prediction": summary["mean"]})
         if return_std:
@@ -788,7 +862,41 @@ class BayesianRegressorMixin(RegressorMixin):
             frame["upper"] = summary["upper"]
         for column, level in enumerate(quantiles):  # levels checked by predict_summary
             frame[quantile_column(level)] = summary["quantiles"][:, column]
-        return frame
+        return frame if joint is None else _with_draw_columns(frame, joint)
+
+    def joint_predictive_draws(self, X: Any, n_draws: int) -> np.ndarray:
+        """Joint posterior predictive draws of the rows: sums over rows are draws of the total.
+
+        Draw ``j`` of every row comes from the same posterior draw (the first ``n_draws`` of
+        a shuffle seeded by the fit's seed), and each row's noise is drawn independently of
+        the other rows'. The same rows give the same draws at every call (a row's draws
+        depend on its position among the rows, not on the rows after it).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        n_draws : int
+            How many joint draws, from 1 to :attr:`n_posterior_draws_`.
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_samples)
+
+        Raises
+        ------
+        ValueError
+            For ``n_draws`` out of range, or a model that gives no joint draws (``draws``
+            is not among its :attr:`prediction_params`: a Gaussian process, whose
+            predictive distribution treats each row alone).
+        """
+        check_draw_count(n_draws, self.n_posterior_draws_)
+        if "draws" not in self.prediction_params:
+            raise ValueError(
+                f"{type(self).__name__} gives no joint draws: its predictive distribution is each row's alone "
+                "(rows are not independent given a posterior draw), so sums over rows would be too narrow."
+            )
+        inputs = self._inputs(X)
+        return self.posterior_predictor().joint_draws(inputs, n_draws)
 
     def predict_quantiles(self, X: Any, quantiles: Sequence[float]) -> np.ndarray:
         """Posterior predictive quantiles of each row.
@@ -848,6 +956,13 @@ def _probability_frame(labels: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
     return frame
 
 
+def _sampled_classes(proba: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Class indices drawn by inverting each row's CDF (``proba``: draws x rows x classes) at
+    ``uniforms`` (draws x rows, or draws x 1)."""
+    index = (np.cumsum(proba, axis=-1) < uniforms[..., None]).sum(axis=-1)
+    return np.minimum(index, proba.shape[-1] - 1)
+
+
 def log_mean_exp_over_draws(log_values: np.ndarray) -> np.ndarray:
     """``log(mean(exp(log_values)))`` over the leading (posterior draw) axis, computed stably."""
     return logsumexp(log_values, axis=0) - np.log(len(log_values))
@@ -859,10 +974,13 @@ class BayesianClassifierMixin(ClassifierMixin):
     The likelihood must be ``pm.Bernoulli`` (two classes) or ``pm.Categorical`` over the
     class indices ``0..K-1`` that ``y`` holds in :meth:`BayesianEstimator.build_model`.
 
-    :meth:`predict_frame` gives ``prediction`` (the label) and ``proba_<class>`` per class.
+    :meth:`predict_frame` gives ``prediction`` (the label) and ``proba_<class>`` per class,
+    and ``draw_0`` ... ``draw_{k-1}`` with ``draws=k``: labels sampled jointly
+    (:meth:`joint_predictive_draws`).
     """
 
     fitted_state_attributes = ("n_features_in_", "feature_names_in_", "classes_")
+    prediction_params = {"draws": 0}
 
     def _target(self, y: Any) -> tuple[np.ndarray, dict[str, Any]]:
         classes, codes = class_labels(self, y)
@@ -913,8 +1031,39 @@ class BayesianClassifierMixin(ClassifierMixin):
         check_finite_predictions(summary, inputs)
         return summary["proba"]
 
-    def predict_frame(self, X: Any) -> pd.DataFrame:
-        return _probability_frame(self.classes_, self.predict_proba(X))
+    def predict_frame(self, X: Any, *, draws: int = 0) -> pd.DataFrame:
+        joint = self.joint_predictive_draws(X, draws) if draws != 0 else None
+        frame = _probability_frame(self.classes_, self.predict_proba(X))
+        return frame if joint is None else _with_draw_columns(frame, joint)
+
+    def joint_predictive_draws(self, X: Any, n_draws: int) -> np.ndarray:
+        """Labels drawn jointly: draw ``j`` of every row from the same posterior draw.
+
+        As for regressors: the posterior draws are the first ``n_draws`` of a seeded
+        shuffle, each row's label is drawn independently of the other rows', and the same
+        rows give the same labels at every call, so counts over rows are draws of the count.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        n_draws : int
+            How many joint draws, from 1 to :attr:`n_posterior_draws_`.
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_samples)
+            Class labels.
+        """
+        check_draw_count(n_draws, self.n_posterior_draws_)
+        inputs = self._inputs(X)
+        predictor = self.posterior_predictor()
+        n_rows = len(next(iter(inputs.values())))
+        draws, uniforms = predictor.joint_draw_indices(n_draws), predictor.joint_uniforms(n_rows, n_draws)
+        codes = []
+        for rows in predictor.row_chunks(n_rows, width=len(self.classes_), n_draws=n_draws):
+            (proba,) = predictor.evaluate(select_rows(inputs, rows), draws=draws)
+            codes.append(_sampled_classes(proba, uniforms[:, rows]))
+        return self.classes_[np.concatenate(codes, axis=1)]
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class under the posterior mean probabilities.
@@ -945,10 +1094,7 @@ class BayesianClassifierMixin(ClassifierMixin):
         inputs = self._inputs(X)
         predictor = self.posterior_predictor()
         (proba,) = predictor(inputs)
-        cumulative = np.cumsum(proba, axis=-1)
-        uniforms = predictor.uniforms[:, None, None]
-        index = np.minimum((cumulative < uniforms).sum(axis=-1), len(self.classes_) - 1)
-        return self.classes_[index]
+        return self.classes_[_sampled_classes(proba, predictor.uniforms[:, None])]
 
 
 class BayesianDensityMixin(DensityMixin):

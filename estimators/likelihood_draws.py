@@ -32,6 +32,7 @@ what to write instead.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -47,7 +48,7 @@ from pytensor.graph.traversal import ancestors, apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.variable import TensorVariable
 
-from estimators.predictive import PosteriorPredictor, stream_keys
+from estimators.predictive import PosteriorPredictor, select_rows
 
 #: Bisection of a continuous CDF stops at this relative width of the bracket.
 RELATIVE_TOLERANCE = 1e-10
@@ -151,6 +152,37 @@ def _cannot_predict(distribution: TensorVariable) -> TypeError:
     )
 
 
+class InverseCdfPredictor(PosteriorPredictor):
+    """Quantiles of the likelihood (its inverse CDF) at each posterior draw's uniform.
+
+    Joint draws take a uniform per row and draw instead: the same graph, compiled with
+    ``per_row_uniforms`` on their first use (what most requests never ask for).
+    """
+
+    def __init__(self, model, posterior, input_names, build_outputs, *, seed: int):
+        super().__init__(model, posterior, input_names, build_outputs, seed=seed)
+        self._compile_joint = lambda: PosteriorPredictor(
+            model, posterior, input_names, build_outputs, seed=seed, per_row_uniforms=True
+        )
+        self._joint: PosteriorPredictor | None = None
+        self._joint_lock = threading.Lock()
+
+    def joint_draws(self, inputs: Mapping[str, np.ndarray], n_joint: int) -> np.ndarray:
+        """``n_joint`` joint predictive draws of the rows of ``inputs`` (draws x rows): draw
+        ``j`` of every row at posterior draw ``joint_draw_indices(n_joint)[j]``, each row at
+        uniforms of its own."""
+        with self._joint_lock:
+            if self._joint is None:
+                self._joint = self._compile_joint()
+        n_rows = len(next(iter(inputs.values())))
+        draws, uniforms = self.joint_draw_indices(n_joint), self.joint_uniforms(n_rows, n_joint)
+        chunks = []
+        for rows in self.row_chunks(n_rows, n_draws=n_joint):
+            row_uniforms = np.ascontiguousarray(uniforms[:, rows])
+            chunks.append(self._joint.evaluate(select_rows(inputs, rows), draws=draws, uniforms=row_uniforms)[0])
+        return np.concatenate(chunks, axis=1)
+
+
 class ForwardDrawPredictor(PosteriorPredictor):
     """Draws forward from the likelihood, row by row, each row from the same random stream.
 
@@ -165,11 +197,9 @@ class ForwardDrawPredictor(PosteriorPredictor):
     """
 
     def __init__(self, *args, distribution: TensorVariable, sampler: RandomVariable | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, n_streams=None if sampler is None else 1, **kwargs)
         self._distribution = distribution
         self._sampler = sampler
-        if sampler is not None:
-            (self._row_stream,) = stream_keys(kwargs["seed"], 1)
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         arrays = self.input_arrays(inputs)
@@ -178,24 +208,49 @@ class ForwardDrawPredictor(PosteriorPredictor):
             return [np.empty((self.n_draws, 0), dtype=self._distribution.dtype)]
         try:
             if self._sampler is not None:
-                return [self._draw_rows(self.evaluate(arrays), n_rows)]
+                (generator,) = self.generators()
+                start = generator.bit_generator.state
+
+                def from_the_start(row: int) -> np.random.Generator:
+                    generator.bit_generator.state = start
+                    return generator
+
+                return [self._draw_rows(self.evaluate(arrays, generators=[]), from_the_start)]
             rows = []
             for index in range(n_rows):
-                row = {name: values[index : index + 1] for name, values in arrays.items()}
-                rows.append(self.evaluate(row))  # new generators each call: every row from the same streams
+                # New generators each call: every row from the same streams.
+                rows.append(self.evaluate(select_rows(arrays, slice(index, index + 1))))
         except NotImplementedError as error:  # e.g. a CustomDist given neither `random` nor `dist`
             raise _cannot_predict(self._distribution) from error
         return [np.concatenate(parts, axis=1) for parts in zip(*rows)]
 
-    def _draw_rows(self, parameters: list[np.ndarray], n_rows: int) -> np.ndarray:
-        """The sampler's draws at each row's parameters (draw axis first), each row from the stream's start."""
+    def joint_draws(self, inputs: Mapping[str, np.ndarray], n_joint: int) -> np.ndarray:
+        """``n_joint`` joint predictive draws of the rows of ``inputs`` (draws x rows): row by
+        row at the posterior draws ``joint_draw_indices(n_joint)``, each row from a random
+        stream of its own (:meth:`row_generators`)."""
+        arrays = self.input_arrays(inputs)
+        n_rows = len(next(iter(arrays.values())))
+        draws = self.joint_draw_indices(n_joint)
+        if not n_rows:
+            return np.empty((n_joint, 0), dtype=self._distribution.dtype)
+        if self._sampler is not None:
+            parameters = self.evaluate(arrays, draws=draws, generators=[])
+            return self._draw_rows(parameters, lambda row: self.row_generators(row)[0])
+        rows = [
+            self.evaluate(select_rows(arrays, slice(row, row + 1)), draws=draws, generators=self.row_generators(row))[0]
+            for row in range(n_rows)
+        ]
+        return np.concatenate(rows, axis=1)
+
+    def _draw_rows(
+        self, parameters: list[np.ndarray], generator_of: Callable[[int], np.random.Generator]
+    ) -> np.ndarray:
+        """The sampler's draws at each row's parameters (draws x rows), row ``i`` from ``generator_of(i)``."""
         by_row = [np.ascontiguousarray(np.moveaxis(values, 1, 0)) for values in parameters]  # (rows, draws, ...)
-        draws = np.empty((n_rows, self.n_draws), dtype=self._distribution.dtype)
-        stream = np.random.Philox(key=self._row_stream)
-        start, generator = stream.state, np.random.Generator(stream)
+        n_rows, n_draws = by_row[0].shape[:2]
+        draws = np.empty((n_rows, n_draws), dtype=self._distribution.dtype)
         for index in range(n_rows):
-            stream.state = start
-            draws[index] = self._sampler.rng_fn(generator, *(values[index] for values in by_row), None)
+            draws[index] = self._sampler.rng_fn(generator_of(index), *(values[index] for values in by_row), None)
         return draws.T
 
 
@@ -215,16 +270,32 @@ class InvertedCdfPredictor(PosteriorPredictor):
         self._discrete = discrete
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return [self._quantiles(inputs, np.log(self.uniforms)[:, None], np.arange(self.n_draws))]
+
+    def joint_draws(self, inputs: Mapping[str, np.ndarray], n_joint: int) -> np.ndarray:
+        """``n_joint`` joint predictive draws of the rows of ``inputs`` (draws x rows): draw
+        ``j`` of every row at posterior draw ``joint_draw_indices(n_joint)[j]``, each row at
+        uniforms of its own."""
+        n_rows = len(next(iter(inputs.values())))
+        draws, log_u = self.joint_draw_indices(n_joint), np.log(self.joint_uniforms(n_rows, n_joint))
+        chunks = [
+            self._quantiles(select_rows(inputs, rows), log_u[:, rows], draws)
+            for rows in self.row_chunks(n_rows, n_draws=n_joint)
+        ]
+        return np.concatenate(chunks, axis=1)
+
+    def _quantiles(self, inputs: Mapping[str, np.ndarray], log_u: np.ndarray, draws: np.ndarray) -> np.ndarray:
+        """The quantiles at ``exp(log_u)`` (one row per entry of ``draws``, one column per row
+        or one for all) of the posterior draws ``draws``, of shape (draws, rows)."""
         n_rows = len(next(iter(inputs.values())))
         dtype = np.int64 if self._discrete else np.float64
-        log_u = np.log(self.uniforms)[:, None]
 
-        def below(value: np.ndarray, draws: np.ndarray) -> np.ndarray:
-            """Where ``F(value) < u`` at the posterior draws ``draws``: the quantile lies above."""
-            return self.evaluate(inputs, value, draws=draws)[0] < log_u[draws]
+        def below(value: np.ndarray, positions: np.ndarray) -> np.ndarray:
+            """Where ``F(value) < u`` at ``draws[positions]``: the quantile lies above."""
+            return self.evaluate(inputs, value, draws=draws[positions])[0] < log_u[positions]
 
-        every_draw = np.arange(self.n_draws)
-        log_cdf, start = self.evaluate(inputs, np.zeros((self.n_draws, n_rows), dtype=dtype))
+        every_draw = np.arange(len(draws))
+        log_cdf, start = self.evaluate(inputs, np.zeros((len(draws), n_rows), dtype=dtype), draws=draws)
         start = np.broadcast_to(np.floor(start) if self._discrete else start, log_cdf.shape).astype(dtype)
         upward = below(start, every_draw)  # the quantile lies above the support point
         lower, upper = np.where(upward, start, start - 1), np.where(upward, start + 1, start)
@@ -260,7 +331,7 @@ class InvertedCdfPredictor(PosteriorPredictor):
             go_up = below(middle, searching) & unresolved
             lower[searching] = np.where(go_up, middle, low)
             upper[searching] = np.where(unresolved & ~go_up, middle, upper[searching])
-        return [upper if self._discrete else (lower + upper) / 2]
+        return upper if self._discrete else (lower + upper) / 2
 
 
 def _parameters_per_row(distribution: TensorVariable) -> list[TensorVariable]:
@@ -314,7 +385,7 @@ def likelihood_draw_predictor(
     probe = {model[name]: model[name].type() for name in input_names}
     distribution = distribution_at(probe)
     if _supports(pm.icdf, model, distribution):
-        return PosteriorPredictor(
+        return InverseCdfPredictor(
             model,
             posterior,
             input_names,

@@ -39,6 +39,8 @@ from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
 #: Spawn key that sets the random streams apart from other uses of the fit's seed.
 RANDOM_STREAMS = 1
+#: Spawn key of the random numbers of joint predictive draws (which posterior draws, each row's noise).
+JOINT_DRAWS = 2
 #: Upper bound on draws x rows (x classes) held in memory at once while predicting.
 MAX_ELEMENTS_PER_CHUNK = 2**22
 #: The most bytes the predictor being built may precompute over all draws (None: no limit).
@@ -72,12 +74,9 @@ def stratified_uniforms(n_draws: int, seed: int) -> np.ndarray:
     return (rng.permutation(n_draws) + rng.uniform(size=n_draws)) / n_draws
 
 
-def stream_keys(seed: int, n_streams: int) -> list[np.ndarray]:
-    """The Philox keys of the random streams that forward draws start from, spawned from the fit's seed."""
-    return [
-        np.random.Philox(child).state["state"]["key"]
-        for child in np.random.SeedSequence([seed, RANDOM_STREAMS]).spawn(n_streams)
-    ]
+def select_rows(inputs: Mapping[str, np.ndarray], rows: slice | np.ndarray) -> dict[str, np.ndarray]:
+    """The rows ``rows`` of every input array."""
+    return {name: values[rows] for name, values in inputs.items()}
 
 
 def likelihood_of(model: pm.Model) -> TensorVariable:
@@ -154,6 +153,11 @@ def per_draw_parts(
     return parts
 
 
+def _philox_keys(entropy: list[int], n_streams: int) -> list[np.ndarray]:
+    """Keys of ``n_streams`` independent Philox streams spawned from ``entropy``."""
+    return [np.random.Philox(child).state["state"]["key"] for child in np.random.SeedSequence(entropy).spawn(n_streams)]
+
+
 def _evaluate_per_draw(parts, draw_inputs, draws: list[np.ndarray]) -> list[np.ndarray]:
     """The value of each part at each posterior draw, stacked along a leading draw axis.
 
@@ -208,11 +212,22 @@ class PosteriorPredictor:
     arguments : sequence of TensorVariable, optional
         Further per-draw variables that ``build_outputs`` uses (e.g. a candidate value
         per row); each call passes their values with a leading draw axis.
+    per_row_uniforms : bool, default=False
+        Give ``build_outputs`` a vector of uniforms, one per new row, instead of a scalar:
+        each call then passes a matrix of them (draws x rows), as joint draws need.
+    n_streams : int, optional
+        Random streams that :meth:`generators` and :meth:`row_generators` give: by default
+        one per random variable left in the outputs; a predictor that draws outside the
+        compiled function asks for its own (and passes ``generators=[]`` to :meth:`evaluate`).
 
     Notes
     -----
     Random variables left in the outputs (a likelihood drawn forward) draw from
     :meth:`generators`, new at every call: every call starts from the same streams.
+
+    Joint predictive draws take their randomness from :meth:`joint_draw_indices`,
+    :meth:`joint_uniforms` and :meth:`row_generators`: draw ``j`` of every row comes
+    from the same posterior draw, and each row has noise of its own.
     """
 
     def __init__(
@@ -224,14 +239,18 @@ class PosteriorPredictor:
         *,
         seed: int,
         arguments: Sequence[TensorVariable] = (),
+        per_row_uniforms: bool = False,
+        n_streams: int | None = None,
     ):
         self.input_names = list(input_names)
+        self.seed = seed
         containers = [model[name] for name in self.input_names]
         new_inputs = [
             pt.tensor(name=f"{c.name}_new", dtype=c.dtype, shape=(None,) * c.ndim)
             for c in containers
         ]
-        uniform = pt.scalar("uniform", dtype="float64")
+        uniform_shape = (None,) if per_row_uniforms else ()  # one per row, or one for all rows
+        uniform = pt.tensor("uniform", dtype="float64", shape=uniform_shape)
         outputs = without_views(build_outputs(dict(zip(containers, new_inputs)), uniform))
         free_rvs = [rv for rv in model.free_RVs if rv.name in posterior]
         stacked = posterior.stack(sample=("chain", "draw"))
@@ -264,7 +283,7 @@ class PosteriorPredictor:
             pt.TensorType(dtype=part.dtype, shape=(None, *part.type.shape))(name=part.name)
             for part in part_inputs
         ]
-        uniforms = pt.vector("uniforms", dtype="float64")
+        uniforms = pt.tensor("uniforms", dtype="float64", shape=(None, *uniform_shape))
         batched_arguments = [pt.tensor(dtype=a.dtype, shape=(None, *a.type.shape)) for a in arguments]
         batched_outputs = vectorize_graph(
             outputs,
@@ -277,7 +296,9 @@ class PosteriorPredictor:
             trust_input=True,
         )
         self.uniforms = stratified_uniforms(self.n_draws, seed)
-        self._stream_keys = stream_keys(seed, self.n_generators)
+        n_streams = self.n_generators if n_streams is None else n_streams
+        self._stream_keys = _philox_keys([seed, RANDOM_STREAMS], n_streams)
+        self._row_stream_keys = _philox_keys([seed, JOINT_DRAWS, 2], n_streams)
         self._input_dtypes = [c.dtype for c in containers]
         self._lock = threading.Lock()
 
@@ -293,27 +314,58 @@ class PosteriorPredictor:
         inputs: Mapping[str, np.ndarray],
         *arguments: np.ndarray,
         draws: np.ndarray | None = None,
+        uniforms: np.ndarray | None = None,
+        generators: list[np.random.Generator] | None = None,
     ) -> list[np.ndarray]:
         """The compiled function's outputs, each with a leading draw axis, for the rows of ``inputs``.
 
         ``arguments`` are the values of the per-draw ``arguments`` given at construction
         (one per draw evaluated), and ``draws`` the indices of the posterior draws to
-        evaluate (all by default). Random variables draw from new :meth:`generators`.
+        evaluate (all by default). ``uniforms`` replace the draws' stratified uniforms
+        (draws x rows for a predictor with ``per_row_uniforms``). Random variables draw
+        from ``generators``, by default new :meth:`generators`.
         """
         arrays = self.input_arrays(inputs)
         per_draw = self._draws if draws is None else [values[draws] for values in self._draws]
-        uniforms = self.uniforms if draws is None else self.uniforms[draws]
+        if uniforms is None:
+            uniforms = self.uniforms if draws is None else self.uniforms[draws]
+        generators = self.generators() if generators is None else generators
         with self._lock:
-            return self._function(*arrays.values(), *per_draw, uniforms, *arguments, *self.generators())
+            return self._function(*arrays.values(), *per_draw, uniforms, *arguments, *generators)
 
     def generators(self) -> list[np.random.Generator]:
         """One generator per random variable left in the outputs, at the start of its stream
         (from the fit's seed): every call draws from the same streams."""
         return [np.random.Generator(np.random.Philox(key=key)) for key in self._stream_keys]
 
+    def joint_draw_indices(self, n_joint: int) -> np.ndarray:
+        """The posterior draws behind ``n_joint`` joint draws: the first ``n_joint`` of a
+        shuffle seeded by the fit's seed (so joint draw ``j`` is the same posterior draw
+        whatever ``n_joint``, and draws of several chains mix)."""
+        rng = np.random.default_rng([self.seed, JOINT_DRAWS, 0])
+        return rng.permutation(self.n_draws)[:n_joint]
+
+    def joint_uniforms(self, n_rows: int, n_joint: int) -> np.ndarray:
+        """Independent uniforms, ``n_joint`` per row (draws x rows): row ``i``'s depend on
+        ``i`` and ``n_joint`` alone, not on the other rows of the request."""
+        rng = np.random.default_rng([self.seed, JOINT_DRAWS, 1])
+        return np.ascontiguousarray(rng.uniform(size=(n_rows, n_joint)).T)
+
+    def row_generators(self, row: int) -> list[np.random.Generator]:
+        """Generators of the random variables left in the outputs for the joint draws of the
+        request's row ``row``: a stream of its own per row (Philox jumped ``row`` times)."""
+        return [np.random.Generator(np.random.Philox(key=key).jumped(row)) for key in self._row_stream_keys]
+
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """All outputs, each with a leading draw axis, for the rows of ``inputs``."""
         return self.evaluate(inputs)
+
+    def row_chunks(self, n_rows: int, *, width: int = 1, n_draws: int | None = None) -> list[slice]:
+        """Row ranges small enough that ``n_draws`` (all by default) x rows x ``width``
+        elements, times :attr:`row_width`, stay within :data:`MAX_ELEMENTS_PER_CHUNK`."""
+        n_draws = self.n_draws if n_draws is None else n_draws
+        rows_per_chunk = max(1, MAX_ELEMENTS_PER_CHUNK // (max(n_draws, 1) * width * self.row_width))
+        return [slice(start, start + rows_per_chunk) for start in range(0, max(n_rows, 1), rows_per_chunk)]
 
     def map_rows(
         self,
@@ -337,9 +389,7 @@ class PosteriorPredictor:
             precomputed per draw (a Gaussian process's training rows).
         """
         n_rows = len(next(iter(inputs.values())))
-        rows_per_chunk = max(1, MAX_ELEMENTS_PER_CHUNK // (self.n_draws * width * self.row_width))
         chunks = []
-        for start in range(0, max(n_rows, 1), rows_per_chunk):
-            chunk = {name: value[start : start + rows_per_chunk] for name, value in inputs.items()}
-            chunks.append(summarize(self(chunk)))
+        for rows in self.row_chunks(n_rows, width=width):
+            chunks.append(summarize(self(select_rows(inputs, rows))))
         return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -211,6 +211,14 @@ def check_probability(prob: Any) -> None:
     """Raise a ``ValueError`` unless ``prob`` is a number strictly between 0 and 1."""
     if isinstance(prob, bool) or not isinstance(prob, Real) or not 0.0 < float(prob) < 1.0:
         raise ValueError(f"The interval probability must be a number strictly between 0 and 1; got {prob!r}.")
+
+
+def check_draw_count(draws: Any, n_posterior_draws: int) -> None:
+    """Raise a ``ValueError`` unless ``draws`` is a whole number from 1 to ``n_posterior_draws``."""
+    if isinstance(draws, (bool, np.bool_)) or not isinstance(draws, Integral) or not 1 <= draws <= n_posterior_draws:
+        raise ValueError(
+            f"draws must be a whole number from 1 to {n_posterior_draws} (the model's posterior draws); got {draws!r}."
+        )
 
 
 #: Most quantile levels one prediction takes.

@@ -528,8 +528,22 @@ def autolog(
     log_input_examples: bool = False,
     log_model_signatures: bool = True,
     log_loo: bool | None = None,
+    log_prior_checks: bool | None = None,
 ) -> None:
     """Log every ``fit`` of a pmlearn estimator to MLflow.
+
+    **While it fits.** Once the model is built, before the engine starts, the run gets the
+    params below (settings, priors, data shape) and the tag ``pmlearn.status`` ("fitting:
+    NUTS (pymc sampler, 2 chains x (1000 tuning + 1000 draws))"; then "logging", "finished",
+    or "failed: <error>", "interrupted", "killed"). While the engine runs, step-indexed metrics
+    ``progress/*``, at most one batch a second (and one a second while the engine reports):
+    NUTS with PyMC's sampler or nutpie, ``progress/draws`` (all chains, tuning included; also
+    the step), ``progress/fraction_done``, ``progress/divergences`` (tuning's included),
+    ``progress/step_size``, ``progress/tuning``; ADVI, ``progress/iterations`` and
+    ``progress/loss`` (the mean negative ELBO of the last 100 iterations); every engine,
+    ``progress/elapsed_s`` (pathfinder, Laplace, NumPyro and BlackJAX offer no progress hook:
+    that heartbeat only). A pipeline's run shows its pmlearn step's fit so; a parameter
+    search's run is logged when the search ends.
 
     A fit logs, in the active run or in a run it starts and ends:
 
@@ -550,9 +564,14 @@ def autolog(
       class labels, component numbers); PNG plots under ``plots/`` (ELBO, or trace and rank
       plots; the posterior in the data's units; a posterior predictive check) and the
       model graph (PNG with graphviz, else text);
+    - prior checks (``log_prior_checks``): ``prior_sensitivity.csv``, ``plots/prior_predictive_check.png``
+      and ``plots/prior_posterior.png``;
     - the training data as a dataset input (source: the code that ran; with its digest);
     - the model, with :func:`log_model`, linked to the run's metrics (the training ones on
       the training dataset), as MLflow's own flavors link theirs.
+
+    The trace names its run: ``idata_.attrs["mlflow_run_id"]``, also in the logged
+    ``trace.nc`` and model (the one change autolog makes to the fitted estimator).
 
     A failure while logging becomes a warning and never changes the fit (the rest is still
     logged); an exception in the fit propagates and a run started by autolog is marked
@@ -612,6 +631,20 @@ def autolog(
         process) gets only the tag. ``None``: only where it is cheap, when the training rows
         times the posterior draws are at most 2,000,000 (about half a second; at 10,000 rows x
         1,000 draws it takes 3.5 s or more, most of it ``arviz_stats.loo``: ``benchmarks/loo.py``).
+    log_prior_checks : bool or None, default=None
+        Check the priors: ``plots/prior_predictive_check.png`` (regressors and classifiers: the
+        training targets against 50 draws of the targets the priors alone predict at the
+        training inputs); ``plots/prior_posterior.png`` (each parameter's prior and posterior
+        density, in the data's units, up to 12 panels); and ``prior_sensitivity.csv``, ArviZ's
+        power-scaling sensitivity (``arviz_stats.psense_summary``, Kallioinen et al. 2024) of
+        each free parameter (a row per component) to the prior and to the likelihood, unrounded,
+        with ArviZ's diagnosis. A parameter diagnosed with "potential prior-data conflict" or
+        "potential strong prior / weak likelihood" (sensitivity >= 0.05) gets the tag
+        ``pmlearn.prior_warning`` and a warning. ``None``: only where it is cheap, when the
+        training rows times the posterior draws are at most 2,000,000, as for LOO (the
+        sensitivity needs every row's log-likelihood under every draw, computed once for both;
+        the checks took 3.6 s at 2,000 x 1,000 on a loaded 2-core machine, about 1.3 s of it
+        the two plots).
     """
     from sklearn.model_selection._search import BaseSearchCV
 

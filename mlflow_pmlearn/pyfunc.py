@@ -24,8 +24,8 @@ _PARAM_TYPES = {bool: "boolean", float: "double", int: "long", str: "string"}
 def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
     """The inference-time parameters the wrapper accepts, as the estimator declares them.
 
-    A parameter's type is that of the value that turns its columns on (or of its default);
-    a list default (``quantiles``) makes an array of doubles.
+    A parameter's type is that of the value that turns its columns on (or of its default,
+    e.g. ``draws``'s 0); a list default (``quantiles``) makes an array of doubles.
     """
     if not estimator.prediction_params:
         return None
@@ -34,7 +34,7 @@ def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
         if isinstance(default, list):
             specs.append(ParamSpec(name, "double", default, shape=(-1,)))
         else:
-            specs.append(ParamSpec(name, _PARAM_TYPES[type(estimator.all_columns_params[name])], default))
+            specs.append(ParamSpec(name, _PARAM_TYPES[type(estimator.all_columns_params.get(name, default))], default))
     return ParamSchema(specs)
 
 
@@ -70,7 +70,7 @@ class PmlearnModelWrapper:
     ``prediction``, plus ``std`` with ``params={"return_std": True}``, ``lower``/``upper``
     with ``params={"interval_prob": p}`` and ``quantile_0.05``, ... with
     ``params={"quantiles": [0.05, ...]}``; for classifiers ``prediction`` and
-    ``proba_<class>``; for density models ``prediction``, ``proba_<k>`` and ``log_density``.
+    ``proba_<class>``; for both, joint draws ``draw_0`` ... with ``params={"draws": k}``; for density models ``prediction``, ``proba_<k>`` and ``log_density``.
     """
 
     def __init__(self, model: BayesianEstimator | Pipeline):
@@ -96,7 +96,9 @@ class PmlearnModelWrapper:
         params : dict, optional
             The estimator's ``prediction_params`` (regressors: ``return_std``, a bool,
             ``interval_prob``, a float in (0, 1), and ``quantiles``, a list of levels in
-            (0, 1) that adds a ``quantile_<level>`` column per level).
+            (0, 1) that adds a ``quantile_<level>`` column per level; regressors and
+            classifiers: ``draws``, an int k that adds joint predictive draws ``draw_0`` ...
+            ``draw_{k-1}``).
         """
         params = params or {}
         n_rows = len(data)

@@ -29,8 +29,16 @@ class _GaussianProcessMixin:
     weakly informative whatever the data's units. The hyper-parameters are kept in the
     units of the data as the deterministic variables ``length_scale``, ``amplitude`` and
     ``noise``.
+
+    A prediction is each row's own distribution given a posterior draw of the
+    hyper-parameters, with the latent function at the new rows marginalised row by row:
+    rows are not independent given a draw, so these models give no joint draws (no
+    ``draws`` prediction parameter).
     """
 
+    prediction_params = {
+        name: default for name, default in BayesianRegressorMixin.prediction_params.items() if name != "draws"
+    }
     _parameter_constraints: dict = {
         **BayesianEstimator._parameter_constraints,
         "kernel": [StrOptions(set(KERNELS)), None],

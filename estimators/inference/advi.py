@@ -2,6 +2,7 @@
 
 The trace gets a ``fit_history`` group with the loss (negative ELBO) at every iteration.
 With ``progressbar``, the fit's progress bar ends at done when the fit converges early.
+Progress (:mod:`.progress`): the iterations done and the current loss (as on the bar).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn
 
 from estimators.inference._shared import interrupted
+from estimators.inference.progress import ProgressReporter
 from estimators.settings import InferenceSettings
 
 #: Iterations per window of the ADVI plateau schedule (full-batch fits).
@@ -131,6 +133,20 @@ class _ProgressBar:
         return {"loss": f"Average Loss = {final_loss(losses):,.6g}"}
 
 
+class _LossReporter:
+    """ADVI callback: reports the iterations done (of both phases of full-rank ADVI, counted
+    from ``first_iteration``) and the loss the bar shows (:func:`final_loss` so far), when due."""
+
+    def __init__(self, reporter: ProgressReporter, first_iteration: int = 0):
+        self.reporter = reporter
+        self.first_iteration = first_iteration
+
+    def __call__(self, approx, losses: np.ndarray, i: int) -> None:
+        if self.reporter.due():
+            iteration = self.first_iteration + i
+            self.reporter.report(iteration, iterations=iteration, loss=final_loss(losses))
+
+
 def minibatch_replacements(model: pm.Model, row_data: Sequence[str], batch_size: int) -> dict:
     """Each row-indexed data container mapped to one random minibatch of its rows.
 
@@ -184,18 +200,20 @@ def fit_advi(
         if replacements:
             n_rows = len(model[row_data[0]].get_value())
             window = int(np.ceil(PLATEAU_WINDOW * np.sqrt(n_rows / batch_size)))
+    reporter = ProgressReporter()
     with model:
         full_rank = settings.inference == "fullrank_advi"
         approx, history, converged = _converge(
             pm.ADVI(random_seed=int(fit_seed)), settings, settings.learning_rate, window, replacements,
-            "ADVI", "Fitting, mean-field start:" if full_rank else "Fitting:",
+            "ADVI", "Fitting, mean-field start:" if full_rank else "Fitting:", _LossReporter(reporter),
         )
         mean_field_iterations = history.size
         if full_rank:
             inference = _full_rank_from(approx, seed=int(fit_seed) + 1)
             learning_rate = settings.learning_rate * FULL_RANK_LEARNING_RATE_SHARE
             approx, full_rank_history, converged = _converge(
-                inference, settings, learning_rate, window, replacements, label, "Fitting, full rank:"
+                inference, settings, learning_rate, window, replacements, label, "Fitting, full rank:",
+                _LossReporter(reporter, first_iteration=mean_field_iterations),
             )
             history = np.concatenate([history, full_rank_history])
         idata = approx.sample(settings.n_draws, random_seed=int(draw_seed))
@@ -222,9 +240,11 @@ def _converge(
     replacements: dict,
     label: str,
     description: str,
+    loss_reporter: _LossReporter,
 ) -> tuple[pm.Approximation, np.ndarray, bool]:
     """Run ``inference`` until the plateau schedule stops it, or ``max_iter``; say how it ended
-    (``label`` names it on the console's closing line, ``description`` on its progress bar).
+    (``label`` names it on the console's closing line, ``description`` on its progress bar)
+    and report its progress through ``loss_reporter``.
 
     Returns the approximation, the loss at every iteration, and whether it converged.
     """
@@ -235,7 +255,7 @@ def _converge(
         approx = inference.fit(
             settings.max_iter,
             obj_optimizer=pm.adam(learning_rate=rate),
-            callbacks=[bar, schedule],
+            callbacks=[bar, loss_reporter, schedule],
             progressbar=False,  # the bar above stands in for PyMC's
             more_replacements=replacements or None,
         )

@@ -18,10 +18,15 @@ import pymc as pm
 import scipy.optimize
 import xarray as xr
 from arviz_base import dict_to_dataset
-from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
+from pymc.backends.arviz import (
+    coords_and_dims_for_inferencedata,
+    find_constants,
+    find_observations,
+)
 from pymc.blocking import DictToArrayBijection
 
 from estimators.inference._shared import refuse_minibatches
+from estimators.inference.progress import ProgressReporter
 from estimators.settings import InferenceSettings
 
 #: Groups of pymc-extras' traces that our trace layout replaces with ``fit_diagnostics``.
@@ -35,13 +40,14 @@ def fit_pathfinder(
     refuse_minibatches("pathfinder", batch_size)
     import pymc_extras
 
-    idata = pymc_extras.fit_pathfinder(
-        model=model,
-        num_draws=settings.n_draws,
-        random_seed=settings.random_seed,
-        progressbar=settings.progressbar,
-        parallel=False,  # a forked worker pool inside a server or a Spark task is not ours to start
-    )
+    with ProgressReporter().heartbeat():  # pymc-extras passes its paths' progress to its own bar only
+        idata = pymc_extras.fit_pathfinder(
+            model=model,
+            num_draws=settings.n_draws,
+            random_seed=settings.random_seed,
+            progressbar=settings.progressbar,
+            parallel=False,  # a forked worker pool inside a server or a Spark task is not ours to start
+        )
     result = idata.pathfinder
     diagnostics = {
         "pareto_k": float(result["pareto_k"]),
@@ -71,7 +77,9 @@ def fit_laplace(
     """
     refuse_minibatches("Laplace", batch_size)
     from pymc_extras.inference.laplace_approx.laplace import draws_from_laplace_approx
-    from pymc_extras.inference.laplace_approx.scipy_interface import scipy_optimize_funcs_from_loss
+    from pymc_extras.inference.laplace_approx.scipy_interface import (
+        scipy_optimize_funcs_from_loss,
+    )
 
     if model.discrete_value_vars:
         names = ", ".join(variable.name for variable in model.discrete_value_vars)
@@ -85,7 +93,9 @@ def fit_laplace(
         use_hess=False,
         use_hessp=True,
     )
-    result = scipy.optimize.minimize(loss_and_gradient, DictToArrayBijection.map(initial_point).data, jac=True, method="L-BFGS-B")
+    with ProgressReporter().heartbeat():
+        start = DictToArrayBijection.map(initial_point).data
+        result = scipy.optimize.minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B")
     hessian = np.column_stack([hessian_times(result.x, unit) for unit in np.eye(result.x.size)])
     hessian = (hessian + hessian.T) / 2
     eigenvalues = np.linalg.eigvalsh(hessian)

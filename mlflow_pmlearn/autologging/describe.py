@@ -96,18 +96,19 @@ def _versions() -> dict[str, str]:
     return {f"version.{name}": found or "unknown" for name, found in versions.items()}
 
 
-def bayesian_params(estimator: BayesianEstimator, X: Any) -> dict[str, Any]:
+def bayesian_params(estimator: BayesianEstimator, model: pm.Model, seed: int | None, X: Any) -> dict[str, Any]:
     """Priors, model structure, the seed used, versions and the training data shape.
 
-    Every key has a dotted prefix (``prior.``, ``model.``, ...), so these never collide with
-    the hyper-parameters of an estimator or of a scikit-learn meta-estimator.
+    ``model`` is the estimator's PyMC model over ``X`` and ``seed`` the fit's seed: known once
+    the model is built, before the engine starts. Every key has a dotted prefix (``prior.``,
+    ``model.``, ...), so these never collide with the hyper-parameters of an estimator or of a
+    scikit-learn meta-estimator.
     """
-    model = estimator.pymc_model()
     params: dict[str, Any] = {f"prior.{param_key(rv.name)}": describe_prior(rv, model) for rv in model.free_RVs}
     params.update(model_structure(model))
     params["model.estimator_class"] = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
     # The seed the fit drew when random_seed=None: with it, the fit can be repeated exactly.
-    params["inference.seed"] = estimator.idata_.posterior.attrs.get("pmlearn_seed")
+    params["inference.seed"] = seed
     params.update(_versions())
     params["training.rows"], params["training.columns"] = _shape(X)
     return params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import arviz_plots
@@ -35,7 +36,7 @@ def loo_by_default(estimator: BayesianEstimator) -> bool:
     return training.shape[0] * estimator.n_posterior_draws_ <= DEFAULT_LOO_MAX_VALUES
 
 
-def psis_loo(estimator: BayesianEstimator) -> ELPDData:
+def psis_loo(estimator: BayesianEstimator, log_likelihood: Callable[[], xr.DataArray] | None = None) -> ELPDData:
     """``arviz_stats.loo`` of the estimator's training rows, pointwise (a Pareto k per row).
 
     Parameters
@@ -43,6 +44,8 @@ def psis_loo(estimator: BayesianEstimator) -> ELPDData:
     estimator : BayesianEstimator
         A fitted estimator; its log-likelihood comes from
         :meth:`~estimators.base.BayesianEstimator.training_log_likelihood`.
+    log_likelihood : callable, optional
+        What gives that log-likelihood instead (e.g. a cached one that the prior checks share).
 
     Returns
     -------
@@ -54,9 +57,9 @@ def psis_loo(estimator: BayesianEstimator) -> ELPDData:
     ValueError
         For a model with no pointwise likelihood of its training rows (a marginal Gaussian process).
     """
-    log_likelihood = estimator.training_log_likelihood()
+    pointwise = (log_likelihood or estimator.training_log_likelihood)()
     data = xr.DataTree.from_dict(
-        {"posterior": estimator.idata_.posterior.to_dataset(), "log_likelihood": log_likelihood.to_dataset()}
+        {"posterior": estimator.idata_.posterior.to_dataset(), "log_likelihood": pointwise.to_dataset()}
     )
     with warnings.catch_warnings():  # unreliability is judged (and said) by loo_warnings
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto distribution")
@@ -91,7 +94,12 @@ def loo_warnings(estimator: BayesianEstimator, elpd: ELPDData) -> list[str]:
 
 
 def log_loo(
-    estimator: BayesianEstimator, *, model_id: str | None = None, dataset=None, plot: bool = True
+    estimator: BayesianEstimator,
+    *,
+    model_id: str | None = None,
+    dataset=None,
+    plot: bool = True,
+    log_likelihood: Callable[[], xr.DataArray] | None = None,
 ) -> None:
     """Log the fit's PSIS-LOO to the active run: metrics, ``plots/pareto_k.png``, and a tag and a
     warning (:data:`LOO_WARNING_TAG`) where it is unreliable or cannot be computed.
@@ -106,9 +114,11 @@ def log_loo(
         The training dataset the metrics are linked to.
     plot : bool, default=True
         Also log the Pareto-k plot.
+    log_likelihood : callable, optional
+        As in :func:`psis_loo`.
     """
     try:
-        elpd = psis_loo(estimator)
+        elpd = psis_loo(estimator, log_likelihood)
     except ValueError as error:  # no pointwise likelihood of the training rows: nothing to estimate
         mlflow.set_tag(LOO_WARNING_TAG, f"not computed: {error}")
         return

@@ -8,6 +8,8 @@ search adds a finished child run per candidate.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 
+from estimators.inference.progress import watching
 from mlflow_pmlearn.autologging._failures import _attempt
 from mlflow_pmlearn.autologging.runs import (
     LOGGED_MODEL_TAG,
@@ -41,6 +44,7 @@ from mlflow_pmlearn.autologging.runs import (
     _session,
     _timed_fit,
     log_fit,
+    run_progress,
 )
 from mlflow_pmlearn.pipelines import final_estimator
 
@@ -79,13 +83,23 @@ def _fit_and_log_meta(original: Callable, meta: BaseEstimator, X: Any, y: Any, c
     session = _Session()
     token = _session.set(session)
     _meta_fits_running.append(meta)
+    # A pipeline's run shows its pmlearn step's fit as it runs; a search's many fits are not watched.
+    step = final_estimator(meta)[1] if isinstance(meta, Pipeline) else None
+    progress = run_progress(step, meta.get_params(deep=True), X) if step is not None else None
     try:
-        result, seconds = _timed_fit(original, meta, X, y, kwargs)
+        with watching(progress) if progress is not None else contextlib.nullcontext():
+            result, seconds = _timed_fit(original, meta, X, y, kwargs)
     finally:
+        if progress is not None:
+            progress.wait()
         _meta_fits_running.remove(meta)
         _session.reset(token)
-    log = log_search_fit if isinstance(meta, BaseSearchCV) else log_pipeline_fit
-    _attempt(f"the {type(meta).__name__} fit", lambda: log(meta, X, y, seconds, session.last_fit, config))
+    if isinstance(meta, BaseSearchCV):
+        log = functools.partial(log_search_fit, meta, X, y, seconds, session.last_fit, config)
+    else:
+        params_logged = progress is not None and progress.settings_logged
+        log = functools.partial(log_pipeline_fit, meta, X, y, seconds, session.last_fit, config, params_logged)
+    _attempt(f"the {type(meta).__name__} fit", log)
     return result
 
 
@@ -97,15 +111,18 @@ def _log_without_posterior(params: dict[str, Any], metrics: dict[str, float], X:
     _attempt("the metrics", lambda: _log_metrics(metrics, dataset))
 
 
-def log_pipeline_fit(pipeline: Pipeline, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]) -> None:
-    """One run for a pipeline: its parameters (deep), everything about its pmlearn step, and the pipeline as the model."""
+def log_pipeline_fit(
+    pipeline: Pipeline, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any], params_logged: bool = False
+) -> None:
+    """One run for a pipeline: its parameters (deep), everything about its pmlearn step, and the pipeline as the model
+    (``params_logged``: as :func:`~mlflow_pmlearn.autologging.runs.log_fit`'s)."""
     params = pipeline.get_params(deep=True)
     path, step = final_estimator(pipeline)
     if step is None or fit is None or fit.estimator is not step:
         _log_without_posterior(params, {"fit_time_s": fit_seconds}, X, y, config, "the pipeline did not fit a pmlearn estimator as its final step")
         return
     mlflow.set_tag("pmlearn.bayesian_step", path)
-    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, data=(X, y), whole_model=pipeline)
+    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, data=(X, y), whole_model=pipeline, params_logged=params_logged)
 
 
 def log_search_fit(search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]) -> None:

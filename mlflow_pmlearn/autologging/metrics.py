@@ -86,6 +86,8 @@ class PredictiveChecks:
     n_rows: int = 0
     #: The target's own name (a named ``y``, e.g. a DataFrame column), for the plot.
     target_name: str = "target"
+    #: What drew ``draws``, as the plot names it (the prior checks' are the prior predictive).
+    draws_from: str = "posterior predictive"
 
 
 def _rows(X: Any, rows: slice | np.ndarray) -> Any:

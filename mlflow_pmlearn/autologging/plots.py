@@ -132,20 +132,23 @@ def fit_plots(
 
 
 def _class_shares(ax, estimator: BayesianEstimator, checks: PredictiveChecks) -> None:
-    """Each class's share of the training rows, observed and under the posterior predictive."""
+    """Each class's share of the training rows, observed and under the (posterior or prior) predictive."""
     observed, samples, classes = checks.observed, checks.draws, estimator.classes_
     positions = np.arange(len(classes))
     draw_shares = np.stack([(samples == c).mean(axis=1) for c in classes], axis=1)
     tail = 50 * (1 - COVERAGE_PROB)
     low, high = np.percentile(draw_shares, [tail, 100 - tail], axis=0)
     ax.bar(positions, [(observed == c).mean() for c in classes], color="0.7", label="observed")
-    ax.errorbar(positions, draw_shares.mean(0), yerr=[draw_shares.mean(0) - low, high - draw_shares.mean(0)], fmt="o", color="C0", label=f"posterior predictive ({COVERAGE_PROB:.0%})")
+    ax.errorbar(
+        positions, draw_shares.mean(0), yerr=[draw_shares.mean(0) - low, high - draw_shares.mean(0)], fmt="o",
+        color="C0", label=f"{checks.draws_from} ({COVERAGE_PROB:.0%})",
+    )
     ax.set_xticks(positions, [str(c) for c in classes])
     ax.set(xlabel=checks.target_name, ylabel="share of rows")
 
 
 def _target_histograms(ax, estimator: BayesianEstimator, checks: PredictiveChecks) -> None:
-    """The histogram of the training targets over those of the posterior predictive draws."""
+    """The histogram of the training targets over those of the (posterior or prior) predictive draws."""
     from matplotlib.collections import LineCollection
 
     observed, samples = checks.observed, checks.draws
@@ -153,7 +156,8 @@ def _target_histograms(ax, estimator: BayesianEstimator, checks: PredictiveCheck
     edges = np.repeat(bins, 2)[1:-1]
     # All draws' histograms as one collection of step lines: one artist draws fast.
     steps = [np.column_stack([edges, np.repeat(np.histogram(draw, bins, density=True)[0], 2)]) for draw in samples]
-    ax.add_collection(LineCollection(steps, colors="C0", alpha=0.15, label=f"posterior predictive ({len(samples)} draws)"))
+    label = f"{checks.draws_from} ({len(samples)} draws)"
+    ax.add_collection(LineCollection(steps, colors="C0", alpha=0.15, label=label))
     ax.stairs(np.histogram(observed, bins, density=True)[0], bins, color="k", lw=2, label="observed")
     ax.autoscale_view()
     ax.set(xlabel=checks.target_name, ylabel="density")
@@ -165,9 +169,10 @@ _PPC_PANELS = {"regressor": _target_histograms, "classifier": _class_shares}
 
 
 def _ppc_plot(estimator: BayesianEstimator, checks: PredictiveChecks) -> bytes:
+    """The check plot of ``checks``' draws (posterior or prior predictive) against the training targets."""
     figure, ax = _figure(width=7, height=4)
     _PPC_PANELS[estimator.__sklearn_tags__().estimator_type](ax, estimator, checks)
-    title = "posterior predictive check on the training data"
+    title = f"{checks.draws_from} check on the training data"
     if len(checks.observed) < checks.n_rows:
         title += f" ({len(checks.observed):,} of {checks.n_rows:,} rows)"
     ax.set_title(title)

@@ -1,13 +1,16 @@
 """The run of an autologged pmlearn fit: its settings, its start and end, and what is logged into it.
 
-Everything here runs after the estimator's own ``fit`` has returned, inside MLflow's
-``safe_patch``: each part of the logging that fails becomes a warning, the other parts are
-still logged, and the fit and its result are never changed.
+The run's params and status are logged when the estimator's engine starts, and its progress
+while it runs (:mod:`.progress`); everything else after the estimator's own ``fit`` has
+returned, inside MLflow's ``safe_patch``: each part of the logging that fails becomes a
+warning, the other parts are still logged, and the fit and its result are never changed
+(but for the run's id, stamped into the trace's attributes as ``mlflow_run_id``).
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import sys
 import tempfile
 import time
@@ -33,8 +36,9 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from sklearn.base import BaseEstimator
 
 from estimators.base import BayesianEstimator
+from estimators.inference.progress import watching
+from estimators.settings import InferenceSettings, settings_that_do_not_apply
 from mlflow_pmlearn.autologging._failures import _attempt, _warn
-from estimators.settings import settings_that_do_not_apply
 from mlflow_pmlearn.autologging.describe import bayesian_params, model_graph
 from mlflow_pmlearn.autologging.loo import log_loo, loo_by_default
 from mlflow_pmlearn.autologging.metrics import (
@@ -45,6 +49,8 @@ from mlflow_pmlearn.autologging.metrics import (
     predictive_checks,
 )
 from mlflow_pmlearn.autologging.plots import fit_plots
+from mlflow_pmlearn.autologging.priors import log_prior_checks, prior_checks_by_default
+from mlflow_pmlearn.autologging.progress import STATUS_TAG, RunProgress, set_status
 from mlflow_pmlearn.pipelines import final_estimator, final_step_feature_names
 from mlflow_pmlearn.pyfunc import model_signature
 from mlflow_pmlearn.serialization import NETCDF_ENGINE
@@ -62,6 +68,7 @@ _CONFIG_DEFAULTS = {
     "max_tuning_runs": 5,
     "extra_tags": None,
     "log_loo": None,
+    "log_prior_checks": None,
 }
 #: Rows of the training data saved as the model's input example (``log_input_examples``).
 INPUT_EXAMPLE_ROWS = 5
@@ -71,6 +78,8 @@ SCHEMA_SAMPLE_ROWS = 1000
 FIT_ERROR_TAG = "pmlearn.fit_error"
 #: Run tag saying why no model was logged, when a meta-estimator fitted no pmlearn estimator.
 LOGGED_MODEL_TAG = "pmlearn.logged_model"
+#: The trace attribute (of its root) naming the run that logged it, as pymc-marketing names it.
+RUN_ID_ATTR = "mlflow_run_id"
 
 
 @dataclass
@@ -137,6 +146,25 @@ def _log_params(params: dict[str, Any]) -> None:
             stacklevel=3,
         )
     mlflow.log_params({key: value for key, value in loggable.items() if key not in existing})
+
+
+def hyperparameters(estimator: BayesianEstimator) -> dict[str, Any]:
+    """``estimator.get_params(deep=False)`` less the inference settings that do not apply to its
+    fit (``n_tune`` on an ADVI fit) or change only what is shown (``progressbar``)."""
+    skipped = settings_that_do_not_apply(estimator.inference)
+    return {name: value for name, value in estimator.get_params(deep=False).items() if name not in skipped}
+
+
+def run_progress(estimator: BayesianEstimator, params: dict[str, Any] | None, raw_X: Any) -> RunProgress:
+    """The watcher of ``estimator``'s fit in the active run: it logs the run's params (``params``,
+    by default :func:`hyperparameters`; the priors, structure and data shape ``raw_X``) and the
+    status when the engine starts, then the progress."""
+
+    def log_settings(model, settings: InferenceSettings) -> None:
+        _log_params(params if params is not None else hyperparameters(estimator))
+        _log_params(bayesian_params(estimator, model, settings.random_seed, raw_X))
+
+    return RunProgress(mlflow.active_run().info.run_id, estimator, log_settings)
 
 
 def training_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset:
@@ -210,6 +238,7 @@ def log_fit(
     metrics: dict[str, float] | None = None,
     data: tuple[Any, Any] | None = None,
     whole_model: BaseEstimator | None = None,
+    params_logged: bool = False,
 ) -> None:
     """Log one finished fit to the active run; each part that fails becomes a warning.
 
@@ -224,9 +253,7 @@ def log_fit(
     config : dict
         The autolog settings (``_config()``).
     params : dict, optional
-        Hyper-parameters to log; by default ``estimator.get_params(deep=False)`` less the
-        inference settings that do not apply to its fit (``n_tune`` on an ADVI fit,
-        ``progressbar``); a meta-estimator passes its own.
+        Hyper-parameters to log; by default :func:`hyperparameters`; a meta-estimator passes its own.
     metrics : dict, optional
         More metrics, e.g. a search's ``best_cv_score``.
     data : (X, y), optional
@@ -235,13 +262,21 @@ def log_fit(
     whole_model : Pipeline, optional
         The pipeline that ends in ``estimator``: the model logged (and registered), by
         default ``estimator``.
+    params_logged : bool, default=False
+        Whether the params (hyper-parameters, priors, structure, data shape) were logged
+        when the engine started (:func:`run_progress`); if not, they are logged here.
     """
+    run_id = mlflow.active_run().info.run_id
+    set_status(run_id, "logging")
     raw_X, raw_y = data if data is not None else (X, y)
-    if params is None:
-        skipped = settings_that_do_not_apply(estimator.inference)
-        params = {name: value for name, value in estimator.get_params(deep=False).items() if name not in skipped}
-    _attempt("the hyper-parameters", lambda: _log_params(params))
-    _attempt("the priors and model structure", lambda: _log_params(bayesian_params(estimator, raw_X)))
+    estimator.idata_.attrs[RUN_ID_ATTR] = run_id  # before the trace and the model are logged
+    if not params_logged:  # a search's refit, or a fit whose params failed to log when it started
+        _attempt("the hyper-parameters", lambda: _log_params(hyperparameters(estimator) if params is None else params))
+        seed = estimator.idata_.posterior.attrs.get("pmlearn_seed")
+        _attempt(
+            "the priors and model structure",
+            lambda: _log_params(bayesian_params(estimator, estimator.pymc_model(), seed, raw_X)),
+        )
     dataset = _attempt("the training dataset", lambda: _log_dataset(raw_X, raw_y)) if config["log_datasets"] else None
     idata = _labelled_trace(estimator, whole_model)
     summary = _attempt("the posterior summary", lambda: posterior_summary(idata))
@@ -258,13 +293,29 @@ def log_fit(
         _log_metrics(values, dataset, history, model_id=model.model_id if model is not None else None)
 
     _attempt("the metrics", log_metrics)
+    # Computed once for PSIS-LOO and the prior sensitivity, when either needs it.
+    log_likelihood = functools.cache(estimator.training_log_likelihood)
     if config["log_loo"] or (config["log_loo"] is None and loo_by_default(estimator)):
         model_id = model.model_id if model is not None else None
-        _attempt("PSIS-LOO", lambda: log_loo(estimator, model_id=model_id, dataset=dataset, plot=config["log_plots"]))
+        _attempt(
+            "PSIS-LOO",
+            lambda: log_loo(
+                estimator, model_id=model_id, dataset=dataset, plot=config["log_plots"], log_likelihood=log_likelihood
+            ),
+        )
+    if config["log_prior_checks"] or (config["log_prior_checks"] is None and prior_checks_by_default(estimator)):
+        target_name = checks.target_name if checks is not None else "target"
+        _attempt(
+            "the prior checks",
+            lambda: log_prior_checks(
+                estimator, idata, log_likelihood=log_likelihood, plot=config["log_plots"], target_name=target_name
+            ),
+        )
     if config["log_traces"]:
         _attempt("the trace", lambda: _log_trace(idata, summary))
     if config["log_plots"]:
         _attempt("the plots", lambda: _log_plots(estimator, checks, idata))
+    set_status(run_id, "finished")
 
 
 def _labelled_trace(estimator: BayesianEstimator, whole_model: BaseEstimator | None) -> xr.DataTree:
@@ -347,21 +398,25 @@ def _run_tags(config: dict[str, Any]) -> dict[str, str]:
     return {**(config["extra_tags"] or {}), MLFLOW_AUTOLOGGING: FLAVOR_NAME}
 
 
-def _record_fit_error() -> None:
-    """Keep the traceback of the exception being handled in the run (never masking it)."""
+def _record_fit_error(error: BaseException) -> None:
+    """Keep the traceback of ``error``, being handled, and the status in the run (never masking it)."""
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "killed"
+    else:
+        status = f"failed: {type(error).__name__}"
     try:
         if mlflow.active_run() is not None:
-            mlflow.set_tag(FIT_ERROR_TAG, traceback.format_exc()[-MAX_TAG_VAL_LENGTH:])
-    except Exception as error:
-        _warn("the fit's error", error)
+            mlflow.set_tags({FIT_ERROR_TAG: traceback.format_exc()[-MAX_TAG_VAL_LENGTH:], STATUS_TAG: status})
+    except Exception as logging_error:
+        _warn("the fit's error", logging_error)
 
 
 def _timed_fit(original: Callable, estimator: BaseEstimator, X: Any, y: Any, kwargs: dict) -> tuple[Any, float]:
     start = time.perf_counter()
     try:
         result = original(estimator, X, y, **kwargs)
-    except BaseException:  # KeyboardInterrupt and SystemExit too: the run says where the fit stopped
-        _record_fit_error()
+    except BaseException as error:  # KeyboardInterrupt and SystemExit too: the run says where the fit stopped
+        _record_fit_error(error)
         raise
     return result, time.perf_counter() - start
 
@@ -423,10 +478,13 @@ def patched_fit(original: Callable, self: BayesianEstimator, X: Any, y: Any = No
 
 def _fit_and_log(original: Callable, estimator: BayesianEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
     token = _session.set(_Session())
+    progress = run_progress(estimator, None, X)
     try:
-        result, seconds = _timed_fit(original, estimator, X, y, kwargs)
+        with watching(progress):
+            result, seconds = _timed_fit(original, estimator, X, y, kwargs)
     finally:
         _session.reset(token)
+        progress.wait()
     # Whatever fails while logging is a warning: the run still ends FINISHED, as the fit did.
-    _attempt("the fit", lambda: log_fit(estimator, X, y, seconds, config))
+    _attempt("the fit", lambda: log_fit(estimator, X, y, seconds, config, params_logged=progress.settings_logged))
     return result

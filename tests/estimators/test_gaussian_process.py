@@ -305,3 +305,11 @@ def test_registered_model_serves_the_documented_frame(sparse, gp_data, mlflow_ex
     for column, key in [("prediction", "mean"), ("std", "std"), ("lower", "lower"), ("upper", "upper")]:
         np.testing.assert_array_equal(frame[column].to_numpy(), summary[key])
     assert (frame["lower"] < frame["prediction"]).all() and (frame["prediction"] < frame["upper"]).all()
+
+
+def test_gaussian_processes_give_no_joint_draws(sparse, gp_data):
+    """Their predictive distribution is each row's alone: sums over rows would be too narrow."""
+    _, _, X_new, _ = gp_data
+    assert "draws" not in sparse.prediction_params
+    with pytest.raises(ValueError, match="gives no joint draws"):
+        sparse.predict_frame(X_new.head(3), draws=5)

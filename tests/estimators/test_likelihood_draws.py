@@ -100,11 +100,11 @@ FAMILIES = {
     "zero_inflated_poisson": ("ForwardDrawPredictor", True),
     "hurdle_poisson": ("InvertedCdfPredictor", True),
     "truncated_poisson": ("InvertedCdfPredictor", True),
-    "censored_normal": ("PosteriorPredictor", False),
+    "censored_normal": ("InverseCdfPredictor", False),
     "normal_mixture": ("InvertedCdfPredictor", False),
     "skew_normal": ("ForwardDrawPredictor", False),
     "custom_random": ("ForwardDrawPredictor", False),
-    "custom_dist": ("PosteriorPredictor", False),
+    "custom_dist": ("InverseCdfPredictor", False),
 }
 
 
@@ -230,3 +230,41 @@ def test_a_likelihood_that_cannot_be_drawn_names_itself_and_the_fix():
     model = FamilyRegression(family="custom_logp_only", **FAST).fit(X, y)
     with pytest.raises(TypeError, match=r"'y_obs'.*no inverse CDF.*`logcdf` or a `random`"):
         model.predict(X_new)
+
+
+def test_joint_draws_are_reproducible_and_give_each_row_its_own_noise(fitted):
+    family, model, X_new, _ = fitted
+    rows = np.vstack([X_new[:4], X_new[:1]])  # the last row repeats the first
+    draws = model.joint_predictive_draws(rows, 50)
+    assert draws.shape == (50, 5)
+    np.testing.assert_array_equal(model.joint_predictive_draws(rows, 50), draws)
+    # A row's draws depend on its position, not on the rows after it.
+    np.testing.assert_allclose(model.joint_predictive_draws(rows[:2], 50), draws[:, :2], rtol=1e-13)
+    if FAMILIES[family][1]:
+        assert np.array_equal(draws, np.round(draws))
+    # The same inputs twice: the same posterior draws, but noise of their own.
+    assert np.mean(draws[:, 0] == draws[:, 4]) < 0.5
+
+
+def _total_variance(family: str, model, rows) -> float:
+    """The variance of the sum of the rows' outcomes, from the posterior draws: the variance over
+    the draws of the sum of the rows' means, plus the mean over the draws of the sum of their variances."""
+    posterior, eta = _posterior_means(model, rows)
+    mu = np.exp(eta)
+    if family == "poisson":
+        mean, variance = mu, mu
+    else:  # Poisson above 0
+        mean = mu / (1 - np.exp(-mu))
+        variance = mean * (1 + mu - mean)
+    return mean.sum(axis=1).var(ddof=1) + variance.sum(axis=1).mean()
+
+
+@pytest.mark.parametrize("family", ["poisson", "truncated_poisson"])
+def test_joint_draws_add_up_to_draws_of_the_total(family):
+    """Forward draws (Poisson) and the inverted CDF (truncated Poisson). With 40 like rows the
+    parameter uncertainty is most of the total's variance: rows each at posterior draws of
+    their own would give a quarter of it, rows sharing their noise ten times as much."""
+    _, model, _, _ = _fit(family)
+    rows = np.tile([[1.5, -1.5]], (40, 1))
+    totals = model.joint_predictive_draws(rows, model.n_posterior_draws_).sum(axis=1)
+    assert 0.7 < totals.var(ddof=1) / _total_variance(family, model, rows) < 1.4

@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import is_regressor
 from sklearn.linear_model import LogisticRegression
 
 import mlflow_pmlearn
@@ -111,8 +112,8 @@ def fitted() -> dict[str, Fitted]:
 
 
 def _params(model: BayesianEstimator) -> dict:
-    """Every prediction param a model takes: interval, quantiles and std for regressors, none for classifiers."""
-    return {"return_std": True, "interval_prob": INTERVAL_PROB, "quantiles": QUANTILES} if model.prediction_params else {}
+    """The summary params: interval, quantiles and std for regressors, none for classifiers (draws: test_serving)."""
+    return {"return_std": True, "interval_prob": INTERVAL_PROB, "quantiles": QUANTILES} if is_regressor(model) else {}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ application does not handle, the process runs no more code, so the run stays RUN
 MLflow does for every flavor: nothing in the process can mark it). Ctrl-C (SIGINT) and a
 SIGTERM the application turns into ``SystemExit`` do run Python code: the run is marked
 FAILED (KeyboardInterrupt, by MLflow's managed run) or KILLED (SystemExit, by pmlearn's
-autolog) and nothing is logged.
+autolog) and nothing more is logged: the run keeps what was logged while the fit ran (its
+settings and priors, its progress).
 """
 
 from __future__ import annotations
@@ -211,7 +212,15 @@ def tell(*args, **kwargs):  # a file says that the ADVI loop or the NUTS samplin
 # ADVI: the plateau schedule replaced (it never converges); NUTS: a callback at every draw.
 advi.PlateauSchedule.__call__ = tell
 sample = pm.sample
-pm.sample = lambda *args, **kwargs: sample(*args, callback=tell, **kwargs)
+
+def sample_telling(*args, callback=None, **kwargs):  # autolog passes its own progress callback
+    def both(**draw):
+        tell()
+        if callback is not None:
+            callback(**draw)
+    return sample(*args, callback=both, **kwargs)
+
+pm.sample = sample_telling
 mlflow_pmlearn.autolog(registered_model_name=name, log_plots=False)
 rng = np.random.default_rng(0)
 X = rng.normal(size=(200, 3))
@@ -277,6 +286,13 @@ def test_autologged_fit_killed_midway_leaves_a_consistent_store_and_no_model(sta
     assert reopened.search_registered_models() == []
     assert reopened.search_model_versions(f"name='{name}'") == []
     assert not any(artifact.path == "model" for artifact in reopened.list_artifacts(run.info.run_id))
-    if expected_status != "RUNNING":  # the run says where the fit stopped
+    # Logged before the engine started: the settings, the priors, the data shape, the status.
+    assert {"max_iter" if method == "advi" else "n_draws", "prior.coef_std", "training.rows"} <= set(run.data.params)
+    if expected_status == "RUNNING":
+        assert run.data.tags["pmlearn.status"].startswith("fitting: "), run.data.tags
+    else:  # the run says where the fit stopped, with its progress so far
         expected_error = "SystemExit" if expected_status == "KILLED" else "KeyboardInterrupt"
         assert expected_error in run.data.tags.get("pmlearn.fit_error", ""), run.data.tags
+        assert run.data.tags["pmlearn.status"] == ("killed" if expected_status == "KILLED" else "interrupted")
+        progress = "progress/iterations" if method == "advi" else "progress/draws"
+        assert reopened.get_metric_history(run.info.run_id, progress), run.data.metrics

@@ -18,7 +18,11 @@ import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
 from model_server import ModelServer
 from tests.conftest import FAST
-from tests.references import assert_linear_regression_frame_within_monte_carlo_error, logistic_regression_proba
+from tests.references import (
+    assert_linear_regression_frame_within_monte_carlo_error,
+    linear_regression_draws,
+    logistic_regression_proba,
+)
 
 pytestmark = pytest.mark.slow
 MAX_ROWS = 1000
@@ -109,6 +113,53 @@ def test_classifier_endpoint_returns_labels_and_probabilities(served):
     assert list(frame["prediction"]) == list(model.predict(rows))
 
 
+def _split(rows: pd.DataFrame, **params) -> dict:
+    return {"dataframe_split": json.loads(rows.to_json(orient="split", double_precision=15)), "params": params}
+
+
+def test_joint_draws_over_rest_add_up_to_draws_of_the_total(served):
+    """``params={"draws": k}``: column ``j`` of every row from the same posterior draw, each
+    row's noise its own, so sums over rows are draws of the total. With 50 like rows far
+    from the data's centre, parameter uncertainty is most of the total's variance: rows
+    each at posterior draws of their own would give a quarter of it, rows sharing their
+    noise ten times as much."""
+    server, model, X = served["regressor"]
+    signature = mlflow.models.get_model_info("models:/served-regressor@champion").signature
+    assert signature.params.to_dict()[-1] == {"name": "draws", "type": "long", "default": 0, "shape": None}
+    rows = pd.DataFrame(2.0 + 0.1 * np.random.default_rng(3).normal(size=(50, 3)), columns=X.columns)
+    k = model.n_posterior_draws_
+    frame = _frame(server.invoke(_split(rows, draws=k, return_std=True)))
+    columns = [f"draw_{j}" for j in range(k)]
+    assert list(frame.columns) == ["prediction", "std", *columns]
+    draws = frame[columns].to_numpy().T
+    # Seeded: the same request gives the same draws, those of the model in this process.
+    pd.testing.assert_frame_equal(_frame(server.invoke(_split(rows, draws=k, return_std=True))), frame)
+    np.testing.assert_allclose(draws, model.joint_predictive_draws(rows, k), rtol=1e-9)
+    mu, sigma = linear_regression_draws(model, rows)
+    total_variance = mu.sum(axis=1).var(ddof=1) + (len(rows) * sigma[:, 0] ** 2).mean()
+    assert 0.75 < draws.sum(axis=1).var(ddof=1) / total_variance < 1.33
+    # Fewer draws are the first columns of more: draw j is the same posterior draw whatever k.
+    first = _frame(server.invoke(_split(rows.head(1), draws=3)))
+    np.testing.assert_allclose(first[["draw_0", "draw_1", "draw_2"]].to_numpy()[0], draws[:3, 0], rtol=1e-9)
+
+
+def test_classifier_joint_draws_are_sampled_labels(served):
+    server, model, X = served["classifier"]
+    rows = pd.concat([X.head(10)] * 2, ignore_index=True)  # each row twice
+    k = model.n_posterior_draws_
+    frame = _frame(server.invoke(_split(rows, draws=k)))
+    labels = frame[[f"draw_{j}" for j in range(k)]].to_numpy()
+    np.testing.assert_array_equal(labels, model.joint_predictive_draws(rows, k).T)
+    assert set(labels.ravel()) <= set(model.classes_)
+    # A row's share of a label is its probability, within Monte Carlo error (4 standard errors).
+    share = (labels == model.classes_[1]).mean(axis=1)
+    np.testing.assert_allclose(share, frame[f"proba_{model.classes_[1]}"], atol=4 * np.sqrt(0.25 / k))
+    # The same row twice: each copy has its own noise, so their labels often differ.
+    proba = frame[f"proba_{model.classes_[1]}"].to_numpy()[:10]
+    disagreement = (labels[:10] != labels[10:]).mean(axis=1)
+    np.testing.assert_allclose(disagreement.mean(), (2 * proba * (1 - proba)).mean(), atol=0.06)
+
+
 @pytest.mark.parametrize(
     "case, body, content_type, message",
     [
@@ -119,6 +170,9 @@ def test_classifier_endpoint_returns_labels_and_probabilities(served):
         ("quantile level out of range", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"quantiles": [0.5, 1.5]}}, "application/json", "quantiles[1] is 1.5; each quantile level must be a number strictly between 0 and 1"),
         ("quantiles not a list of numbers", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"quantiles": ["low"]}}, "application/json", "quantiles"),
         ("wrong param type", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"return_std": "maybe"}}, "application/json", "return_std"),
+        ("draws above the posterior draws", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": 10**6}}, "application/json", "draws must be a whole number from 1 to 200"),
+        ("negative draws", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": -1}}, "application/json", "draws must be a whole number from 1 to 200"),
+        ("draws not a whole number", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": 2.5}}, "application/json", "draws"),
         ("malformed JSON", lambda X: '{"dataframe_records": [', "application/json", "valid JSON"),
         ("too many rows", lambda X: {"dataframe_split": json.loads(pd.concat([X] * 3).to_json(orient="split"))}, "application/json", f"at most {MAX_ROWS:,}"),
     ],

@@ -35,8 +35,11 @@ def linked_fit(tracking_uri, tmp_path_factory, regression_data):
 def test_the_run_metrics_are_the_models_and_the_training_ones_name_the_training_dataset(linked_fit):
     run, model, dataset = linked_fit
     linked = {metric.key: metric for metric in model.metrics}
-    # Every metric but the ELBO curve, which stays on the run (elbo_final sums it up on the model).
-    assert set(linked) == set(run.data.metrics) - {"elbo"}
+    # Every metric but the ELBO curve and the progress while fitting, which stay on the run
+    # (elbo_final and advi_iterations sum them up on the model).
+    progress = {key for key in run.data.metrics if key.startswith("progress/")}
+    assert progress >= {"progress/iterations", "progress/loss", "progress/elapsed_s"}
+    assert set(linked) == set(run.data.metrics) - {"elbo"} - progress
     assert TRAINING_METRICS | {"elbo_final", "advi_iterations", "fit_time_s"} <= set(linked)
     assert len(MlflowClient().get_metric_history(run.info.run_id, "elbo")) > 1
     for key, metric in linked.items():
@@ -90,3 +93,25 @@ def test_a_model_that_fails_to_log_leaves_the_metrics_on_the_run(tracking_uri, t
     assert run.info.status == "FINISHED"
     assert {"training_score", "elbo_final", "fit_time_s"} <= set(run.data.metrics)
     assert _logged_models(run.info.experiment_id) == []
+
+
+def test_the_logged_model_has_the_runs_params_logged_before_the_fit(linked_fit):
+    """MLflow 3 copies the run's params onto the model logged in it: now logged when the engine
+    starts, they are all there (settings, priors, data shape)."""
+    run, model, _ = linked_fit
+    assert model.params == run.data.params
+    assert {"n_draws", "inference", "prior.coef_std", "training.rows", "inference.seed"} <= set(model.params)
+
+
+def test_the_pmlearn_evaluators_metrics_are_linked_to_the_autologged_model(linked_fit, regression_data):
+    run, model, _ = linked_fit
+    X, y, _ = regression_data
+    held_out = X.iloc[300:360].assign(target=y.iloc[300:360].to_numpy())
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
+    with mlflow.start_run(run_id=run.info.run_id):  # the evaluation of the model, in the run that made it
+        result = mlflow.models.evaluate(
+            f"models:/{model.model_id}", held_out, targets="target", model_type="regressor", evaluators=["pmlearn"]
+        )
+    linked = {metric.key: metric for metric in mlflow.get_logged_model(model.model_id).metrics}
+    for key in ("crps", "log_score", "coverage_90"):
+        assert linked[key].value == result.metrics[key] and linked[key].run_id == run.info.run_id, key

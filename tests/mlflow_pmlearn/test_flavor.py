@@ -282,13 +282,14 @@ def test_signature_is_inferred_with_inference_params(saved, registered):
     assert regressor is not None
     assert [spec.name for spec in regressor.inputs.inputs] == ["x0", "x1", "x2"]
     params = {spec.name: spec for spec in regressor.params.params}
-    assert set(params) == {"return_std", "interval_prob", "quantiles"}
+    assert set(params) == {"return_std", "interval_prob", "quantiles", "draws"}
     assert params["return_std"].default is False
     assert (params["quantiles"].default, params["quantiles"].shape, params["quantiles"].dtype.name) == ([], (-1,), "double")
+    assert (params["draws"].default, params["draws"].dtype.name) == (0, "long")
     assert [spec.name for spec in regressor.outputs.inputs] == ["prediction", "std", "lower", "upper"]
 
     classifier = Model.load(str(saved["logistic"])).signature
-    assert classifier.params is None
+    assert [(spec.name, spec.default) for spec in classifier.params.params] == [("draws", 0)]
     assert [spec.name for spec in classifier.outputs.inputs] == ["prediction", "proba_no", "proba_yes"]
 
     hierarchical = Model.load(str(saved["hierarchical"])).signature
@@ -296,7 +297,7 @@ def test_signature_is_inferred_with_inference_params(saved, registered):
     assert types == {"x": "double", "store": "string"}
 
     logged = registered["infos"]["linear"].signature
-    assert {spec.name for spec in logged.params.params} == {"return_std", "interval_prob", "quantiles"}
+    assert {spec.name for spec in logged.params.params} == {"return_std", "interval_prob", "quantiles", "draws"}
     assert registered["infos"]["linear"].saved_input_example_info is not None
 
 
@@ -396,7 +397,7 @@ def test_user_signature_is_kept_and_enforced(regression, tmp_path):
     mlflow_pmlearn.save_model(model, tmp_path / "no-params", signature=without_params)
     saved = Model.load(str(tmp_path / "no-params")).signature
     assert saved.inputs == inputs and saved.outputs == outputs
-    assert {spec.name for spec in saved.params.params} == {"return_std", "interval_prob", "quantiles"}
+    assert {spec.name for spec in saved.params.params} == {"return_std", "interval_prob", "quantiles", "draws"}
     assert without_params.params is None
     assert without_params.to_dict() == ModelSignature(inputs, outputs).to_dict()
 
