@@ -363,14 +363,17 @@ class _BambiFormulaModel(BayesianEstimator):
             common_columns = [matrix[:, slices[name]] for name in component.common_terms]
             for name in component.offset_terms:
                 offsets = offsets + matrix[:, slices[name]].sum(axis=1)
-        predictors, groups = [], []
+        predictors, groups, group_indices = [], [], {}
         for term in component.group_specific_terms.values():
             try:
                 values = np.asarray(term.term.expr.eval_new_data(frame), dtype=np.float64)
             except ValueError as error:
                 raise ValueError(f"X cannot be used with the group term {term.name!r}: {error}") from None
             predictors.append(values.reshape(n_rows, -1))
-            groups.append(self._group_index(term, frame))
+            factor = (term.term.factor.name, tuple(term.groups))  # (1|g) and (x|g) share g's index
+            if factor not in group_indices:
+                group_indices[factor] = self._group_index(term, frame)
+            groups.append(group_indices[factor])
         return {
             "X": np.column_stack(common_columns) if common_columns else np.zeros((n_rows, 0)),
             "Z": np.column_stack(predictors) if predictors else np.zeros((n_rows, 0)),

@@ -235,7 +235,10 @@ class ForwardDrawPredictor(PosteriorPredictor):
             return np.empty((n_joint, 0), dtype=self._distribution.dtype)
         if self._sampler is not None:
             parameters = self.evaluate(arrays, draws=draws, generators=[])
-            return self._draw_rows(parameters, lambda row: self.row_generators(row)[0])
+            try:
+                return self._draw_rows(parameters, lambda row: self.row_generators(row)[0])
+            except NotImplementedError as error:
+                raise _cannot_predict(self._distribution) from error
         rows = [
             self.evaluate(select_rows(arrays, slice(row, row + 1)), draws=draws, generators=self.row_generators(row))[0]
             for row in range(n_rows)
