@@ -15,6 +15,7 @@ from typing import Any
 from mlflow.utils.environment import _mlflow_conda_env
 from mlflow.utils.requirements_utils import _get_pinned_requirement
 
+import estimators
 from mlflow_pmlearn.versions import DISTRIBUTION
 
 #: This distribution's import packages.
@@ -55,8 +56,8 @@ def get_default_conda_env(serialization_format: str = "json") -> dict[str, Any]:
 
 
 def release_requirement() -> str:
-    """This release, pinned: ``mlflow-pmlearn==<version>``."""
-    return _get_pinned_requirement(DISTRIBUTION)
+    """This release, pinned: ``mlflow-pmlearn==<version>`` (the version of the code running)."""
+    return f"{DISTRIBUTION}=={estimators.__version__}"
 
 
 def _insert_after_mlflow(requirements: list, requirement: str) -> None:
