@@ -313,6 +313,17 @@ def test_environment_pins_this_release(saved):
     assert not (path / "code").exists() and not (path / "wheels").exists()
 
 
+def _assert_environment(path: Path, requirements: list[str]) -> None:
+    """``requirements.txt`` is ``requirements``; ``conda.yaml`` and ``python_env.yaml`` install the same."""
+    assert (path / "requirements.txt").read_text().splitlines() == requirements
+    conda = yaml.safe_load((path / "conda.yaml").read_text())
+    assert f"python={platform.python_version()}" in conda["dependencies"]
+    assert [dep for dep in conda["dependencies"] if isinstance(dep, dict)] == [{"pip": requirements}]
+    python_env = yaml.safe_load((path / "python_env.yaml").read_text())
+    assert python_env["python"] == platform.python_version()
+    assert python_env["dependencies"] == ["-r requirements.txt"]
+
+
 def test_pip_requirements_replace_the_defaults(regression, tmp_path):
     model, _ = regression
     constraints = tmp_path / "my-constraints.txt"
