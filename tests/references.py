@@ -201,10 +201,10 @@ def assert_within_monte_carlo_error(
     if interval_prob is None and {"lower", "upper"} & set(summary):
         raise ValueError("interval_prob is needed to check an interval.")
     reference = normal_mixture_summary(mu, sigma, interval_prob)
-    tolerance = {key: n_errors * error for key, error in one_draw_each_standard_errors(mu, sigma, reference).items()}
+    errors = one_draw_each_standard_errors(mu, sigma, reference)
     for key, got in summary.items():
-        assert_within_standard_errors(got, reference[key], tolerance[key] / n_errors, key, n_errors=n_errors)
-    return reference, tolerance
+        assert_within_standard_errors(got, reference[key], errors[key], key, n_errors=n_errors)
+    return reference, {key: n_errors * error for key, error in errors.items()}
 
 
 def assert_within_standard_errors(
