@@ -4,4 +4,4 @@ Import the models from their families (``estimators.linear_model``, ...); import
 package alone loads nothing heavy and changes nothing in the process.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0.dev0"

@@ -17,8 +17,9 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from pytensor.graph.traversal import ancestors
+from pytensor.graph.traversal import ancestors, apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
+from pytensor.tensor.shape import Shape, Shape_i
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -535,7 +536,13 @@ class BayesianEstimator(BaseEstimator):
         model = self.pymc_model()
         if target is not None:
             symbolic = {model[name]: model[name].type() for name in self.input_names}
-            if model[TARGET] in ancestors([self.predictive_distribution(model, symbolic)]):
+            distribution = self.predictive_distribution(model, symbolic)
+            # Only the targets' values count: a resized mixture takes its number of components
+            # from the shape of its training-sized components, which the targets' shape sets.
+            shapes = [
+                node.outputs[0] for node in apply_ancestors([distribution]) if isinstance(node.op, Shape | Shape_i)
+            ]
+            if model[TARGET] in ancestors([distribution], blockers=shapes):
                 raise ValueError(
                     f"{type(self).__name__}'s predictive distribution conditions on the training targets, "
                     "so it has no pointwise log-likelihood of its training rows; score it on held-out rows "

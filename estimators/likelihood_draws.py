@@ -43,12 +43,11 @@ from pymc.distributions.distribution import support_point
 from pymc.distributions.shape_utils import change_dist_size
 from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.rewriting import inline_ofg_node
-from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors, apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.variable import TensorVariable
 
-from estimators.predictive import PosteriorPredictor, select_rows
+from estimators.predictive import PosteriorPredictor, replace_keeping_random_variables, select_rows
 
 #: Bisection of a continuous CDF stops at this relative width of the bracket.
 RELATIVE_TOLERANCE = 1e-10
@@ -68,14 +67,14 @@ def conditional_likelihood(likelihood: TensorVariable, replacements: Mapping) ->
     """
     node = likelihood.owner
     if isinstance(node.op, RandomVariable):
-        params = graph_replace(node.op.dist_params(node), dict(replacements), strict=False)
+        params = replace_keeping_random_variables(node.op.dist_params(node), dict(replacements))
         _, value = node.op(*params, rng=node.op.rng_param(node), return_next_rng=True)
         value.name = likelihood.name
         return value
     # Resized before the inputs are replaced: PyMC 6.3's resizing of a CustomDist built
     # from `dist` takes the parameters it was created with, not those of its node.
     resized = change_dist_size(likelihood, new_size=(next(iter(replacements.values())).shape[0],))
-    (at_new_inputs,) = graph_replace([resized], dict(replacements), strict=False)
+    (at_new_inputs,) = replace_keeping_random_variables([resized], dict(replacements))
     return at_new_inputs
 
 
@@ -88,8 +87,8 @@ def derive_given_draw(derive: Callable, model: pm.Model, distribution: TensorVar
     replace.
     """
     held = [rv.type(name=rv.name) for rv in model.free_RVs]
-    (distribution,) = graph_replace([distribution], dict(zip(model.free_RVs, held)), strict=False)
-    (derived,) = graph_replace([derive(distribution, *args)], dict(zip(held, model.free_RVs)), strict=False)
+    (distribution,) = replace_keeping_random_variables([distribution], dict(zip(model.free_RVs, held)))
+    (derived,) = replace_keeping_random_variables([derive(distribution, *args)], dict(zip(held, model.free_RVs)))
     return derived
 
 
@@ -120,7 +119,7 @@ def one_row_sampler(
         raise _NotDrawableForward
     parameters = set(apply_ancestors(sampler.owner.inputs))  # the model's own random variables among them
     while node := next((n for n in apply_ancestors([sampler]) if isinstance(n.op, OpFromGraph)), None):
-        (sampler,) = graph_replace([sampler], dict(zip(node.outputs, inline_ofg_node(node))), strict=False)
+        (sampler,) = replace_keeping_random_variables([sampler], dict(zip(node.outputs, inline_ofg_node(node))))
     tied = set()
     while node := next(
         (n for n in apply_ancestors([sampler]) if isinstance(n.op, RandomVariable) and n not in tied | parameters),
@@ -130,7 +129,7 @@ def one_row_sampler(
         tied_first = first + pt.zeros_like(per_draw, dtype=first.dtype)  # the same values, batched by draw
         new_node = node.op.make_node(node.op.rng_param(node), node.op.size_param(node), tied_first, *others)
         tied.add(new_node)
-        (sampler,) = graph_replace([sampler], dict(zip(node.outputs, new_node.outputs)), strict=False)
+        (sampler,) = replace_keeping_random_variables([sampler], dict(zip(node.outputs, new_node.outputs)))
     return sampler
 
 

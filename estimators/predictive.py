@@ -28,7 +28,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile import ViewOp
 from pytensor.graph.replace import clone_replace, graph_replace, vectorize_graph
-from pytensor.graph.traversal import apply_ancestors, graph_inputs, io_toposort
+from pytensor.graph.traversal import apply_ancestors, graph_inputs, io_toposort, toposort
 from pytensor.tensor.basic import Join
 from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.random.type import RandomType
@@ -93,6 +93,28 @@ def likelihood_of(model: pm.Model) -> TensorVariable:
     return likelihood
 
 
+def replace_keeping_random_variables(
+    outputs: Sequence[TensorVariable], replacements: Mapping[TensorVariable, TensorVariable]
+) -> list[TensorVariable]:
+    """``graph_replace(outputs, replacements)``, keeping every random variable the replacements do not reach.
+
+    PyTensor's ``graph_replace`` also copies parts of the graph that do not depend on the
+    replaced variables, where they share an input with a part that does (``NoneConst``,
+    the ``size`` of every random variable given none). A copied random variable is a new
+    one: the posterior draws, which replace the model's free variables, would not reach
+    it, and it would draw from its prior (a mixture's weights, for one). Each random
+    variable is given as its own replacement, so it stays the model's.
+    """
+    reached = set(replacements)
+    kept = {}
+    for node in toposort(outputs):
+        if any(i in reached for i in node.inputs):
+            reached.update(node.outputs)
+        elif any(isinstance(i.type, RandomType) for i in node.inputs):
+            kept.update({output: output for output in node.outputs})
+    return graph_replace(list(outputs), {**kept, **replacements}, strict=False)
+
+
 def without_views(outputs: list[TensorVariable]) -> list[TensorVariable]:
     """``outputs`` with view ops (how PyMC marks deterministics) bypassed.
 
@@ -104,7 +126,7 @@ def without_views(outputs: list[TensorVariable]) -> list[TensorVariable]:
         for node in apply_ancestors(outputs)
         if isinstance(node.op, ViewOp)
     }
-    return graph_replace(outputs, views, strict=False) if views else outputs
+    return replace_keeping_random_variables(outputs, views) if views else outputs
 
 
 #: Ops cheap enough to recompute at every call (elementwise and reshaping).

@@ -64,7 +64,7 @@ from mlflow_pmlearn.environment import (
     add_requirement,
     get_default_conda_env,
     get_default_pip_requirements,
-    write_release_wheel,
+    release_requirement,
 )
 from mlflow_pmlearn.default_evaluator import support_default_evaluator
 from mlflow_pmlearn.pipelines import final_estimator, is_pipeline_directory, load_pipeline, save_pipeline
@@ -124,7 +124,6 @@ def _write_model(
     step_path, estimator = final_estimator(pm_model)
     code_subpath = _validate_and_copy_code_paths(code_paths, str(path), default_subpath=_CODE_SUBPATH)
     extra_files_conf = _copy_extra_files(extra_files, str(path))
-    wheel_requirement = write_release_wheel(path)
     saved_example = _save_example(mlflow_model, input_example, str(path))
     if signature is None:
         example = saved_example.inference_data if saved_example is not None else None
@@ -179,7 +178,7 @@ def _write_model(
         )
     else:
         conda_env, pip_requirements, pip_constraints = _process_conda_env(conda_env)
-    add_requirement(conda_env, pip_requirements, wheel_requirement)
+    add_requirement(conda_env, pip_requirements, release_requirement())
     with open(path / _CONDA_ENV_FILE_NAME, "w") as f:
         yaml.safe_dump(conda_env, stream=f, default_flow_style=False)
     if pip_constraints:
@@ -213,8 +212,9 @@ def save_model(
     tell it from a save that another process is making.
 
     Requirements are not inferred: unless given, they are :func:`get_default_pip_requirements`,
-    and the model always requires the mlflow-pmlearn release that saved it, which it
-    carries as a wheel in ``wheels/``.
+    and the model always requires the mlflow-pmlearn release that saved it, pinned
+    (``mlflow-pmlearn==<version>``). For an environment without the package index, ship the
+    wheels with MLflow's ``mlflow.models.utils.add_libraries_to_model``.
 
     Parameters
     ----------

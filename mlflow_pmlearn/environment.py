@@ -1,40 +1,32 @@
-"""A saved model's Python environment: its pinned requirements and this release as a wheel.
+"""A saved model's Python environment: its pinned requirements, this release among them.
 
-Every model carries the mlflow-pmlearn release that saved it as a wheel in ``wheels/``
-(MLflow's folder for a model's own wheels) and names it in ``requirements.txt``, so that an
-environment built from the model's files (``mlflow models serve --env-manager uv``) installs
-that release, and nothing else than the package index is needed. Where the model is loaded
-in an existing environment, the release installed there runs: the model ships no importable
-copy of this package that could shadow it (models saved by 0.1.0 ship one in ``code/``).
+A saved model names the libraries it needs, pinned to the versions that saved it, and this
+release as ``mlflow-pmlearn==<version>``, as every MLflow flavor pins its library. An
+environment built from the model's files (``mlflow models serve --env-manager uv``)
+installs them from the package index (or from a private index or a find-links folder that
+``pip``/``uv`` are pointed to). To ship the wheels inside a registered model for an offline
+environment, use MLflow's own ``mlflow.models.utils.add_libraries_to_model``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import importlib
-import zipfile
-from importlib.metadata import distribution
-from pathlib import Path
 from typing import Any
 
 from mlflow.utils.environment import _mlflow_conda_env
 from mlflow.utils.requirements_utils import _get_pinned_requirement
 
+import estimators
 from mlflow_pmlearn.versions import DISTRIBUTION
 
-#: This distribution's import packages, the content of its wheel.
+#: This distribution's import packages.
 IMPORT_PACKAGES = ("estimators", "mlflow_pmlearn")
-WHEELS_FOLDER = "wheels"
-_WHEEL_FILE = "Wheel-Version: 1.0\nGenerator: mlflow-pmlearn\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-#: Fixed timestamps make the wheel, and so the model's files, the same bytes on every save.
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def get_default_pip_requirements(serialization_format: str = "json") -> list[str]:
     """The libraries a ``pmlearn`` model needs, pinned to the versions installed here.
 
-    This release itself is added to a saved model's requirements as its wheel.
+    This release itself (:func:`release_requirement`) is added to every saved model's
+    requirements, also where the user gives their own.
 
     Parameters
     ----------
@@ -63,51 +55,9 @@ def get_default_conda_env(serialization_format: str = "json") -> dict[str, Any]:
     return _mlflow_conda_env(additional_pip_deps=get_default_pip_requirements(serialization_format))
 
 
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"sha256={digest}"
-
-
-def write_release_wheel(model_path: Path) -> str:
-    """Pack the installed release into ``<model_path>/wheels/`` as a pure-Python wheel.
-
-    The wheel holds the import packages' files as installed here (no bytecode) and the
-    distribution's own ``METADATA``; pip and uv install it like the wheel a build would make.
-
-    Parameters
-    ----------
-    model_path : Path
-        The model directory.
-
-    Returns
-    -------
-    str
-        The requirement that installs it, relative to the model directory.
-    """
-    metadata = distribution(DISTRIBUTION)
-    stem = f"{DISTRIBUTION.replace('-', '_')}-{metadata.version}"
-    files = []
-    for package in IMPORT_PACKAGES:
-        package_dir = Path(importlib.import_module(package).__file__).parent
-        for path in sorted(package_dir.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                files.append((path.relative_to(package_dir.parent).as_posix(), path.read_bytes()))
-    dist_info = f"{stem}.dist-info"
-    # An installed distribution has METADATA; a source tree's egg-info, the same as PKG-INFO.
-    core_metadata = metadata.read_text("METADATA") or metadata.read_text("PKG-INFO")
-    files.append((f"{dist_info}/METADATA", core_metadata.encode()))
-    files.append((f"{dist_info}/WHEEL", _WHEEL_FILE.encode()))
-    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files)
-    files.append((f"{dist_info}/RECORD", f"{record}{dist_info}/RECORD,,\n".encode()))
-
-    wheel_name = f"{WHEELS_FOLDER}/{stem}-py3-none-any.whl"
-    (model_path / WHEELS_FOLDER).mkdir()
-    with zipfile.ZipFile(model_path / wheel_name, "w") as wheel:
-        for name, data in files:
-            entry = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            entry.external_attr = 0o644 << 16
-            wheel.writestr(entry, data, compress_type=zipfile.ZIP_DEFLATED)
-    return wheel_name
+def release_requirement() -> str:
+    """This release, pinned: ``mlflow-pmlearn==<version>`` (the version of the code running)."""
+    return f"{DISTRIBUTION}=={estimators.__version__}"
 
 
 def _insert_after_mlflow(requirements: list, requirement: str) -> None:

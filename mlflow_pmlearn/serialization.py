@@ -61,8 +61,8 @@ from mlflow_pmlearn.versions import DISTRIBUTION, library_versions
 _logger = logging.getLogger(__name__)
 
 #: The saved layout's version. 1: mlflow-pmlearn 0.1.0 (PyMC 5 trace; this package's code
-#: copied into the model's ``code/``). 2: 0.2.0 (PyMC 6 trace; the release as a wheel in
-#: ``wheels/``). Both load.
+#: copied into the model's ``code/``). 2: 0.2.0 and later (PyMC 6 trace; 0.2.0 also shipped
+#: its release as a wheel in ``wheels/``, later releases pin it). Both load.
 FORMAT_VERSION = 2
 CONFIG_FILE = "estimator.json"
 TRACE_FILE = "trace.nc"

@@ -37,7 +37,6 @@ import mlflow_pmlearn
 from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging.metrics import fit_metrics, predictive_checks
 from mlflow_pmlearn.autologging.runs import FIT_ERROR_TAG
-from mlflow_pmlearn.environment import WHEELS_FOLDER
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
 from mlflow_pmlearn.safety import confined_path, refuse_model_code_unless_allowed
 
@@ -243,10 +242,8 @@ def _group_value(value: Any) -> Any:
 
 
 def _requirements(group_dir: Path) -> list[str]:
-    """A group model's requirements, its release wheel's path made relative to the grouped model."""
-    lines = (group_dir / _REQUIREMENTS_FILE_NAME).read_text().splitlines()
-    prefix = f"{_ARTIFACTS_FOLDER}/{_GROUPS_ARTIFACT}/{group_dir.name}/"
-    return [prefix + line if line.startswith(f"{WHEELS_FOLDER}/") else line for line in lines if line]
+    """A group model's requirements (this release among them, pinned)."""
+    return [line for line in (group_dir / _REQUIREMENTS_FILE_NAME).read_text().splitlines() if line]
 
 
 def log_grouped_model(

@@ -48,11 +48,31 @@ def normal_mixture_cdf(q: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.n
     return ndtr((q - mu) / sigma).mean(axis=0)
 
 
+def invert_increasing(function, target, lower, upper) -> np.ndarray:
+    """Where the increasing ``function`` reaches ``target``, elementwise, by vectorised bisection.
+
+    100 halvings shrink the bracket ``[lower, upper]``, which must hold the answer, to the
+    rounding error of its bounds.
+
+    Parameters
+    ----------
+    function : callable
+        Increasing in each element of its argument, e.g. a CDF (per draw and row, or
+        averaged over the draws).
+    target, lower, upper : ndarray
+        Broadcast against ``function``'s values.
+    """
+    for _ in range(100):
+        middle = (lower + upper) / 2
+        below = function(middle) < target
+        lower, upper = np.where(below, middle, lower), np.where(below, upper, middle)
+    return (lower + upper) / 2
+
+
 def normal_mixture_quantile(mu: np.ndarray, sigma: np.ndarray, prob: float) -> np.ndarray:
     """The ``prob`` quantile of each row's equal-weight Normal mixture, by vectorised bisection.
 
-    The bracket [min(mu - 10 sigma), max(mu + 10 sigma)] holds every quantile; 100 halvings
-    shrink it to the rounding error of its bounds.
+    The bracket [min(mu - 10 sigma), max(mu + 10 sigma)] holds every quantile.
 
     Parameters
     ----------
@@ -65,11 +85,7 @@ def normal_mixture_quantile(mu: np.ndarray, sigma: np.ndarray, prob: float) -> n
     ndarray of shape (n_samples,)
     """
     lower, upper = (mu - 10 * sigma).min(axis=0), (mu + 10 * sigma).max(axis=0)
-    for _ in range(100):
-        middle = (lower + upper) / 2
-        below = normal_mixture_cdf(middle, mu, sigma) < prob
-        lower, upper = np.where(below, middle, lower), np.where(below, upper, middle)
-    return (lower + upper) / 2
+    return invert_increasing(lambda q: normal_mixture_cdf(q, mu, sigma), prob, lower, upper)
 
 
 def normal_mixture_summary(mu: np.ndarray, sigma: np.ndarray, interval_prob: float | None = None) -> dict:
@@ -120,7 +136,7 @@ def one_draw_each_standard_errors(mu: np.ndarray, sigma: np.ndarray, summary: di
     sigma = np.broadcast_to(sigma, mu.shape)
     centred = mu - summary["mean"]
     errors = {
-        "mean": np.sqrt((sigma**2).sum(axis=0)) / n_draws,
+        "mean": draws_mean_standard_errors(sigma**2),
         "std": np.sqrt((4 * centred**2 * sigma**2 + 2 * sigma**4).sum(axis=0)) / n_draws / (2 * summary["std"]),
     }
     for bound in ("lower", "upper"):
@@ -137,9 +153,27 @@ def quantile_standard_errors(quantile: np.ndarray, mu: np.ndarray, sigma: np.nda
     """
     sigma = np.broadcast_to(sigma, mu.shape)
     z = (quantile - mu) / sigma
-    cdf = ndtr(z)
     density = (np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * sigma)).mean(axis=0)
-    return np.sqrt((cdf * (1 - cdf)).sum(axis=0)) / len(mu) / density
+    return draws_quantile_standard_errors(ndtr(z), density)
+
+
+def draws_mean_standard_errors(variance: np.ndarray) -> np.ndarray:
+    """Monte Carlo standard error of a predictive mean from one draw per posterior draw, any distribution:
+    ``sqrt(sum_s variance_s) / S``, ``variance`` (n_draws, n_samples) each draw's predictive variance."""
+    return np.sqrt(variance.sum(axis=0)) / len(variance)
+
+
+def draws_quantile_standard_errors(cdf: np.ndarray, density: np.ndarray) -> np.ndarray:
+    """Monte Carlo standard error of a predictive quantile from one draw per posterior draw, any distribution.
+
+    Parameters
+    ----------
+    cdf : ndarray of shape (n_draws, n_samples)
+        Each posterior draw's predictive CDF at the exact quantile.
+    density : ndarray of shape (n_samples,)
+        The posterior predictive density there (the draws' densities averaged).
+    """
+    return np.sqrt((cdf * (1 - cdf)).sum(axis=0)) / len(cdf) / density
 
 
 def assert_within_monte_carlo_error(
@@ -167,15 +201,23 @@ def assert_within_monte_carlo_error(
     if interval_prob is None and {"lower", "upper"} & set(summary):
         raise ValueError("interval_prob is needed to check an interval.")
     reference = normal_mixture_summary(mu, sigma, interval_prob)
-    tolerance = {key: n_errors * error for key, error in one_draw_each_standard_errors(mu, sigma, reference).items()}
+    errors = one_draw_each_standard_errors(mu, sigma, reference)
     for key, got in summary.items():
-        deviation = np.abs(np.asarray(got) - reference[key])
-        row = int(np.argmax(deviation / tolerance[key]))
-        assert deviation[row] < tolerance[key][row], (
-            f"{key} of row {row} is {got[row]!r}, {deviation[row]:.3g} from the reference "
-            f"{reference[key][row]!r}: more than {n_errors} Monte Carlo standard errors ({tolerance[key][row]:.3g})"
-        )
-    return reference, tolerance
+        assert_within_standard_errors(got, reference[key], errors[key], key, n_errors=n_errors)
+    return reference, {key: n_errors * error for key, error in errors.items()}
+
+
+def assert_within_standard_errors(
+    got: np.ndarray, reference: np.ndarray, standard_error: np.ndarray, what: str, *, n_errors: float = 4.0
+) -> None:
+    """Assert that each row's ``got`` is its ``reference`` within ``n_errors`` of its Monte Carlo ``standard_error``."""
+    got = np.asarray(got)
+    deviation, tolerance = np.abs(got - reference), n_errors * np.broadcast_to(standard_error, np.shape(reference))
+    row = int(np.argmax(deviation / tolerance))
+    assert deviation[row] < tolerance[row], (
+        f"{what} of row {row} is {got[row]!r}, {deviation[row]:.3g} from the reference "
+        f"{reference[row]!r}: more than {n_errors} Monte Carlo standard errors ({tolerance[row]:.3g})"
+    )
 
 
 def assert_linear_regression_frame_within_monte_carlo_error(frame, estimator, X, *, interval_prob: float | None = None) -> None:

@@ -10,17 +10,29 @@ exactly) and for bounds the distribution implies (censoring, truncation, zeros).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import pytest
 from scipy import stats
+from scipy.special import logsumexp
 
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from tests.references import (
+    assert_within_standard_errors,
+    draws_mean_standard_errors,
+    draws_quantile_standard_errors,
+    invert_increasing,
+)
 
 FAST = {"n_draws": 200, "max_iter": 3000, "random_seed": 0, "progressbar": False}
 LIMIT = 1.5
+#: Families whose likelihood is a mixture of continuous SciPy distributions (see _mixture_components).
+CONTINUOUS_MIXTURES = ("normal_mixture", "mixture")
+#: Families built from other distributions (PyMC's symbolic random variables), checked against SciPy.
+COMPOSITE = [*CONTINUOUS_MIXTURES, "zero_inflated_poisson", "hurdle_poisson"]
 
 
 def _likelihood(family: str, eta, y):
@@ -42,6 +54,10 @@ def _likelihood(family: str, eta, y):
     if family == "normal_mixture":
         sigma = pm.HalfNormal("sigma", 1.0)
         return pm.NormalMixture("y_obs", w=pm.Dirichlet("w", np.ones(2)), mu=pt.stack([eta, eta + 3.0], -1), sigma=sigma, observed=y)
+    if family == "mixture":  # of plain components, of two families
+        sigma = pm.HalfNormal("sigma", 1.0)
+        components = [pm.Normal.dist(eta, sigma), pm.Laplace.dist(eta + 3.0, sigma)]
+        return pm.Mixture("y_obs", w=pm.Dirichlet("w", np.ones(2)), comp_dists=components, observed=y)
     if family == "skew_normal":
         return pm.SkewNormal("y_obs", mu=eta, sigma=pm.HalfNormal("sigma", 1.0), alpha=2.0, observed=y)
     if family == "custom_random":
@@ -78,7 +94,7 @@ def _data(family: str, n: int = 240):
     mean = np.exp(eta)
     counts = rng.poisson(mean)
     positive = np.where(counts == 0, 1, counts)
-    y = {
+    targets = {
         "poisson": counts,
         "binomial": rng.binomial(20, 1.0 / (1.0 + np.exp(-eta))),
         "negative_binomial": rng.negative_binomial(2.0, 2.0 / (2.0 + mean)),
@@ -88,7 +104,9 @@ def _data(family: str, n: int = 240):
         "censored_normal": np.minimum(eta + 0.5 * rng.normal(size=n), LIMIT),
         "normal_mixture": eta + np.where(rng.uniform(size=n) < 0.3, 3.0, 0.0) + 0.5 * rng.normal(size=n),
         "skew_normal": eta + 0.5 * np.abs(rng.normal(size=n)),
-    }.get(family, rng.exponential(mean))
+    }
+    targets["mixture"] = targets["normal_mixture"]
+    y = targets.get(family, rng.exponential(mean))
     return X[:160], y[:160], X[160:], y[160:]
 
 
@@ -102,6 +120,7 @@ FAMILIES = {
     "truncated_poisson": ("InvertedCdfPredictor", True),
     "censored_normal": ("InverseCdfPredictor", False),
     "normal_mixture": ("InvertedCdfPredictor", False),
+    "mixture": ("ForwardDrawPredictor", False),
     "skew_normal": ("ForwardDrawPredictor", False),
     "custom_random": ("ForwardDrawPredictor", False),
     "custom_dist": ("InverseCdfPredictor", False),
@@ -152,8 +171,36 @@ def _posterior_means(model, X_new):
     return posterior, eta
 
 
+def _mixture_components(family: str, posterior, eta) -> tuple[list, list]:
+    """The weights and SciPy components of a continuous mixture family at each posterior draw
+    (rows) and row (columns)."""
+    w, sigma = posterior["w"].values.T, posterior["sigma"].values[:, None]
+    second = stats.laplace(eta + 3.0, sigma) if family == "mixture" else stats.norm(eta + 3.0, sigma)
+    return [w[:, :1], w[:, 1:]], [stats.norm(eta, sigma), second]
+
+
+def _mixture_cdf(weights, components) -> Callable[[np.ndarray], np.ndarray]:
+    """The CDF ``sum_k w_k F_k`` of a mixture, per posterior draw and row."""
+    return lambda q: sum(w * component.cdf(q) for w, component in zip(weights, components))
+
+
+def _scipy_log_density(family: str, posterior, eta, y) -> np.ndarray:
+    """``log p(y | row, draw)`` of a composite family, written by hand from SciPy's parts (draws x rows)."""
+    if family in CONTINUOUS_MIXTURES:
+        weights, components = _mixture_components(family, posterior, eta)
+        return logsumexp([np.log(w) + component.logpdf(y) for w, component in zip(weights, components)], axis=0)
+    psi, counts = posterior["psi"].values[:, None], stats.poisson(np.exp(eta))  # psi: the Poisson part's probability
+    if family == "zero_inflated_poisson":
+        return np.log(np.where(y == 0, 1 - psi, 0.0) + psi * counts.pmf(y))
+    assert family == "hurdle_poisson"  # zero, else Poisson above 0
+    return np.where(y == 0, np.log1p(-psi), np.log(psi) + counts.logpmf(y) - counts.logsf(0))
+
+
 def _scipy_cdf_pmf(family: str, posterior, eta):
-    """The family's CDF and PMF (SciPy) at each posterior draw (rows) and new row (columns)."""
+    """The family's CDF and PMF (SciPy; no PMF for a continuous one) at each posterior draw
+    (rows) and new row (columns)."""
+    if family in CONTINUOUS_MIXTURES:
+        return _mixture_cdf(*_mixture_components(family, posterior, eta)), None
     if family == "poisson":
         distribution = stats.poisson(np.exp(eta))
     elif family == "binomial":
@@ -172,14 +219,18 @@ def _scipy_cdf_pmf(family: str, posterior, eta):
 
 def _pit_p_values(cdf_pmf, samples) -> np.ndarray:
     """Per row, the KS p-value of the randomised PIT of its draws: uniform if and only if
-    each draw comes from the distribution at its own posterior draw. (Rows are tested one
-    by one: they share their random stream, so their PITs are dependent.)"""
+    each draw comes from the distribution at its own posterior draw (for a continuous one, the
+    PIT itself). (Rows are tested one by one: they share their random stream, so their PITs
+    are dependent.)"""
     cdf, pmf = cdf_pmf
-    pit = cdf(samples - 1) + np.random.default_rng(0).uniform(size=samples.shape) * pmf(samples)
+    if pmf is None:
+        pit = cdf(samples)
+    else:
+        pit = cdf(samples - 1) + np.random.default_rng(0).uniform(size=samples.shape) * pmf(samples)
     return np.array([stats.kstest(pit[:, row], "uniform").pvalue for row in range(samples.shape[1])])
 
 
-@pytest.mark.parametrize("family", ["poisson", "binomial", "negative_binomial", "zero_inflated_poisson"])
+@pytest.mark.parametrize("family", ["poisson", "binomial", "negative_binomial", "zero_inflated_poisson", "mixture"])
 def test_forward_draws_follow_the_likelihood_at_each_posterior_draw(family):
     _, model, X_new, _ = _fit(family)
     posterior, eta = _posterior_means(model, X_new[:5])
@@ -189,7 +240,7 @@ def test_forward_draws_follow_the_likelihood_at_each_posterior_draw(family):
     assert _pit_p_values(_scipy_cdf_pmf(family, posterior, eta + 0.3), samples).min() < 1e-3 / 5
 
 
-@pytest.mark.parametrize("family", ["truncated_poisson", "censored_normal"])
+@pytest.mark.parametrize("family", ["truncated_poisson", "censored_normal", "hurdle_poisson", "normal_mixture"])
 def test_draws_are_scipy_quantiles_at_the_draws_uniforms(family):
     _, model, X_new, _ = _fit(family)
     posterior, eta = _posterior_means(model, X_new[:20])
@@ -198,9 +249,72 @@ def test_draws_are_scipy_quantiles_at_the_draws_uniforms(family):
     if family == "truncated_poisson":  # Poisson above 0: its quantile at F(0) + u (1 - F(0))
         counts = stats.poisson(np.exp(eta))
         np.testing.assert_array_equal(samples, counts.ppf(counts.cdf(0) + u * counts.sf(0)))
+    elif family == "hurdle_poisson":  # zero below 1 - psi, else Poisson above 0 at the rest of u
+        counts, psi = stats.poisson(np.exp(eta)), posterior["psi"].values[:, None]
+        above = np.clip((u - (1 - psi)) / psi, 0.0, 1.0)
+        reference = np.where(u <= 1 - psi, 0, counts.ppf(counts.cdf(0) + above * counts.sf(0)))
+        np.testing.assert_array_equal(samples, reference)
+    elif family == "normal_mixture":  # each draw's mixture CDF, inverted at its uniform
+        weights, components = _mixture_components(family, posterior, eta)
+        sigma = posterior["sigma"].values[:, None]
+        reference = invert_increasing(_mixture_cdf(weights, components), u, eta - 12 * sigma, eta + 3 + 12 * sigma)
+        # PyMC's Normal log CDF is SciPy's to about 1e-8 near the median: a quantile to about 1e-7.
+        np.testing.assert_allclose(samples, reference, rtol=0, atol=1e-6)
     else:
         reference = np.minimum(stats.norm.ppf(u, eta, posterior["sigma"].values[:, None]), LIMIT)
         np.testing.assert_allclose(samples, reference, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("family", COMPOSITE)
+def test_composite_log_density_is_scipys_at_each_posterior_draw(family):
+    """At training rows, where it is the model's own ``pm.logp``, and at new rows; with each
+    draw's own mixture weights or zero probability (not, as once, weights drawn afresh)."""
+    _, model, X_new, y_new = _fit(family)
+    X, y, _, _ = _data(family)
+    for rows, targets in ((X[:40], y[:40]), (X_new, y_new)):
+        posterior, eta = _posterior_means(model, rows)
+        reference = _scipy_log_density(family, posterior, eta, targets)
+        np.testing.assert_allclose(model.pointwise_log_likelihood(rows, targets), reference, rtol=1e-9, atol=1e-9)
+    posterior, eta = _posterior_means(model, X)
+    training = model.training_log_likelihood().values.reshape(model.n_posterior_draws_, -1)  # (chain, draw) stacked
+    np.testing.assert_allclose(training, _scipy_log_density(family, posterior, eta, y), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("family", COMPOSITE)
+def test_composite_predictive_summaries_are_the_closed_form_mixtures(family):
+    """The predictive mean is each draw's mean (from its weights and components) averaged
+    over the draws; a continuous family's quantiles invert that mixture's CDF (averaged
+    over the draws). Both within four Monte Carlo standard errors of one predictive draw
+    per posterior draw (the stratified uniforms of an inverted CDF do no worse). A
+    discrete family's sample quantiles are steps, not within a standard error: its draws
+    are checked one by one (inverted CDF) or by their PIT (forward draws) instead."""
+    _, model, X_new, _ = _fit(family)
+    rows = X_new[:30]
+    posterior, eta = _posterior_means(model, rows)
+    levels = [0.05, 0.5, 0.95]
+    summary = model.predict_summary(rows, quantiles=levels)
+    if family in CONTINUOUS_MIXTURES:
+        weights, components = _mixture_components(family, posterior, eta)
+        mean = sum(w * component.mean() for w, component in zip(weights, components))
+        second_moment = sum(w * (component.var() + component.mean() ** 2) for w, component in zip(weights, components))
+        variance = second_moment - mean**2
+    else:
+        psi, rate = posterior["psi"].values[:, None], np.exp(eta)
+        # The moments of the part taken with probability psi: Poisson (above 0 for the hurdle).
+        share_counted = -np.expm1(-rate) if family == "hurdle_poisson" else 1.0
+        part_mean, part_second_moment = rate / share_counted, (rate + rate**2) / share_counted
+        mean, variance = psi * part_mean, psi * part_second_moment - (psi * part_mean) ** 2
+    assert_within_standard_errors(summary["mean"], mean.mean(axis=0), draws_mean_standard_errors(variance), "mean")
+    if family not in CONTINUOUS_MIXTURES:
+        return
+    cdf = _mixture_cdf(weights, components)
+    sigma = posterior["sigma"].values[:, None]
+    lower, upper = (eta - 12 * sigma).min(axis=0), (eta + 3 + 12 * sigma).max(axis=0)
+    for level, got in zip(levels, summary["quantiles"].T):
+        quantile = invert_increasing(lambda q: cdf(q).mean(axis=0), level, lower, upper)
+        density = sum(w * component.pdf(quantile) for w, component in zip(weights, components)).mean(axis=0)
+        error = draws_quantile_standard_errors(cdf(quantile), density)
+        assert_within_standard_errors(got, quantile, error, f"{level} quantile")
 
 
 def test_an_input_moved_in_its_last_bit_keeps_its_draws(fitted):

@@ -6,7 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import pytest
+from pytensor.graph.traversal import ancestors
 
 from estimators import predictive
 from estimators.linear_model import LinearRegression, LogisticRegression
@@ -130,3 +132,15 @@ def test_prediction_function_is_compiled_once(regressor, regression_data):
     regressor.predict(X.iloc[:3])
     regressor.predict_interval(X.iloc[:5])
     assert regressor.posterior_predictor() is first
+
+
+def test_replacing_inputs_keeps_the_random_variables_they_do_not_reach():
+    """The mixture weights stay the model's own when the inputs are replaced: a copy would
+    draw from its prior, not take the posterior draws. Plain ``graph_replace`` copies them
+    here, since both random variables take ``size=None`` (the same ``NoneConst``)."""
+    x, new_x = pt.vector("x"), pt.vector("new_x")
+    weights = pt.random.dirichlet(np.ones(2))
+    noise = pt.random.normal(x, 1.0)
+    (replaced,) = predictive.replace_keeping_random_variables([pt.log(weights).sum() + noise], {x: new_x})
+    assert weights in ancestors([replaced])
+    assert new_x in ancestors([replaced]) and x not in ancestors([replaced]) and noise not in ancestors([replaced])

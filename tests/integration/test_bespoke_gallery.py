@@ -17,12 +17,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sklearn.base import is_regressor
 from sklearn.linear_model import LogisticRegression
 
 import mlflow_pmlearn
 from estimators.base import BayesianEstimator
 from model_server import ModelServer
+from tests.references import assert_within_standard_errors, draws_mean_standard_errors, posterior_draws
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +172,20 @@ def test_zero_inflated_draws_have_the_structural_zeros(fitted):
     # Poisson zeros at these means have probability below 0.0004; the rest are structural.
     share_of_zeros = np.mean(fit.model.sample_posterior_predictive(fit.X) == 0)
     assert abs(share_of_zeros - (1.0 - fit.model.posterior_mean("psi"))) < 0.01
+
+
+def test_zero_inflated_log_density_and_mean_are_scipys_at_each_posterior_draw(fitted):
+    """Each row's log-likelihood under each posterior draw (LOO's input) is SciPy's, with that
+    draw's own ``psi``; the predictive mean is ``psi * mu`` averaged over the draws, within four
+    Monte Carlo standard errors."""
+    fit = fitted["zero_inflated_poisson"]
+    eta = posterior_draws(fit.model, "intercept")[:, None] + posterior_draws(fit.model, "coef") @ fit.X.to_numpy().T
+    psi, mu = posterior_draws(fit.model, "psi")[:, None], np.exp(eta)
+    reference = np.log(np.where(fit.y == 0, 1 - psi, 0.0) + psi * stats.poisson.pmf(fit.y, mu))
+    np.testing.assert_allclose(fit.model.pointwise_log_likelihood(fit.X, fit.y), reference, rtol=1e-9, atol=1e-9)
+    variance = psi * mu * (1 + (1 - psi) * mu)
+    mean_error = draws_mean_standard_errors(variance)
+    assert_within_standard_errors(fit.model.predict(fit.X), (psi * mu).mean(axis=0), mean_error, "mean")
 
 
 def test_ordinal_classifier_is_as_accurate_as_logistic_regression_and_calibrated(fitted):

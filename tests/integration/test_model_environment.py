@@ -1,8 +1,9 @@
 """A saved model runs in an environment built from its own files (``--env-manager uv``).
 
-mlflow-pmlearn is not installed there beforehand: a model carries the release that saved it
-(as a wheel named in ``requirements.txt``; 0.1.0 models as a copy in ``code/``), and
-``requirements.txt`` pins the libraries it needs.
+mlflow-pmlearn is not installed there beforehand: ``requirements.txt`` pins the libraries a
+model needs and the release that saved it (``mlflow-pmlearn==<version>``), which uv installs
+from a find-links folder holding this tree's wheel, as from a user's private index (0.1.0
+models carry a copy of their release in ``code/``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from tests.conftest import FAST
 
 pytestmark = pytest.mark.slow
 
-SAVED_0_1_0 = Path(__file__).resolve().parents[1] / "fixtures" / "models_0_1_0"
+REPO = Path(__file__).resolve().parents[2]
+SAVED_0_1_0 = REPO / "tests" / "fixtures" / "models_0_1_0"
 
 
 def _uv_folder() -> str:
@@ -38,7 +40,21 @@ def _uv_folder() -> str:
     return os.path.dirname(find_uv_bin())
 
 
-def _predict_in_uv_environment(model_path, rows: pd.DataFrame, params: dict, work_dir, python_version: str) -> pd.DataFrame:
+@pytest.fixture(scope="module")
+def release_wheels(tmp_path_factory) -> Path:
+    """A find-links folder with this tree's wheel, built as a release would be."""
+    folder = tmp_path_factory.mktemp("wheels")
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(folder), str(REPO)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    return folder
+
+
+def _predict_in_uv_environment(
+    model_path, rows: pd.DataFrame, params: dict, work_dir, python_version: str, find_links: Path | None = None
+) -> pd.DataFrame:
     """``mlflow models predict --env-manager uv``: the model's own environment, built from its files."""
     request = work_dir / "request.json"
     request.write_text(json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split")), "params": params}))
@@ -49,6 +65,8 @@ def _predict_in_uv_environment(model_path, rows: pd.DataFrame, params: dict, wor
     # uv finds the model's Python through pyenv where pyenv has it (else it downloads one).
     env["PYENV_VERSION"] = ":".join(filter(None, [env.get("PYENV_VERSION"), python_version]))
     env.pop("PYTHONPATH", None)
+    if find_links is not None:
+        env["UV_FIND_LINKS"] = str(find_links)
     finished = subprocess.run(
         [sys.executable, "-m", "mlflow", "models", "predict", "-m", str(model_path), "-i", str(request),
          "-t", "json", "-o", str(output), "--env-manager", "uv"],
@@ -58,14 +76,16 @@ def _predict_in_uv_environment(model_path, rows: pd.DataFrame, params: dict, wor
     return pd.DataFrame(json.loads(output.read_text())["predictions"])
 
 
-def test_mlflow_models_predict_in_a_fresh_uv_environment(regression_data, tmp_path):
-    """The environment installs the release that saved the model from the model's wheel."""
+def test_mlflow_models_predict_in_a_fresh_uv_environment(regression_data, tmp_path, release_wheels):
+    """The environment installs the pinned release that saved the model, from the find-links folder."""
     X, y, _ = regression_data
     model = LinearRegression(**FAST).fit(X, y)
     path = tmp_path / "model"
     mlflow_pmlearn.save_model(model, path)
     rows = X.head(4)
-    frame = _predict_in_uv_environment(path, rows, {"interval_prob": 0.9}, tmp_path, platform.python_version())
+    frame = _predict_in_uv_environment(
+        path, rows, {"interval_prob": 0.9}, tmp_path, platform.python_version(), find_links=release_wheels
+    )
     expected = mlflow.pyfunc.load_model(str(path)).predict(rows, params={"interval_prob": 0.9})
     np.testing.assert_allclose(frame[["prediction", "lower", "upper"]], expected[["prediction", "lower", "upper"]], rtol=1e-9)
 
