@@ -12,8 +12,12 @@ compile cache, warm or cold, and the check does not depend on what earlier runs 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytensor
@@ -61,13 +65,34 @@ def _compiled_by_fit(estimator, rng: np.random.Generator) -> list[str]:
     return compiled
 
 
+#: Compiles ``exp(x) * <a new literal>`` under the probe in a fresh interpreter, and prints what it recorded.
+_NEW_LITERAL = """
+import json, sys
+sys.path[:0] = sys.argv[2:]
+import numpy as np, pytensor, pytensor.tensor as pt
+from test_compilation import compilations
+x = pt.dvector("x")
+with compilations() as compiled:
+    pytensor.function([x], pt.exp(x) * np.random.default_rng().uniform(), mode=sys.argv[1])(np.ones(2))
+print(json.dumps(compiled))
+"""
+
+
 @pytest.mark.parametrize(("mode", "backend"), [("NUMBA", "Numba"), ("CVM", "C")])
 def test_a_new_literal_compiles_code_the_probe_records(mode, backend):
     """The probe sees compilations on either backend (Numba is PyTensor 3's default, and
-    ``PYTENSOR_FLAGS=linker=cvm`` makes it C): a scalar literal new to the caches compiles new code."""
-    x = pt.dvector("x")
-    with compilations() as compiled:
-        pytensor.function([x], pt.exp(x) * np.random.default_rng().uniform(), mode=mode)(np.ones(2))
+    ``PYTENSOR_FLAGS=linker=cvm`` makes it C): a scalar literal new to the caches compiles new code.
+
+    In a fresh interpreter: in one full-suite run, inside a long-lived worker that had run
+    other modules first, the C case recorded no compilation (not reproduced alone).
+    """
+    here = Path(__file__).resolve()
+    child = subprocess.run(
+        [sys.executable, "-c", _NEW_LITERAL, mode, str(here.parent), str(here.parents[1])],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    compiled = json.loads(child.stdout.strip().splitlines()[-1])
     assert any(entry.startswith(f"{backend}: ") for entry in compiled), compiled
     if backend == "C":
         assert any("exp" in entry for entry in compiled), compiled
