@@ -297,7 +297,7 @@ def _visit_dataset(name: str, dataset: h5py.Dataset, contents: TraceContents) ->
     )
 
 
-def _count_attributes(name: str, item: h5py.HLObject, contents: TraceContents) -> None:
+def _count_attributes(item: h5py.HLObject, contents: TraceContents) -> None:
     for attribute_name in item.attrs:
         contents.attribute_count += 1
         if contents.attribute_count > MAX_TRACE_ATTRIBUTES:
@@ -329,7 +329,7 @@ def scan_trace(path: str | os.PathLike) -> TraceContents:
     objects = 0
     with h5py.File(path, "r") as file:
         stack: list[tuple[str, h5py.Group, int]] = [("", file, 0)]
-        _count_attributes("/", file, contents)
+        _count_attributes(file, contents)
         while stack:
             prefix, group, depth = stack.pop()
             for key in group:
@@ -348,7 +348,7 @@ def scan_trace(path: str | os.PathLike) -> TraceContents:
                 if (names := h5py.h5o.get_info(item.id).rc) > 1:
                     contents.foreign.append(f"{name!r} has {names} names")
                     continue
-                _count_attributes(name, item, contents)
+                _count_attributes(item, contents)
                 if isinstance(item, h5py.Group):
                     if depth + 1 >= MAX_TRACE_DEPTH:
                         raise MlflowException(
