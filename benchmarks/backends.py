@@ -93,8 +93,8 @@ def main() -> None:
                 "cold_cache": _run_process(backend, compiledir),
                 "warm_cache": _run_process(backend, compiledir),
             }
-    import pytensor
     import pymc
+    import pytensor
 
     report = {
         "python": platform.python_version(),

@@ -55,9 +55,26 @@ import pandas as pd
 import xarray as xr
 
 RESULTS = Path(__file__).with_name("engines.json")
-ENGINES = ("advi", "fullrank_advi", "pathfinder", "laplace", "nuts:pymc", "nuts:nutpie", "nuts:numpyro", "nuts:blackjax")
+ENGINES = (
+    "advi",
+    "fullrank_advi",
+    "pathfinder",
+    "laplace",
+    "nuts:pymc",
+    "nuts:nutpie",
+    "nuts:numpyro",
+    "nuts:blackjax",
+)
 COMPARED = {"n_draws": 1000, "n_tune": 1000, "n_chains": 2, "random_seed": 0, "progressbar": False}
-REFERENCE = {"inference": "nuts", "nuts_sampler": "pymc", "n_draws": 2500, "n_tune": 1000, "n_chains": 4, "random_seed": 0, "progressbar": False}
+REFERENCE = {
+    "inference": "nuts",
+    "nuts_sampler": "pymc",
+    "n_draws": 2500,
+    "n_tune": 1000,
+    "n_chains": 4,
+    "random_seed": 0,
+    "progressbar": False,
+}
 PAIR_TIMEOUT, REFERENCE_TIMEOUT, WARM_LIMIT = 180, 900, 60
 MEAN_TOLERANCE, SD_RATIO_RANGE = 0.1, (0.8, 1.2)
 OVERHEAD_REPEATS = 5
@@ -102,7 +119,14 @@ def _model(name: str):
         return LinearRegression, {}, X, y.to_numpy(), ("coef", "intercept", "sigma")
     if name == "breast_cancer":
         data = load_breast_cancer(as_frame=True)
-        columns = ["mean radius", "mean perimeter", "mean area", "mean compactness", "mean concavity", "mean concave points"]
+        columns = [
+            "mean radius",
+            "mean perimeter",
+            "mean area",
+            "mean compactness",
+            "mean concavity",
+            "mean concave points",
+        ]
         X = data.data[columns]
         return LogisticRegression, {}, (X - X.mean()) / X.std(), data.target.to_numpy(), ("coef", "intercept")
     if name == "hierarchical":
@@ -110,10 +134,20 @@ def _model(name: str):
         n_rows, n_groups = 400, 8
         group = rng.integers(n_groups, size=n_rows)
         features = rng.normal(size=(n_rows, 2))
-        logits = rng.normal(0.0, 1.0, n_groups)[group] + features @ [1.0, -0.5] + rng.normal(0.0, 0.5, (n_groups, 2))[group].T[0] * features[:, 0]
+        logits = (
+            rng.normal(0.0, 1.0, n_groups)[group]
+            + features @ [1.0, -0.5]
+            + rng.normal(0.0, 0.5, (n_groups, 2))[group].T[0] * features[:, 0]
+        )
         X = pd.DataFrame({"x0": features[:, 0], "x1": features[:, 1], "group": [f"g{g}" for g in group]})
         y = (rng.uniform(size=n_rows) < 1 / (1 + np.exp(-logits))).astype(int)
-        return HierarchicalLogisticRegression, {"group_col": "group"}, X, y, ("intercept_mu", "intercept_sigma", "coef_mu", "coef_sigma")
+        return (
+            HierarchicalLogisticRegression,
+            {"group_col": "group"},
+            X,
+            y,
+            ("intercept_mu", "intercept_sigma", "coef_mu", "coef_sigma"),
+        )
     if name == "eight_schools":
         X = np.array([[15.0], [10.0], [16.0], [11.0], [9.0], [11.0], [10.0], [18.0]])
         y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
@@ -237,8 +271,14 @@ def _overhead() -> dict:
 
     def hand_written():
         pm.sample(
-            draws=1000, tune=1000, chains=2, random_seed=0, progressbar=False, model=model,
-            compute_convergence_checks=False, nuts_sampler="pymc",
+            draws=1000,
+            tune=1000,
+            chains=2,
+            random_seed=0,
+            progressbar=False,
+            model=model,
+            compute_convergence_checks=False,
+            nuts_sampler="pymc",
         )
 
     ours(), hand_written()
@@ -259,7 +299,9 @@ def _print_table(results: dict) -> None:
     for model_name, model_result in results["models"].items():
         reference = model_result.get("reference", {})
         first = f"{reference['first_s']:8.1f}" if "first_s" in reference else f"{'':>8}"
-        print(f"{model_name:<14} {'reference':<14} {first} {'':>8} {'':>8} {'':>9} {'':>12} {'':>5}  {reference.get('error', '4 x 2500 PyMC NUTS')[:70]}")
+        print(
+            f"{model_name:<14} {'reference':<14} {first} {'':>8} {'':>8} {'':>9} {'':>12} {'':>5}  {reference.get('error', '4 x 2500 PyMC NUTS')[:70]}"
+        )
         for engine, row in model_result["engines"].items():
             if "error" in row:
                 print(f"{'':<14} {engine:<14} {'':>8} {'':>8} {'':>8} {'':>9} {'':>12} {'':>5}  {row['error'][:120]}")

@@ -55,12 +55,18 @@ def bench_main_job() -> dict:
         environment = _empty_cache_environment(directory)
         for label in ("cold_s", "warm_s"):
             start = time.perf_counter()
-            subprocess.run([sys.executable, str(MAIN_JOB)], cwd=directory, env=environment, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, str(MAIN_JOB)], cwd=directory, env=environment, check=True, capture_output=True
+            )
             seconds[label] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as directory:
         done = subprocess.run(
             [sys.executable, "-m", "benchmarks.first_fit", "--numba-compilations"],
-            cwd=REPOSITORY, env=_empty_cache_environment(directory), check=True, capture_output=True, text=True,
+            cwd=REPOSITORY,
+            env=_empty_cache_environment(directory),
+            check=True,
+            capture_output=True,
+            text=True,
         )
     seconds["numba_compilations"] = json.loads(done.stdout.strip().splitlines()[-1])
     return seconds
@@ -88,10 +94,16 @@ def _numba_compilations() -> list[dict]:
             depth[0] -= 1
             if depth[0] == 0:  # the outermost compilation, which includes the functions it inlines
                 caller = [
-                    frame for frame in traceback.extract_stack()[:-1]
+                    frame
+                    for frame in traceback.extract_stack()[:-1]
                     if not any(f"site-packages/{package}/" in frame.filename for package in ("numba", "pytensor"))
                 ][-1]
-                compilations.append({"seconds": time.perf_counter() - start, "called_from": f"{caller.filename.split('site-packages/')[-1]}:{caller.lineno} ({caller.name})"})
+                compilations.append(
+                    {
+                        "seconds": time.perf_counter() - start,
+                        "called_from": f"{caller.filename.split('site-packages/')[-1]}:{caller.lineno} ({caller.name})",
+                    }
+                )
 
     _DispatcherBase._compile_for_args = timed
     sys.argv = [str(MAIN_JOB)]
@@ -129,7 +141,11 @@ def bench_first_fits() -> list[dict]:
         with tempfile.TemporaryDirectory() as directory:
             done = subprocess.run(
                 [sys.executable, "-m", "benchmarks.first_fit", "--child", name],
-                cwd=REPOSITORY, env=_empty_cache_environment(directory), capture_output=True, text=True, check=True,
+                cwd=REPOSITORY,
+                env=_empty_cache_environment(directory),
+                capture_output=True,
+                text=True,
+                check=True,
             )
         row = {"estimator": name, **json.loads(done.stdout.strip().splitlines()[-1])}
         row["ratio"] = row["first_s"] / row["second_s"]
@@ -152,15 +168,23 @@ def main() -> None:
     main_job = bench_main_job()
     print(json.dumps(main_job), flush=True)
     rows = bench_first_fits()
-    print(f"\nmain job (examples/quickstart/main.py), fresh process: empty cache {main_job['cold_s']:.1f} s "
-          f"(target <= {MAIN_JOB_TARGET_S:.0f} s), filled cache {main_job['warm_s']:.1f} s")
+    print(
+        f"\nmain job (examples/quickstart/main.py), fresh process: empty cache {main_job['cold_s']:.1f} s "
+        f"(target <= {MAIN_JOB_TARGET_S:.0f} s), filled cache {main_job['warm_s']:.1f} s"
+    )
     compilations = main_job["numba_compilations"]
-    print(f"Numba compiled {len(compilations)} functions in {sum(c['seconds'] for c in compilations):.1f} s; the largest:")
+    print(
+        f"Numba compiled {len(compilations)} functions in {sum(c['seconds'] for c in compilations):.1f} s; the largest:"
+    )
     for compilation in compilations[:5]:
         print(f"  {compilation['seconds']:5.2f} s  called from {compilation['called_from']}")
-    print(f"{'estimator':32s} {'engine':10s} {'first s':>8s} {'second s':>9s} {'ratio':>6s}  target <= {FIRST_FIT_TARGET:.0f}x")
+    print(
+        f"{'estimator':32s} {'engine':10s} {'first s':>8s} {'second s':>9s} {'ratio':>6s}  target <= {FIRST_FIT_TARGET:.0f}x"
+    )
     for row in rows:
-        print(f"{row['estimator']:32s} {row['inference']:10s} {row['first_s']:8.1f} {row['second_s']:9.1f} {row['ratio']:5.1f}x")
+        print(
+            f"{row['estimator']:32s} {row['inference']:10s} {row['first_s']:8.1f} {row['second_s']:9.1f} {row['ratio']:5.1f}x"
+        )
     write_results(RESULTS, main_job=main_job, first_fits=rows, load_average=os.getloadavg()[0])
 
 

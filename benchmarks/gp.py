@@ -104,25 +104,36 @@ def bench_fit(engines: tuple[str, ...]) -> tuple[list[dict], object]:
     sklearn_lpd = float(sklearn_scores.mean())
     rows, default_fit, gradient_s = [], None, None
     for engine in (*engines, *(e for e in SLOW_ENGINES if e not in engines)):
+
         def estimator():
             return GaussianProcessRegressor(inference=engine, random_seed=0, progressbar=False)
 
         if engine not in engines:  # too slow to run by default: a lower bound from one gradient's time
             steps = GRADIENTS.get(engine)
-            rows.append({
-                "engine": engine, "ours_s": steps * gradient_s if steps else None, "sklearn_s": None, "ratio": None,
-                "ours_lpd": None, "sklearn_lpd": sklearn_lpd, "first_fit_s": None,
-                "note": (
-                    f"not run: >= {steps:,} gradients x {gradient_s:.3f} s (lower bound; run with --slow)" if steps
-                    else "not run: minutes per fit at this size (56 s at 300 rows in benchmarks/engines.py); run with --slow"
-                ),
-            })
+            rows.append(
+                {
+                    "engine": engine,
+                    "ours_s": steps * gradient_s if steps else None,
+                    "sklearn_s": None,
+                    "ratio": None,
+                    "ours_lpd": None,
+                    "sklearn_lpd": sklearn_lpd,
+                    "first_fit_s": None,
+                    "note": (
+                        f"not run: >= {steps:,} gradients x {gradient_s:.3f} s (lower bound; run with --slow)"
+                        if steps
+                        else "not run: minutes per fit at this size (56 s at 300 rows in benchmarks/engines.py); run with --slow"
+                    ),
+                }
+            )
             continue
         first_s, _ = _timed(lambda: estimator().fit(X_first, y_first))
         repeats = REPEATS if engine in FAST_ENGINES else 1
         fitted = []
         ours_s, theirs_s = _side_by_side(
-            lambda: fitted.append(estimator().fit(X_train, y_train)), lambda: _sklearn_gp().fit(X_train, y_train), repeats
+            lambda: fitted.append(estimator().fit(X_train, y_train)),
+            lambda: _sklearn_gp().fit(X_train, y_train),
+            repeats,
         )
         model = fitted[-1]
         if gradient_s is None:
@@ -131,13 +142,19 @@ def bench_fit(engines: tuple[str, ...]) -> tuple[list[dict], object]:
             default_fit = model
         ours_scores = model.log_predictive_density(X_test, y_test)
         difference = ours_scores - sklearn_scores
-        rows.append({
-            "engine": engine, "ours_s": ours_s, "sklearn_s": theirs_s, "ratio": ours_s / theirs_s,
-            "ours_lpd": float(ours_scores.mean()), "sklearn_lpd": sklearn_lpd,
-            # The paired standard error of the difference in mean log score.
-            "lpd_difference_se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
-            "first_fit_s": first_s,
-        })
+        rows.append(
+            {
+                "engine": engine,
+                "ours_s": ours_s,
+                "sklearn_s": theirs_s,
+                "ratio": ours_s / theirs_s,
+                "ours_lpd": float(ours_scores.mean()),
+                "sklearn_lpd": sklearn_lpd,
+                # The paired standard error of the difference in mean log score.
+                "lpd_difference_se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
+                "first_fit_s": first_s,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows, default_fit
 
@@ -150,7 +167,13 @@ def bench_predict(model) -> dict:
     ours_s, theirs_s = _side_by_side(
         lambda: model.predict(X_new, return_std=True), lambda: sklearn_model.predict(X_new, return_std=True), REPEATS
     )
-    return {"ours_s": ours_s, "sklearn_s": theirs_s, "ratio": ours_s / theirs_s, "n_draws": model.n_draws, "first_call_s": build_s}
+    return {
+        "ours_s": ours_s,
+        "sklearn_s": theirs_s,
+        "ratio": ours_s / theirs_s,
+        "n_draws": model.n_draws,
+        "first_call_s": build_s,
+    }
 
 
 def bench_sparse() -> dict:
@@ -159,7 +182,9 @@ def bench_sparse() -> dict:
     X_first, y_first = gp_rows(4, N_SPARSE)
     X_train, y_train = gp_rows(5, N_SPARSE)
     first_s, _ = _timed(lambda: SparseGaussianProcessRegressor(random_seed=0, progressbar=False).fit(X_first, y_first))
-    fit_s, model = _timed(lambda: SparseGaussianProcessRegressor(random_seed=0, progressbar=False).fit(X_train, y_train))
+    fit_s, model = _timed(
+        lambda: SparseGaussianProcessRegressor(random_seed=0, progressbar=False).fit(X_train, y_train)
+    )
     return {"engine": model.inference, "fit_s": fit_s, "first_fit_s": first_s, "target_s": 30.0}
 
 
@@ -174,12 +199,18 @@ def main() -> None:
     print(json.dumps(predict_row), flush=True)
     sparse_row = bench_sparse()
 
-    print(f"GaussianProcessRegressor {N_ROWS:,} x 2, second fit (retraining), median of {REPEATS} side by side; load {os.getloadavg()[0]:.1f}")
-    print(f"{'engine':12s} {'ours s':>8s} {'sklearn s':>10s} {'ratio':>7s} {'ours LPD':>9s} {'sklearn LPD':>12s} {'first fit s':>12s}  LPD difference (paired se)")
+    print(
+        f"GaussianProcessRegressor {N_ROWS:,} x 2, second fit (retraining), median of {REPEATS} side by side; load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'engine':12s} {'ours s':>8s} {'sklearn s':>10s} {'ratio':>7s} {'ours LPD':>9s} {'sklearn LPD':>12s} {'first fit s':>12s}  LPD difference (paired se)"
+    )
     for row in fit_rows:
         if row["ratio"] is None:
             seconds = f"{row['ours_s']:8.1f}" if row["ours_s"] is not None else f"{'':>8s}"
-            print(f"{row['engine']:12s} {seconds} {'':>10s} {'':>7s} {'':>9s} {row['sklearn_lpd']:12.3f} {'':>12s}  {row['note']}")
+            print(
+                f"{row['engine']:12s} {seconds} {'':>10s} {'':>7s} {'':>9s} {row['sklearn_lpd']:12.3f} {'':>12s}  {row['note']}"
+            )
             continue
         print(
             f"{row['engine']:12s} {row['ours_s']:8.2f} {row['sklearn_s']:10.2f} {row['ratio']:6.1f}x "
@@ -190,12 +221,25 @@ def main() -> None:
         f"predict(return_std=True), {N_ROWS:,} rows, {predict_row['n_draws']} draws: {predict_row['ours_s']:.3f} s vs "
         f"sklearn {predict_row['sklearn_s']:.3f} s = {predict_row['ratio']:.1f}x (first call, building the factors: {predict_row['first_call_s']:.1f} s)"
     )
-    print(f"SparseGaussianProcessRegressor {N_SPARSE:,} x 2 ({sparse_row['engine']}): {sparse_row['fit_s']:.1f} s (target <= 30 s; first fit {sparse_row['first_fit_s']:.1f} s)")
-    RESULTS.write_text(json.dumps({
-        "date": date.today().isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
-        "load_average": os.getloadavg()[0], "seconds": time.perf_counter() - start,
-        "fit": fit_rows, "predict": predict_row, "sparse": sparse_row,
-    }, indent=2) + "\n")
+    print(
+        f"SparseGaussianProcessRegressor {N_SPARSE:,} x 2 ({sparse_row['engine']}): {sparse_row['fit_s']:.1f} s (target <= 30 s; first fit {sparse_row['first_fit_s']:.1f} s)"
+    )
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "date": date.today().isoformat(),
+                "machine": platform.platform(),
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg()[0],
+                "seconds": time.perf_counter() - start,
+                "fit": fit_rows,
+                "predict": predict_row,
+                "sparse": sparse_row,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {RESULTS}")
 
 

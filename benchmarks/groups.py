@@ -104,12 +104,16 @@ def run_cell(spark, n_groups: int, rows_per_group: int, partitions: int, cores: 
 
 
 def _print_table(rows: list[dict]) -> None:
-    print(f"{'partitions':>10} {'rows/group':>10} {'groups':>6} {'seconds':>8} {'groups/s':>9} {'fit s/group':>11} "
-          f"{'fit share':>9} {'CPU s/group':>11} {'cores busy':>10}")
+    print(
+        f"{'partitions':>10} {'rows/group':>10} {'groups':>6} {'seconds':>8} {'groups/s':>9} {'fit s/group':>11} "
+        f"{'fit share':>9} {'CPU s/group':>11} {'cores busy':>10}"
+    )
     for row in rows:
-        print(f"{row['partitions']:>10} {row['rows_per_group']:>10,} {row['groups']:>6} {row['seconds']:>8.1f} "
-              f"{row['groups_per_second']:>9.2f} {row['mean_fit_seconds']:>11.2f} {row['fit_share']:>9.0%} "
-              f"{row['cpu_seconds_per_group']:>11.2f} {row['cores_busy']:>10.2f}")
+        print(
+            f"{row['partitions']:>10} {row['rows_per_group']:>10,} {row['groups']:>6} {row['seconds']:>8.1f} "
+            f"{row['groups_per_second']:>9.2f} {row['mean_fit_seconds']:>11.2f} {row['fit_share']:>9.0%} "
+            f"{row['cpu_seconds_per_group']:>11.2f} {row['cores_busy']:>10.2f}"
+        )
 
 
 def main() -> None:
@@ -132,9 +136,12 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     spark = (
-        SparkSession.builder.master(f"local[{args.cores}]").appName("pmlearn-groups-benchmark")
-        .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate()
+        SparkSession.builder.master(f"local[{args.cores}]")
+        .appName("pmlearn-groups-benchmark")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
     with tempfile.TemporaryDirectory() as directory:

@@ -76,7 +76,9 @@ def _measure(family: str) -> dict[str, float]:
     if family == "zero_inflated_poisson":
         y = np.where(rng.uniform(size=len(X)) < 0.3, 0, y)
     X_train, y_train, X_new = X[:N_TRAIN], y[:N_TRAIN], X[N_TRAIN:]
-    model = _CountRegression(family=family, inference="advi", n_draws=N_DRAWS, random_seed=0, progressbar=False).fit(X_train, y_train)
+    model = _CountRegression(family=family, inference="advi", n_draws=N_DRAWS, random_seed=0, progressbar=False).fit(
+        X_train, y_train
+    )
     posterior = model.idata_.posterior.to_dataset().stack(sample=("chain", "draw"))
     coef, intercept = posterior["coef"].values, posterior["intercept"].values
 

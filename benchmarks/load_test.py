@@ -68,8 +68,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         mlflow_pmlearn.save_model(model, Path(directory) / "model")
         report = load_test(
-            Path(directory) / "model", directory, n_requests=args.requests, concurrency=args.concurrency,
-            workers=args.workers, time_limit=args.time_limit,
+            Path(directory) / "model",
+            directory,
+            n_requests=args.requests,
+            concurrency=args.concurrency,
+            workers=args.workers,
+            time_limit=args.time_limit,
         )
     summary = {**report.summary(), "workers": args.workers}
     _print_table(summary)

@@ -71,12 +71,19 @@ def main() -> None:
             if kind == "pipeline":
                 config = _read_pipeline_config(path / "pipeline")
                 archive = _median_seconds(lambda: _checked_preprocessing(path / "pipeline", config), repeats)
-            rows.append({
-                "model": kind, "load_model_s": flavor, "pyfunc_load_and_predict_s": pyfunc,
-                "trace_walk_s": walk, "archive_repack_s": archive,
-                "checks_share_of_load_model": (walk + archive) / flavor,
-            })
-    print(f"{'model':<10} {'load_model s':>13} {'pyfunc+1 row s':>15} {'trace walk s':>13} {'archive s':>10} {'checks':>7}")
+            rows.append(
+                {
+                    "model": kind,
+                    "load_model_s": flavor,
+                    "pyfunc_load_and_predict_s": pyfunc,
+                    "trace_walk_s": walk,
+                    "archive_repack_s": archive,
+                    "checks_share_of_load_model": (walk + archive) / flavor,
+                }
+            )
+    print(
+        f"{'model':<10} {'load_model s':>13} {'pyfunc+1 row s':>15} {'trace walk s':>13} {'archive s':>10} {'checks':>7}"
+    )
     for row in rows:
         print(
             f"{row['model']:<10} {row['load_model_s']:>13.3f} {row['pyfunc_load_and_predict_s']:>15.3f} "

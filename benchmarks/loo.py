@@ -69,11 +69,23 @@ def bench_loo(fitted, repeats: int, rows: list[dict]) -> None:
     ours = _median(lambda: psis_loo(fitted), repeats)
     theirs = _median(pymc_way, 1)
     case = f"PSIS-LOO, {N_ROWS:,} rows x {N_DRAWS:,} draws (log-likelihood + arviz_stats.loo)"
-    rows.append(_row("loo", case, ours, "pm.compute_log_likelihood + arviz_stats.loo", theirs, target="seconds (<= 5 s)"))
+    rows.append(
+        _row("loo", case, ours, "pm.compute_log_likelihood + arviz_stats.loo", theirs, target="seconds (<= 5 s)")
+    )
     log_lik = _median(fitted.training_log_likelihood, repeats)
-    rows.append(_row("loo", "  its pointwise log-likelihood (one compiled function, all draws)", log_lik, "pm.compute_log_likelihood", _median(pymc_log_likelihood, 1)))
+    rows.append(
+        _row(
+            "loo",
+            "  its pointwise log-likelihood (one compiled function, all draws)",
+            log_lik,
+            "pm.compute_log_likelihood",
+            _median(pymc_log_likelihood, 1),
+        )
+    )
     psis = _median(lambda: arviz_stats.loo(data, pointwise=True), repeats)
-    rows.append(_row("loo", "  its arviz_stats.loo (PSIS, one row at a time in Python)", psis, "the whole PSIS-LOO", ours))
+    rows.append(
+        _row("loo", "  its arviz_stats.loo (PSIS, one row at a time in Python)", psis, "the whole PSIS-LOO", ours)
+    )
 
 
 def bench_autolog(fit: Callable[[], BayesianEstimator], repeats: int, rows: list[dict]) -> None:
@@ -91,7 +103,11 @@ def bench_autolog(fit: Callable[[], BayesianEstimator], repeats: int, rows: list
             without_plot = _median(lambda: log_loo(fitted, plot=False), repeats)
     case = f"what autolog(log_loo=True) adds to the ADVI fit of {N_ROWS:,} x 10: LOO, 4 metrics, Pareto-k plot"
     rows.append(_row("autolog", case, added, "the ADVI fit itself", plain))
-    rows.append(_row("autolog", "  the same with log_plots=False (no Pareto-k plot)", without_plot, "the ADVI fit itself", plain))
+    rows.append(
+        _row(
+            "autolog", "  the same with log_plots=False (no Pareto-k plot)", without_plot, "the ADVI fit itself", plain
+        )
+    )
 
 
 def main() -> None:

@@ -110,9 +110,11 @@ def pymc_posterior_predictive(estimator, X: np.ndarray, prob: float = 0.94) -> d
     """The pymc-learn way: ``pm.sample_posterior_predictive`` with swapped data containers."""
     import pymc as pm
 
-    model = type(estimator).from_fitted_state(
-        estimator.get_params(), estimator.get_fitted_state(), estimator.idata_
-    ).pymc_model()
+    model = (
+        type(estimator)
+        .from_fitted_state(estimator.get_params(), estimator.get_fitted_state(), estimator.idata_)
+        .pymc_model()
+    )
     with model:
         pm.set_data({"X": X, "y": np.zeros(len(X), dtype=model["y"].dtype)})
         predictive = pm.sample_posterior_predictive(estimator.idata_, progressbar=False, random_seed=0)
@@ -146,26 +148,74 @@ def bench_prediction(quick: bool, rows: list[dict]) -> None:
             lambda: numpy_regression_floor(regressor, X_1k.to_numpy()),
             repeats,
         )
-        rows.append(_row("prediction", "LinearRegression pyfunc, 1000 rows x 1000 draws, std + 94% interval", ours, "NumPy floor", floor, target="<= 3"))
+        rows.append(
+            _row(
+                "prediction",
+                "LinearRegression pyfunc, 1000 rows x 1000 draws, std + 94% interval",
+                ours,
+                "NumPy floor",
+                floor,
+                target="<= 3",
+            )
+        )
         ours_pm, pymc = side_by_side(
             lambda: served_regressor.predict(X_1k, params=params),
             lambda: pymc_posterior_predictive(regressor, X_1k.to_numpy()),
             max(2, repeats // 3),
         )
-        rows.append(_row("prediction", "LinearRegression pyfunc vs pm.sample_posterior_predictive, 1000 rows", ours_pm, "pm.sample_posterior_predictive", pymc, target="<= 1/40"))
+        rows.append(
+            _row(
+                "prediction",
+                "LinearRegression pyfunc vs pm.sample_posterior_predictive, 1000 rows",
+                ours_pm,
+                "pm.sample_posterior_predictive",
+                pymc,
+                target="<= 1/40",
+            )
+        )
 
         ours, floor = side_by_side(
             lambda: served_classifier.predict(X_1k),
             lambda: numpy_classifier_floor(classifier, X_1k.to_numpy()),
             repeats,
         )
-        rows.append(_row("prediction", "LogisticRegression pyfunc, 1000 rows x 1000 draws, probabilities", ours, "NumPy floor", floor, target="<= 3"))
+        rows.append(
+            _row(
+                "prediction",
+                "LogisticRegression pyfunc, 1000 rows x 1000 draws, probabilities",
+                ours,
+                "NumPy floor",
+                floor,
+                target="<= 3",
+            )
+        )
 
         one = X.iloc[:1]
-        ours, ridge = side_by_side(lambda: served_regressor.predict(one), lambda: served_ridge.predict(one), repeats * 5)
-        rows.append(_row("prediction", "1-row pyfunc predict (mean)", ours, "mlflow.sklearn BayesianRidge pyfunc", ridge, target="<= 2"))
-        ours, ridge = side_by_side(lambda: served_regressor.predict(one, params=params), lambda: served_ridge.predict(one), repeats * 5)
-        rows.append(_row("prediction", "1-row pyfunc predict (mean, std, interval)", ours, "mlflow.sklearn BayesianRidge pyfunc", ridge))
+        ours, ridge = side_by_side(
+            lambda: served_regressor.predict(one), lambda: served_ridge.predict(one), repeats * 5
+        )
+        rows.append(
+            _row(
+                "prediction",
+                "1-row pyfunc predict (mean)",
+                ours,
+                "mlflow.sklearn BayesianRidge pyfunc",
+                ridge,
+                target="<= 2",
+            )
+        )
+        ours, ridge = side_by_side(
+            lambda: served_regressor.predict(one, params=params), lambda: served_ridge.predict(one), repeats * 5
+        )
+        rows.append(
+            _row(
+                "prediction",
+                "1-row pyfunc predict (mean, std, interval)",
+                ours,
+                "mlflow.sklearn BayesianRidge pyfunc",
+                ridge,
+            )
+        )
 
         X_100k, *_ = synthetic(100_000, seed=1)
         ours, floor = side_by_side(
@@ -173,7 +223,16 @@ def bench_prediction(quick: bool, rows: list[dict]) -> None:
             lambda: numpy_regression_floor(regressor, X_100k.to_numpy()),
             max(2, repeats // 3),
         )
-        rows.append(_row("prediction", "LinearRegression pyfunc, 100,000 rows, std + interval", ours, "NumPy floor (one dense array)", floor, target="<= 3"))
+        rows.append(
+            _row(
+                "prediction",
+                "LinearRegression pyfunc, 100,000 rows, std + interval",
+                ours,
+                "NumPy floor (one dense array)",
+                floor,
+                target="<= 3",
+            )
+        )
 
 
 def bench_scaling(quick: bool, rows: list[dict]) -> None:
@@ -254,10 +313,27 @@ def bench_fitting(quick: bool, rows: list[dict]) -> None:
     model = fitted.pymc_model()
     mine, theirs = side_by_side(
         lambda: LinearRegression(**nuts).fit(X, y),
-        lambda: pm.sample(draws=500, tune=500, chains=2, random_seed=0, progressbar=False, model=model, compute_convergence_checks=False),
+        lambda: pm.sample(
+            draws=500,
+            tune=500,
+            chains=2,
+            random_seed=0,
+            progressbar=False,
+            model=model,
+            compute_convergence_checks=False,
+        ),
         repeats,
     )
-    rows.append(_row("fitting", "LinearRegression NUTS (500+500, 2 chains) through the estimator", mine, "pm.sample on the same model", theirs, target="<= 1.10"))
+    rows.append(
+        _row(
+            "fitting",
+            "LinearRegression NUTS (500+500, 2 chains) through the estimator",
+            mine,
+            "pm.sample on the same model",
+            theirs,
+            target="<= 1.10",
+        )
+    )
 
 
 COLD_START = """
@@ -281,7 +357,11 @@ def _cold_start(model_uri: str, example: str, environment: dict[str, str]) -> di
     with tempfile.TemporaryFile("w+") as errors:
         start = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-c", COLD_START, model_uri, example], env=environment, stdout=subprocess.PIPE, stderr=errors, text=True
+            [sys.executable, "-c", COLD_START, model_uri, example],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
         )
         answer = next((line for line in process.stdout if line.startswith("{")), "")
         total = time.perf_counter() - start
@@ -328,10 +408,24 @@ def bench_cold_start(quick: bool, rows: list[dict]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         uri = f"sqlite:///{directory}/mlflow.db"
         mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench-cold-start", artifact_location=Path(directory, "artifacts").as_uri()))
+        mlflow.set_experiment(
+            experiment_id=mlflow.create_experiment(
+                "bench-cold-start", artifact_location=Path(directory, "artifacts").as_uri()
+            )
+        )
         with mlflow.start_run():
-            mlflow_pmlearn.log_model(LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y), name="m", registered_model_name="bench-pmlearn")
-            mlflow.sklearn.log_model(BayesianRidge().fit(X, y), name="m", registered_model_name="bench-sklearn", serialization_format="skops", skops_trusted_types=[])
+            mlflow_pmlearn.log_model(
+                LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y),
+                name="m",
+                registered_model_name="bench-pmlearn",
+            )
+            mlflow.sklearn.log_model(
+                BayesianRidge().fit(X, y),
+                name="m",
+                registered_model_name="bench-sklearn",
+                serialization_format="skops",
+                skops_trusted_types=[],
+            )
         example = os.path.join(directory, "row.json")
         X.iloc[:1].to_json(example, orient="split")
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
@@ -344,10 +438,18 @@ def bench_cold_start(quick: bool, rows: list[dict]) -> None:
         for label, environment in settings:
             runs = _cold_starts(environment, example, repeats)
             ours, theirs = (_median_phase(runs[name], "total") for name in ("bench-pmlearn", "bench-sklearn"))
-            row = _row("cold_start", f"fresh process: registry load + 1-row prediction, {label}", ours, "mlflow.sklearn BayesianRidge", theirs, target="<= 1.5")
+            row = _row(
+                "cold_start",
+                f"fresh process: registry load + 1-row prediction, {label}",
+                ours,
+                "mlflow.sklearn BayesianRidge",
+                theirs,
+                target="<= 1.5",
+            )
             row["runs"] = runs
             row["note"] = "median seconds of import mlflow / load_model / first predict: " + "; ".join(
-                f"{side} " + " / ".join(f"{_median_phase(runs[name], phase):.2f}" for phase in ("import", "load", "predict"))
+                f"{side} "
+                + " / ".join(f"{_median_phase(runs[name], phase):.2f}" for phase in ("import", "load", "predict"))
                 for side, name in (("ours", "bench-pmlearn"), ("sklearn", "bench-sklearn"))
             )
             rows.append(row)
@@ -411,12 +513,18 @@ def bench_served(quick: bool, rows: list[dict]) -> None:
     X, y, *_ = synthetic(10_000)
     one_row = json.loads(X.iloc[:1].to_json(orient="split"))
     body = json.dumps({"dataframe_split": one_row}).encode()
-    body_with_params = json.dumps({"dataframe_split": one_row, "params": {"return_std": True, "interval_prob": 0.94}}).encode()
+    body_with_params = json.dumps(
+        {"dataframe_split": one_row, "params": {"return_std": True, "interval_prob": 0.94}}
+    ).encode()
     with tempfile.TemporaryDirectory() as directory:
         ours_path, ridge_path = os.path.join(directory, "pmlearn"), os.path.join(directory, "ridge")
-        mlflow_pmlearn.save_model(LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y), ours_path)
+        mlflow_pmlearn.save_model(
+            LinearRegression(inference="advi", random_seed=0, progressbar=False).fit(X, y), ours_path
+        )
         ridge = BayesianRidge().fit(X, y)
-        mlflow.sklearn.save_model(ridge, ridge_path, serialization_format="skops", signature=infer_signature(X, ridge.predict(X)))
+        mlflow.sklearn.save_model(
+            ridge, ridge_path, serialization_format="skops", signature=infer_signature(X, ridge.predict(X))
+        )
         servers: dict[str, ModelServer] = {}
         try:
             with mock.patch.dict(os.environ):  # restored on leaving
@@ -433,7 +541,13 @@ def bench_served(quick: bool, rows: list[dict]) -> None:
             for _ in range(rounds):
                 for name, server in servers.items():
                     results[name].append(_load_round(server.port, body, n_sequential, n_clients, n_per_client))
-                results["ours_params"].append({"p50": float(np.percentile(_post_sequentially(servers["ours"].port, body_with_params, n_sequential), 50))})
+                results["ours_params"].append(
+                    {
+                        "p50": float(
+                            np.percentile(_post_sequentially(servers["ours"].port, body_with_params, n_sequential), 50)
+                        )
+                    }
+                )
         finally:
             for server in servers.values():
                 server.stop()
@@ -442,11 +556,20 @@ def bench_served(quick: bool, rows: list[dict]) -> None:
         return statistics.median(result[key] for result in results[name])
 
     def served_row(case: str, key: str, target: str = "", ours: str = "ours") -> dict:
-        return _row("served", case, median(ours, key), f"served mlflow.sklearn BayesianRidge, {key}", median("ridge", key), target)
+        return _row(
+            "served",
+            case,
+            median(ours, key),
+            f"served mlflow.sklearn BayesianRidge, {key}",
+            median("ridge", key),
+            target,
+        )
 
     rows.append(served_row("1-row /invocations, sequential: p50 latency", "p50", "<= 1.5"))
     rows.append(served_row("1-row /invocations, sequential: p99 latency", "p99"))
-    rows.append(served_row("1-row /invocations with return_std + 94% interval, sequential: p50", "p50", ours="ours_params"))
+    rows.append(
+        served_row("1-row /invocations with return_std + 94% interval, sequential: p50", "p50", ours="ours_params")
+    )
     rows.append(served_row(f"1-row /invocations, {n_clients} concurrent clients: p50 latency", "concurrent_p50"))
     rows.append(served_row(f"1-row /invocations, {n_clients} concurrent clients: p99 latency", "concurrent_p99"))
     ours_rps, ridge_rps = 1 / median("ours", "seconds_per_request"), 1 / median("ridge", "seconds_per_request")
@@ -509,12 +632,20 @@ def bench_autolog(quick: bool, rows: list[dict]) -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         mlflow.set_tracking_uri(f"sqlite:///{directory}/mlflow.db")
-        mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench-autolog", artifact_location=Path(directory, "artifacts").as_uri()))
+        mlflow.set_experiment(
+            experiment_id=mlflow.create_experiment(
+                "bench-autolog", artifact_location=Path(directory, "artifacts").as_uri()
+            )
+        )
         ours, plain = side_by_side(autologged(), fit, repeats)
-        case = "LinearRegression ADVI fit, 10,000 x 10, autolog (params, progress, metrics, trace, plots, dataset, model)"
+        case = (
+            "LinearRegression ADVI fit, 10,000 x 10, autolog (params, progress, metrics, trace, plots, dataset, model)"
+        )
         row = _row("autolog", case, ours, "the same fit without autolog", plain, target="<= 1.2")
         row["parts_s"] = _autolog_parts(autologged())
-        row["note"] = "seconds per part of one more autologged fit: " + ", ".join(f"{part} {s:.2f}" for part, s in row["parts_s"].items())
+        row["note"] = "seconds per part of one more autologged fit: " + ", ".join(
+            f"{part} {s:.2f}" for part, s in row["parts_s"].items()
+        )
         rows.append(row)
         ours, plain = side_by_side(autologged(log_models=False), fit, repeats)
         rows.append(_row("autolog", "the same, autolog(log_models=False)", ours, "the same fit without autolog", plain))
@@ -582,16 +713,43 @@ def bench_gp(quick: bool, rows: list[dict]) -> None:
 
     def sklearn_fit():
         kernel = ConstantKernel() * RBF() + WhiteKernel()
-        fitted["sklearn"] = SklearnGaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(X_small, y_small)
+        fitted["sklearn"] = SklearnGaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(
+            X_small, y_small
+        )
 
     settings = {"inference": "advi", "random_seed": 0, "progressbar": False}
     exact = fit("exact", GaussianProcessRegressor(**settings), X_small, y_small)
     sklearn_seconds = statistics.median(timed(sklearn_fit) for _ in range(3))
-    rows.append(_row("gp", f"GaussianProcessRegressor ADVI fit, {small:,} x 2 ({fitted['exact_steps']} steps, 100 draws)", exact, "sklearn GaussianProcessRegressor (max. marginal likelihood)", sklearn_seconds))
+    rows.append(
+        _row(
+            "gp",
+            f"GaussianProcessRegressor ADVI fit, {small:,} x 2 ({fitted['exact_steps']} steps, 100 draws)",
+            exact,
+            "sklearn GaussianProcessRegressor (max. marginal likelihood)",
+            sklearn_seconds,
+        )
+    )
     sparse_small = fit("sparse_small", SparseGaussianProcessRegressor(**settings), X_small, y_small)
-    rows.append(_row("gp", f"SparseGaussianProcessRegressor ADVI fit, {small:,} x 2 (50 inducing, VFE, {fitted['sparse_small_steps']} steps)", sparse_small, f"GaussianProcessRegressor fit, {small:,} rows", exact))
+    rows.append(
+        _row(
+            "gp",
+            f"SparseGaussianProcessRegressor ADVI fit, {small:,} x 2 (50 inducing, VFE, {fitted['sparse_small_steps']} steps)",
+            sparse_small,
+            f"GaussianProcessRegressor fit, {small:,} rows",
+            exact,
+        )
+    )
     sparse_large = fit("sparse_large", SparseGaussianProcessRegressor(**settings), X_large, y_large)
-    rows.append(_row("gp", f"SparseGaussianProcessRegressor ADVI fit, {large:,} x 2 (50 inducing, VFE, {fitted['sparse_large_steps']} steps)", sparse_large, f"the same at {small:,} rows", sparse_small, target=f"<= {large // small} (O(n m^2) per step)"))
+    rows.append(
+        _row(
+            "gp",
+            f"SparseGaussianProcessRegressor ADVI fit, {large:,} x 2 (50 inducing, VFE, {fitted['sparse_large_steps']} steps)",
+            sparse_large,
+            f"the same at {small:,} rows",
+            sparse_small,
+            target=f"<= {large // small} (O(n m^2) per step)",
+        )
+    )
 
     repeats = 3 if quick else 9
     params = {"return_std": True, "interval_prob": 0.94}
@@ -606,23 +764,59 @@ def bench_gp(quick: bool, rows: list[dict]) -> None:
             lambda: fitted["sklearn"].predict(X_new, return_std=True),
             max(2, repeats // 3),
         )
-        rows.append(_row("gp", f"GaussianProcessRegressor pyfunc ({small:,} training rows), 1,000 rows, std + interval", ours, "sklearn predict(return_std=True)", theirs))
+        rows.append(
+            _row(
+                "gp",
+                f"GaussianProcessRegressor pyfunc ({small:,} training rows), 1,000 rows, std + interval",
+                ours,
+                "sklearn predict(return_std=True)",
+                theirs,
+            )
+        )
         one = X_new[:1]
         ours, theirs = side_by_side(
             lambda: served["sparse_large"].predict(one, params=params),
             lambda: served["sparse_small"].predict(one, params=params),
             repeats * 5,
         )
-        rows.append(_row("gp", f"Sparse pyfunc 1-row predict, {large:,} training rows", ours, f"the same model fitted on {small:,} rows", theirs, target="~1 (per-draw factors precomputed)"))
+        rows.append(
+            _row(
+                "gp",
+                f"Sparse pyfunc 1-row predict, {large:,} training rows",
+                ours,
+                f"the same model fitted on {small:,} rows",
+                theirs,
+                target="~1 (per-draw factors precomputed)",
+            )
+        )
         ours, theirs = side_by_side(
             lambda: served["sparse_large"].predict(X_new, params=params),
             lambda: served["sparse_small"].predict(X_new, params=params),
             repeats,
         )
-        rows.append(_row("gp", f"Sparse pyfunc 1,000-row predict, {large:,} training rows", ours, f"the same model fitted on {small:,} rows", theirs, target="~1"))
+        rows.append(
+            _row(
+                "gp",
+                f"Sparse pyfunc 1,000-row predict, {large:,} training rows",
+                ours,
+                f"the same model fitted on {small:,} rows",
+                theirs,
+                target="~1",
+            )
+        )
         load = timed(lambda: _pyfunc(fitted["sparse_large"], os.path.join(directory, "again")))
-        later = statistics.median(timed(lambda: served["sparse_large"].predict(one, params=params)) for _ in range(repeats))
-        rows.append(_row("gp", f"Sparse save + pyfunc load ({large:,} rows: compile, factors of 200 draws)", load, "a 1-row prediction afterwards", later))
+        later = statistics.median(
+            timed(lambda: served["sparse_large"].predict(one, params=params)) for _ in range(repeats)
+        )
+        rows.append(
+            _row(
+                "gp",
+                f"Sparse save + pyfunc load ({large:,} rows: compile, factors of 200 draws)",
+                load,
+                "a 1-row prediction afterwards",
+                later,
+            )
+        )
 
 
 def _row(section: str, case: str, seconds: float, baseline: str, baseline_seconds: float, target: str = "") -> dict:
@@ -683,7 +877,11 @@ def main() -> None:
 
     if Path(args.output).exists():  # keep the rows of the sections not run, with the date they were measured
         earlier = json.loads(Path(args.output).read_text())
-        kept = [{"measured": earlier.get("date"), **row} for row in earlier.get("rows", []) if row["section"] not in sections]
+        kept = [
+            {"measured": earlier.get("date"), **row}
+            for row in earlier.get("rows", [])
+            if row["section"] not in sections
+        ]
         rows = sorted(kept + rows, key=lambda row: list(SECTIONS).index(row["section"]))
     write_results(args.output, pytensor_blas_ldflags=pytensor.config.blas__ldflags, quick=args.quick, rows=rows)
 

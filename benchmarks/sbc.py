@@ -117,10 +117,14 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(N_ROWS, N_FEATURES))
-    placeholder = _FixedPriorRegression(inference="advi", random_seed=0, progressbar=False).fit(X, rng.normal(size=N_ROWS))
+    placeholder = _FixedPriorRegression(inference="advi", random_seed=0, progressbar=False).fit(
+        X, rng.normal(size=N_ROWS)
+    )
     prior = pm.sample_prior_predictive(draws=args.replications, model=placeholder.pymc_model(), random_seed=1)
     truths = _columns(prior.prior.to_dataset())
-    simulated = prior.prior_predictive["y_obs"].transpose("chain", "draw", ...).values.reshape(args.replications, N_ROWS)
+    simulated = (
+        prior.prior_predictive["y_obs"].transpose("chain", "draw", ...).values.reshape(args.replications, N_ROWS)
+    )
 
     ranks: dict[str, dict[str, list[int]]] = {engine: {key: [] for key in truths} for engine in ENGINES}
     seconds = {engine: 0.0 for engine in ENGINES}
@@ -149,7 +153,9 @@ def main() -> None:
         "bins": N_BINS,
         "engines": {},
     }
-    print(f"SBC: {done} replications (of {args.replications} asked), ranks among {L} draws, chi-square on {N_BINS} bins")
+    print(
+        f"SBC: {done} replications (of {args.replications} asked), ranks among {L} draws, chi-square on {N_BINS} bins"
+    )
     print(f"{'engine':<10} {'s/fit':>6} " + " ".join(f"{key:>9}" for key in truths))
     for engine in ENGINES:
         p_values = {key: _uniformity(values) for key, values in ranks[engine].items()}

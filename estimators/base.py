@@ -68,40 +68,40 @@ def _with_draw_columns(frame: pd.DataFrame, draws: np.ndarray) -> pd.DataFrame:
 class BayesianEstimator(BaseEstimator):
     """Base class of the Bayesian estimators: scikit-learn API over a PyMC model.
 
-    Subclasses store their hyper-parameters in ``__init__`` (keyword-only, no logic) and
-    implement :meth:`build_model`. They take the inference settings below either by
-    passing ``**inference_params`` on to ``super().__init__`` (every setting is then a
-    parameter of the subclass), or by naming some of them, the scikit-learn way, and
-    passing those on (the others keep their defaults and are not parameters).
+        Subclasses store their hyper-parameters in ``__init__`` (keyword-only, no logic) and
+        implement :meth:`build_model`. They take the inference settings below either by
+        passing ``**inference_params`` on to ``super().__init__`` (every setting is then a
+        parameter of the subclass), or by naming some of them, the scikit-learn way, and
+        passing those on (the others keep their defaults and are not parameters).
 
-    A model with inputs beyond ``X``, or that learns something from its training data
-    before it is built, uses the second tier: :attr:`input_names`,
-    :meth:`learn_from_features`, :meth:`model_inputs`, :attr:`fitted_state_attributes`
-    and :meth:`minibatch_size`.
+        A model with inputs beyond ``X``, or that learns something from its training data
+        before it is built, uses the second tier: :attr:`input_names`,
+        :meth:`learn_from_features`, :meth:`model_inputs`, :attr:`fitted_state_attributes`
+        and :meth:`minibatch_size`.
 
-    Parameters
-    ----------
-{inference_settings}
+        Parameters
+        ----------
+    {inference_settings}
 
-    Attributes
-    ----------
-    input_names : tuple of str, default=("X",)
-        The data containers that new rows fill at prediction time: :meth:`build_model`
-        gets one ``pm.Data`` container per name (and ``y``), and :meth:`model_inputs`
-        returns one array per name.
-    fitted_state_attributes : tuple of str
-        Fitted attributes saved with the model (JSON-compatible values: numbers, strings,
-        arrays of them) that, with the parameters and ``idata_``, rebuild the estimator.
-    prediction_params : dict
-        Set by the mixin: the parameters of :meth:`predict_frame` and their defaults.
-    all_columns_params : dict
-        Set by the mixin: values of ``prediction_params`` that turn on every column whose
-        name is fixed (not the quantile columns, named by the levels asked for).
-    optional_columns : tuple of str
-        Set by the mixin: the columns of :meth:`predict_frame` present only when asked for.
-    required_packages : tuple of str
-        Libraries beyond this package's own dependencies that the estimator needs to load
-        and predict (e.g. ``("bambi",)``); a saved model pins them among its requirements.
+        Attributes
+        ----------
+        input_names : tuple of str, default=("X",)
+            The data containers that new rows fill at prediction time: :meth:`build_model`
+            gets one ``pm.Data`` container per name (and ``y``), and :meth:`model_inputs`
+            returns one array per name.
+        fitted_state_attributes : tuple of str
+            Fitted attributes saved with the model (JSON-compatible values: numbers, strings,
+            arrays of them) that, with the parameters and ``idata_``, rebuild the estimator.
+        prediction_params : dict
+            Set by the mixin: the parameters of :meth:`predict_frame` and their defaults.
+        all_columns_params : dict
+            Set by the mixin: values of ``prediction_params`` that turn on every column whose
+            name is fixed (not the quantile columns, named by the levels asked for).
+        optional_columns : tuple of str
+            Set by the mixin: the columns of :meth:`predict_frame` present only when asked for.
+        required_packages : tuple of str
+            Libraries beyond this package's own dependencies that the estimator needs to load
+            and predict (e.g. ``("bambi",)``); a saved model pins them among its requirements.
     """
 
     _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
@@ -142,7 +142,8 @@ class BayesianEstimator(BaseEstimator):
         inherited = [
             parameter
             for parameter in inspect.signature(super(cls, cls).__init__).parameters.values()
-            if parameter.name not in names and parameter.name != "self"
+            if parameter.name not in names
+            and parameter.name != "self"
             and parameter.kind is inspect.Parameter.KEYWORD_ONLY
         ]
         init.__signature__ = signature.replace(parameters=[*own, *inherited])
@@ -354,11 +355,7 @@ class BayesianEstimator(BaseEstimator):
         for name, value in learned.items():
             setattr(self, name, value)
         inputs = self.model_inputs(X)
-        seed = (
-            self.random_seed
-            if self.random_seed is not None
-            else int(np.random.SeedSequence().generate_state(1)[0])
-        )
+        seed = self.random_seed if self.random_seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
         model = self._build_pymc_model(inputs, target)
         self._attach_fitted_model(model)
         row_data = [*inputs, TARGET] if target is not None else list(inputs)
@@ -612,9 +609,7 @@ class BayesianEstimator(BaseEstimator):
         return state
 
     @classmethod
-    def from_fitted_state(
-        cls, params: dict[str, Any], state: dict[str, Any], idata: xr.DataTree
-    ) -> BayesianEstimator:
+    def from_fitted_state(cls, params: dict[str, Any], state: dict[str, Any], idata: xr.DataTree) -> BayesianEstimator:
         """Rebuild a fitted estimator from its parameters, fitted state and trace.
 
         Parameters
@@ -1015,8 +1010,7 @@ class BayesianClassifierMixin(ClassifierMixin):
         if op_name == "categorical":
             return [p]
         raise TypeError(
-            f"A classifier's likelihood must be Bernoulli or Categorical; {type(self).__name__} "
-            f"uses {op_name}."
+            f"A classifier's likelihood must be Bernoulli or Categorical; {type(self).__name__} uses {op_name}."
         )
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -75,9 +75,7 @@ def class_likelihood(
         Number of training rows, for fitting on minibatches (see ``BayesianEstimator.minibatch_size``).
     """
     if n_classes == 2:
-        return pm.Bernoulli(
-            name, logit_p=logits[:, 0], observed=observed, shape=logits.shape[0], total_size=total_size
-        )
+        return pm.Bernoulli(name, logit_p=logits[:, 0], observed=observed, shape=logits.shape[0], total_size=total_size)
     full = pt.concatenate([pt.zeros_like(logits[:, :1]), logits], axis=1)
     return pm.Categorical(
         name, p=pt.special.softmax(full, axis=-1), observed=observed, shape=logits.shape[0], total_size=total_size

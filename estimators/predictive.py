@@ -26,6 +26,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import xarray as xr
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from pytensor.compile import ViewOp
 from pytensor.graph.replace import clone_replace, graph_replace, vectorize_graph
 from pytensor.graph.traversal import apply_ancestors, graph_inputs, io_toposort, toposort
@@ -35,7 +36,6 @@ from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.shape import Reshape
 from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.variable import TensorVariable
-from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
 #: Spawn key that sets the random streams apart from other uses of the fit's seed.
 RANDOM_STREAMS = 1
@@ -60,6 +60,7 @@ def precomputed_bytes_limit(max_bytes: int | None) -> Iterator[None]:
         yield
     finally:
         _PRECOMPUTED_BYTES_LIMIT.reset(token)
+
 
 OutputBuilder = Callable[[Mapping[TensorVariable, TensorVariable], TensorVariable], list[TensorVariable]]
 
@@ -121,11 +122,7 @@ def without_views(outputs: list[TensorVariable]) -> list[TensorVariable]:
     A view op has no vectorised form, so left in place it would be evaluated in a Python
     loop over the posterior draws.
     """
-    views = {
-        node.outputs[0]: node.inputs[0]
-        for node in apply_ancestors(outputs)
-        if isinstance(node.op, ViewOp)
-    }
+    views = {node.outputs[0]: node.inputs[0] for node in apply_ancestors(outputs) if isinstance(node.op, ViewOp)}
     return replace_keeping_random_variables(outputs, views) if views else outputs
 
 
@@ -160,8 +157,12 @@ def per_draw_parts(
             from_draws.update(node.outputs)
             if not isinstance(node.op, _CHEAP_OPS) or any(i in costly for i in node.inputs):
                 costly.update(node.outputs)
-    used = [i for node in io_toposort([*draw_inputs, *call_inputs], outputs)
-            if any(o in varying for o in node.outputs) for i in node.inputs]
+    used = [
+        i
+        for node in io_toposort([*draw_inputs, *call_inputs], outputs)
+        if any(o in varying for o in node.outputs)
+        for i in node.inputs
+    ]
     parts: list[TensorVariable] = []
     pending = [v for v in [*used, *outputs] if v in from_draws and v not in varying]
     while pending:
@@ -195,7 +196,9 @@ def _evaluate_per_draw(parts, draw_inputs, draws: list[np.ndarray]) -> list[np.n
         if (limit := _PRECOMPUTED_BYTES_LIMIT.get()) is not None:
             shapes = pytensor.function(list(draw_inputs), [part.shape for part in computed], on_unused_input="ignore")
             first = shapes(*(values_[0] for values_ in draws))
-            needed = n_draws * sum(math.prod(shape) * np.dtype(part.dtype).itemsize for shape, part in zip(first, computed))
+            needed = n_draws * sum(
+                math.prod(shape) * np.dtype(part.dtype).itemsize for shape, part in zip(first, computed)
+            )
             if needed > limit:
                 raise PredictorMemoryError(
                     f"The predictor would precompute {needed:,} bytes ({n_draws:,} posterior draws of arrays "
@@ -267,10 +270,7 @@ class PosteriorPredictor:
         self.input_names = list(input_names)
         self.seed = seed
         containers = [model[name] for name in self.input_names]
-        new_inputs = [
-            pt.tensor(name=f"{c.name}_new", dtype=c.dtype, shape=(None,) * c.ndim)
-            for c in containers
-        ]
+        new_inputs = [pt.tensor(name=f"{c.name}_new", dtype=c.dtype, shape=(None,) * c.ndim) for c in containers]
         uniform_shape = (None,) if per_row_uniforms else ()  # one per row, or one for all rows
         uniform = pt.tensor("uniform", dtype="float64", shape=uniform_shape)
         outputs = without_views(build_outputs(dict(zip(containers, new_inputs)), uniform))
@@ -295,21 +295,31 @@ class PosteriorPredictor:
         #: Widest axis of the precomputed arrays of a draw: how wide a row's intermediate
         #: arrays get per draw (e.g. a GP's training rows), which bounds the row chunks.
         self.row_width = max(
-            [1, *(max(value.shape[1:], default=1) for part, value in zip(parts, self._draws) if part not in draw_inputs)]
+            [
+                1,
+                *(
+                    max(value.shape[1:], default=1)
+                    for part, value in zip(parts, self._draws)
+                    if part not in draw_inputs
+                ),
+            ]
         )
         part_inputs = [part.type(name=part.name) for part in parts]
         outputs = clone_replace(outputs, dict(zip(parts, part_inputs)))
         # TensorType, not pt.tensor: pt.tensor refuses a name that NumPy parses as a dtype
         # (bambi's "1|g_offset").
         batched_parts = [
-            pt.TensorType(dtype=part.dtype, shape=(None, *part.type.shape))(name=part.name)
-            for part in part_inputs
+            pt.TensorType(dtype=part.dtype, shape=(None, *part.type.shape))(name=part.name) for part in part_inputs
         ]
         uniforms = pt.tensor("uniforms", dtype="float64", shape=(None, *uniform_shape))
         batched_arguments = [pt.tensor(dtype=a.dtype, shape=(None, *a.type.shape)) for a in arguments]
         batched_outputs = vectorize_graph(
             outputs,
-            replace={**dict(zip(part_inputs, batched_parts)), uniform: uniforms, **dict(zip(arguments, batched_arguments))},
+            replace={
+                **dict(zip(part_inputs, batched_parts)),
+                uniform: uniforms,
+                **dict(zip(arguments, batched_arguments)),
+            },
         )
         self._function = pytensor.function(
             [*new_inputs, *batched_parts, uniforms, *batched_arguments, *generators],

@@ -33,46 +33,64 @@ class InferenceSettings:
     """How an estimator is fitted: its inference settings, as given to ``__init__``."""
 
     inference: str = _setting(
-        "nuts", [StrOptions(set(INFERENCE_METHODS))], "{" + ", ".join(f'"{name}"' for name in INFERENCE_METHODS) + "}",
+        "nuts",
+        [StrOptions(set(INFERENCE_METHODS))],
+        "{" + ", ".join(f'"{name}"' for name in INFERENCE_METHODS) + "}",
         "How to fit: NUTS, run by ``nuts_sampler`` (the default: the exact posterior); ADVI "
         "(mean-field or full-rank) stopped when the loss converges, the choice for large data "
         "with minibatches; multi-path pathfinder; or the Laplace approximation (a Gaussian at "
         "the posterior mode, on the unconstrained space).",
     )
     nuts_sampler: str = _setting(
-        "pymc", [StrOptions(set(NUTS_SAMPLERS))], "{" + ", ".join(f'"{name}"' for name in NUTS_SAMPLERS) + "}",
+        "pymc",
+        [StrOptions(set(NUTS_SAMPLERS))],
+        "{" + ", ".join(f'"{name}"' for name in NUTS_SAMPLERS) + "}",
         "The NUTS implementation, as in ``pm.sample``: PyMC's own (the fastest measured "
         'here: it compiles a model once, nutpie at every fit), nutpie (the "nutpie" extra), or '
-        'NumPyro or BlackJAX (the "jax" extra).', _NUTS,
+        'NumPyro or BlackJAX (the "jax" extra).',
+        _NUTS,
     )
     n_draws: int = _setting(
-        1000, [Interval(Integral, 1, None, closed="left")], "int",
-        "Posterior draws kept: per NUTS chain, or in all from an approximation (ADVI, "
-        "pathfinder, Laplace).",
+        1000,
+        [Interval(Integral, 1, None, closed="left")],
+        "int",
+        "Posterior draws kept: per NUTS chain, or in all from an approximation (ADVI, pathfinder, Laplace).",
     )
-    n_tune: int = _setting(1000, [Interval(Integral, 0, None, closed="left")], "int", "NUTS tuning steps per chain.", _NUTS)
+    n_tune: int = _setting(
+        1000, [Interval(Integral, 0, None, closed="left")], "int", "NUTS tuning steps per chain.", _NUTS
+    )
     n_chains: int = _setting(2, [Interval(Integral, 1, None, closed="left")], "int", "NUTS chains.", _NUTS)
     max_iter: int = _setting(
-        20_000, [Interval(Integral, 1, None, closed="left")], "int",
-        "Most ADVI iterations, if the loss has not converged before.", _ADVI,
+        20_000,
+        [Interval(Integral, 1, None, closed="left")],
+        "int",
+        "Most ADVI iterations, if the loss has not converged before.",
+        _ADVI,
     )
     tol: float = _setting(
-        1e-4, [Interval(Real, 0, None, closed="neither")], "float",
+        1e-4,
+        [Interval(Real, 0, None, closed="neither")],
+        "float",
         "ADVI plateau threshold: when the mean loss of the last 100 iterations improves on the "
         "100 before by less than this fraction, the learning rate is divided by ten; at the "
-        "third plateau the fit has converged and stops.", _ADVI,
+        "third plateau the fit has converged and stops.",
+        _ADVI,
     )
     learning_rate: float = _setting(
         0.05, [Interval(Real, 0, None, closed="neither")], "float", "Initial Adam learning rate of ADVI.", _ADVI
     )
     random_seed: int | None = _setting(
-        None, [Interval(Integral, 0, 2**32 - 1, closed="both"), None], "int or None",
-        "Seed of the fit and of the predictive draws; the same seed gives the same posterior "
-        "and predictions.",
+        None,
+        [Interval(Integral, 0, 2**32 - 1, closed="both"), None],
+        "int or None",
+        "Seed of the fit and of the predictive draws; the same seed gives the same posterior and predictions.",
     )
     progressbar: bool | None = _setting(
-        None, ["boolean", None], "bool or None",
-        "PyMC's progress bar; by default shown only when standard error is a terminal.", _DISPLAY,
+        None,
+        ["boolean", None],
+        "bool or None",
+        "PyMC's progress bar; by default shown only when standard error is a terminal.",
+        _DISPLAY,
     )
 
     @classmethod
@@ -102,5 +120,7 @@ def parameters_doc(indent: str = "    ") -> str:
     for field in _FIELDS:
         default = f'"{field.default}"' if isinstance(field.default, str) else field.default
         entries.append(f"{indent}{field.name} : {field.metadata['kind']}, default={default}")
-        entries.append(textwrap.fill(field.metadata["doc"], 88, initial_indent=indent * 2, subsequent_indent=indent * 2))
+        entries.append(
+            textwrap.fill(field.metadata["doc"], 88, initial_indent=indent * 2, subsequent_indent=indent * 2)
+        )
     return "\n".join(entries)

@@ -158,9 +158,7 @@ class PosteriorPredictiveMixture(BaseDistribution):
             lower, upper = per_draw.min(axis=0), per_draw.max(axis=0)
         else:
             lower = upper = np.median(self.estimator.sample_posterior_predictive(self.X), axis=0)
-        quantile = mixture_quantile(
-            lambda y: self._cdfs(y).mean(axis=0), levels, lower, upper, discrete=self._discrete
-        )
+        quantile = mixture_quantile(lambda y: self._cdfs(y).mean(axis=0), levels, lower, upper, discrete=self._discrete)
         return quantile[:, None]
 
     def _mean(self) -> np.ndarray:

@@ -96,9 +96,7 @@ def check_shape(shape: tuple[int, ...], *, what: str = "X") -> None:
     if shape[0] == 0:
         raise ValueError(f"{what} is empty: 0 sample(s) (shape={shape}) while a minimum of 1 is required.")
     if shape[1] == 0:
-        raise ValueError(
-            f"{what} has no columns: 0 feature(s) (shape={shape}) while a minimum of 1 is required."
-        )
+        raise ValueError(f"{what} has no columns: 0 feature(s) (shape={shape}) while a minimum of 1 is required.")
 
 
 #: Largest magnitude of a feature or regression target: its square is still a finite float64.
@@ -243,7 +241,11 @@ def quantile_levels(levels: Any) -> tuple[float, ...]:
     if len(levels) > MAX_QUANTILE_LEVELS:
         raise ValueError(f"quantiles has {len(levels)} levels; at most {MAX_QUANTILE_LEVELS} are taken at once.")
     for position, level in enumerate(levels):
-        if isinstance(level, (bool, np.bool_)) or not isinstance(level, (Real, np.floating, np.integer)) or not 0.0 < float(level) < 1.0:
+        if (
+            isinstance(level, (bool, np.bool_))
+            or not isinstance(level, (Real, np.floating, np.integer))
+            or not 0.0 < float(level) < 1.0
+        ):
             raise ValueError(
                 f"quantiles[{position}] is {level!r}; each quantile level must be a number strictly between 0 and 1."
             )
@@ -271,8 +273,7 @@ def aligned_columns(estimator: BaseEstimator, X: Any) -> Any:
         if unexpected:
             parts.append(f"unexpected column(s) {unexpected}")
         raise ValueError(
-            f"X has {' and '.join(parts)}; {type(estimator).__name__} was fitted on the "
-            f"columns {expected}."
+            f"X has {' and '.join(parts)}; {type(estimator).__name__} was fitted on the columns {expected}."
         )
     return X.loc[:, expected]
 

@@ -36,6 +36,7 @@ from mlflow.models.utils import _save_example
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 from mlflow.tracking._model_registry import DEFAULT_AWAIT_MAX_SLEEP_SECONDS
 from mlflow.tracking.artifact_utils import _download_artifact_from_uri
+from mlflow.utils.autologging_utils import autologging_integration, safe_patch
 from mlflow.utils.docstring_utils import LOG_MODEL_PARAM_DOCS, format_docstring
 from mlflow.utils.environment import (
     _CONDA_ENV_FILE_NAME,
@@ -54,19 +55,18 @@ from mlflow.utils.model_utils import (
     _validate_and_copy_code_paths,
 )
 from mlflow.utils.requirements_utils import _get_pinned_requirement
-from mlflow.utils.autologging_utils import autologging_integration, safe_patch
 from sklearn.pipeline import Pipeline
 
 import estimators
 from estimators.base import BayesianEstimator
 from estimators.predictive import PredictorMemoryError
+from mlflow_pmlearn.default_evaluator import support_default_evaluator
 from mlflow_pmlearn.environment import (
     add_requirement,
     get_default_conda_env,
     get_default_pip_requirements,
     release_requirement,
 )
-from mlflow_pmlearn.default_evaluator import support_default_evaluator
 from mlflow_pmlearn.pipelines import final_estimator, is_pipeline_directory, load_pipeline, save_pipeline
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, model_signature, params_schema
 from mlflow_pmlearn.safety import (
@@ -236,9 +236,9 @@ def save_model(
         The :py:class:`Model <mlflow.models.Model>` this flavor is added to.
     signature : ModelSignature or False, optional
         Inferred from ``input_example`` (or, for an estimator, from the training data's
-        schema; a pipeline needs the example) when omitted; ``False`` disables it. The inference parameters (``return_std``,
-        ``interval_prob``) are added as its ``params``, to a copy of a signature given
-        without them.
+        schema; a pipeline needs the example) when omitted; ``False`` disables it. The
+        inference parameters (``return_std``, ``interval_prob``) are added as its
+        ``params``, to a copy of a signature given without them.
     input_example : DataFrame or ndarray, optional
         {{ input_example }}
     pip_requirements : iterable of str or str, optional
@@ -398,7 +398,9 @@ def _load_model_data(model_dir: Path, data: str) -> BayesianEstimator | Pipeline
     """
     data_dir = confined_path(model_dir, data, "data folder")
     code_dir = model_dir / _CODE_SUBPATH
-    code_dir = confined_path(model_dir, _CODE_SUBPATH, "code folder") if code_dir.is_symlink() or code_dir.is_dir() else None
+    code_dir = (
+        confined_path(model_dir, _CODE_SUBPATH, "code folder") if code_dir.is_symlink() or code_dir.is_dir() else None
+    )
     load = load_pipeline if is_pipeline_directory(data_dir) else load_estimator
     return load(data_dir, code_directory=code_dir)
 
@@ -466,7 +468,7 @@ def _check_data_folder(data_dir: Path) -> Path:
 
 
 def _forget_model_folder_on_sys_path(model_dir: Path) -> None:
-    """Take off ``sys.path`` what MLflow put there from the model's folder (its ``code``), so nothing later imports it."""
+    """Take off ``sys.path`` what MLflow put there from the model's folder, so nothing later imports it."""
     sys.path[:] = [entry for entry in sys.path if not (entry and is_within(entry, model_dir))]
 
 

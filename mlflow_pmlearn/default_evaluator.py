@@ -71,7 +71,8 @@ def support_default_evaluator() -> None:
     except (ImportError, AttributeError) as error:
         _logger.warning(
             "This MLflow release changed the default evaluator's internals (%s): mlflow.models.evaluate "
-            "of a pmlearn classifier will not get class probabilities.", error
+            "of a pmlearn classifier will not get class probabilities.",
+            error,
         )
         return
     if getattr(original, "_reads_pmlearn_frames", False):

@@ -1,4 +1,4 @@
-"""Scoring pmlearn models: proper scores, the ``pmlearn`` evaluator for ``mlflow.models.evaluate``, and :func:`compare` by PSIS-LOO.
+"""Scoring pmlearn models: proper scores, the ``pmlearn`` evaluator, and :func:`compare` by PSIS-LOO.
 
 The evaluator is registered under MLflow's ``mlflow.model_evaluator`` entry point, so::
 
@@ -90,7 +90,11 @@ def _confidence_bins(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.nd
     bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
     occupied = np.unique(bins)
     share = np.array([np.mean(bins == b) for b in occupied])
-    return share, np.array([confidence[bins == b].mean() for b in occupied]), np.array([correct[bins == b].mean() for b in occupied])
+    return (
+        share,
+        np.array([confidence[bins == b].mean() for b in occupied]),
+        np.array([correct[bins == b].mean() for b in occupied]),
+    )
 
 
 def _expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
@@ -150,18 +154,28 @@ def _calibration_plot(samples: np.ndarray, y: np.ndarray) -> bytes:
     nominal = np.linspace(0.05, 0.95, 19)
     observed = [np.mean(_inside_central_interval(samples, y, prob)) for prob in nominal]
     return _against_diagonal(
-        nominal, observed, "central interval probability", "share of targets inside", "calibration of the predictive intervals"
+        nominal,
+        observed,
+        "central interval probability",
+        "share of targets inside",
+        "calibration of the predictive intervals",
     )
 
 
 def _reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> bytes:
     _, mean_confidence, accuracy = _confidence_bins(confidence, correct)
     return _against_diagonal(
-        mean_confidence, accuracy, "probability of the predicted class", "share predicted correctly", "reliability diagram"
+        mean_confidence,
+        accuracy,
+        "probability of the predicted class",
+        "share predicted correctly",
+        "reliability diagram",
     )
 
 
-def _evaluate_regressor(estimator: BayesianEstimator, X: Any, y: np.ndarray) -> tuple[dict[str, float], dict[str, bytes]]:
+def _evaluate_regressor(
+    estimator: BayesianEstimator, X: Any, y: np.ndarray
+) -> tuple[dict[str, float], dict[str, bytes]]:
     target = np.asarray(y, dtype=np.float64).ravel()
     samples = estimator.sample_posterior_predictive(X)
     scores = regression_scores(samples, estimator.log_predictive_density(X, target), target)
@@ -169,7 +183,9 @@ def _evaluate_regressor(estimator: BayesianEstimator, X: Any, y: np.ndarray) -> 
     return scores, {"pit_histogram.png": _pit_histogram(pit), "calibration.png": _calibration_plot(samples, target)}
 
 
-def _evaluate_classifier(estimator: BayesianEstimator, X: Any, y: np.ndarray) -> tuple[dict[str, float], dict[str, bytes]]:
+def _evaluate_classifier(
+    estimator: BayesianEstimator, X: Any, y: np.ndarray
+) -> tuple[dict[str, float], dict[str, bytes]]:
     proba = estimator.predict_proba(X)
     scores = probability_scores(estimator.classes_, proba, y)
     diagram = _reliability_diagram(*_top_label(estimator.classes_, proba, np.asarray(y)))
@@ -216,9 +232,7 @@ class PmlearnEvaluator(ModelEvaluator):
         return EvaluationResult(metrics, artifacts, run_id=run_id)
 
 
-def loo_comparison(
-    estimators: dict[str, BayesianEstimator], loos: dict[str, ELPDData] | None = None
-) -> pd.DataFrame:
+def loo_comparison(estimators: dict[str, BayesianEstimator], loos: dict[str, ELPDData] | None = None) -> pd.DataFrame:
     """ArviZ's comparison by PSIS-LOO of fitted estimators, indexed by their keys.
 
     Parameters

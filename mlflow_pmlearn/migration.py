@@ -64,7 +64,9 @@ def migrate(model_uri: str, output_path: str | os.PathLike | None = None) -> Mod
     local = Path(_download_artifact_from_uri(artifact_uri=model_uri))
     saved = Model.load(str(local))
     if FLAVOR_NAME not in saved.flavors:
-        raise MlflowException.invalid_parameter_value(f"{model_uri} is not a pmlearn model (its flavors: {list(saved.flavors)}).")
+        raise MlflowException.invalid_parameter_value(
+            f"{model_uri} is not a pmlearn model (its flavors: {list(saved.flavors)})."
+        )
     model = mlflow_pmlearn.load_model(str(local))
     keep = {"signature": saved.signature, "metadata": saved.metadata, "code_paths": _bespoke_code(local, model)}
     if output_path is not None:

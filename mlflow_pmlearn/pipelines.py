@@ -168,7 +168,8 @@ def _read_pipeline_config(directory: Path) -> dict[str, Any]:
     config = read_json_document(path)
     expected = {"format_version": int, "final_step": str, "preprocessing_sha256": str}
     problems = [
-        f"the field {name!r} must be {kind.__name__}" for name, kind in expected.items()
+        f"the field {name!r} must be {kind.__name__}"
+        for name, kind in expected.items()
         if not isinstance(config, dict) or type(config.get(name)) is not kind
     ]
     if not problems and config["format_version"] > PIPELINE_FORMAT_VERSION:
@@ -205,7 +206,8 @@ def _checked_preprocessing(directory: Path, config: dict[str, Any]) -> bytes:
                 total += member.file_size
                 if total > MAX_PREPROCESSING_BYTES:
                     raise MlflowException(
-                        f"{path} declares more than {MAX_PREPROCESSING_BYTES:,} uncompressed bytes; refusing to read it."
+                        f"{path} declares more than {MAX_PREPROCESSING_BYTES:,} uncompressed bytes; "
+                        "refusing to read it."
                     )
                 with archive.open(member) as source:
                     data = b"".join(iter(lambda: source.read(_BLOCK_BYTES), b""))
@@ -282,8 +284,7 @@ def load_pipeline(directory: str | os.PathLike, code_directory: str | os.PathLik
     preprocessing = _validated_splines(preprocessing, path, set())
     if not isinstance(preprocessing, Pipeline) or final_estimator(preprocessing)[0] != config["final_step"]:
         raise MlflowException(
-            f"{path} does not hold a pipeline whose final step is {config['final_step']!r}, as "
-            f"{PIPELINE_FILE} says."
+            f"{path} does not hold a pipeline whose final step is {config['final_step']!r}, as {PIPELINE_FILE} says."
         )
     final_step = confined_path(directory, FINAL_STEP_FOLDER, "final step folder")
     estimator = load_estimator(final_step, code_directory=code_directory)

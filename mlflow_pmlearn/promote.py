@@ -45,7 +45,9 @@ def _classification_scores(estimator: BayesianEstimator, X: Any, y: Any) -> dict
 
 def _regression_scores(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
     target = np.asarray(y, dtype=np.float64).ravel()
-    scores = regression_scores(estimator.sample_posterior_predictive(X), estimator.log_predictive_density(X, target), target)
+    scores = regression_scores(
+        estimator.sample_posterior_predictive(X), estimator.log_predictive_density(X, target), target
+    )
     return {"log_predictive_density": scores["log_score"], "crps": scores["crps"], "coverage_90": scores["coverage_90"]}
 
 
@@ -150,7 +152,9 @@ def promote(
     client = client or MlflowClient()
     candidate_version = str(candidate_version)
     if (X is None) != (y is None):
-        raise MlflowException.invalid_parameter_value("Give both held-out X and y, or neither (to compare by PSIS-LOO).")
+        raise MlflowException.invalid_parameter_value(
+            "Give both held-out X and y, or neither (to compare by PSIS-LOO)."
+        )
     by_loo = X is None
     candidate = mlflow_pmlearn.load_model(f"models:/{name}/{candidate_version}")
     if by_loo:
@@ -171,7 +175,9 @@ def promote(
         if by_loo:
             champion, champion_loo = _with_loo(champion)
             champion_scores = loo_metrics(champion_loo)
-            table = loo_comparison({"candidate": candidate, "champion": champion}, {"candidate": candidate_loo, "champion": champion_loo})
+            table = loo_comparison(
+                {"candidate": candidate, "champion": champion}, {"candidate": candidate_loo, "champion": champion_loo}
+            )
             loo_difference = {
                 "elpd_diff": float(table.loc["candidate", "elpd_loo"] - table.loc["champion", "elpd_loo"]),
                 "dse": float(table["dse"].max()),  # the better model's row holds 0
@@ -184,7 +190,15 @@ def promote(
             difference = candidate_scores[primary] - champion_scores[primary]
             promoted = difference > 0 if higher_is_better else difference < 0
     result = Promotion(
-        name, candidate_version, alias, champion_version, promoted, primary, candidate_scores, champion_scores, loo_difference
+        name,
+        candidate_version,
+        alias,
+        champion_version,
+        promoted,
+        primary,
+        candidate_scores,
+        champion_scores,
+        loo_difference,
     )
     _record(client, result)
     if promoted:
@@ -200,7 +214,9 @@ def _with_loo(model: Any) -> tuple[BayesianEstimator, ELPDData]:
 
 def _record(client: MlflowClient, result: Promotion) -> None:
     tags = {f"pmlearn.promotion.{rule}": f"{value:.6g}" for rule, value in result.candidate_scores.items()}
-    tags.update({f"pmlearn.promotion.{result.alias}.{rule}": f"{value:.6g}" for rule, value in result.champion_scores.items()})
+    tags.update(
+        {f"pmlearn.promotion.{result.alias}.{rule}": f"{value:.6g}" for rule, value in result.champion_scores.items()}
+    )
     tags.update({f"pmlearn.promotion.loo.{key}": f"{value:.6g}" for key, value in result.loo_difference.items()})
     tags["pmlearn.promotion.compared_with"] = result.champion_version or "none"
     tags["pmlearn.promotion.decision"] = "promoted" if result.promoted else "rejected"
@@ -217,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help="CSV of held-out rows: the features and the target (omit: compare by PSIS-LOO)")
     parser.add_argument("--target", help="target column of the CSV (with --data)")
     parser.add_argument("--alias", default="champion")
-    parser.add_argument("--se-multiple", type=float, default=LOO_SE_MULTIPLE, help="by PSIS-LOO: the gain must exceed this many dse")
+    parser.add_argument(
+        "--se-multiple", type=float, default=LOO_SE_MULTIPLE, help="by PSIS-LOO: the gain must exceed this many dse"
+    )
     args = parser.parse_args(argv)
     X = y = None
     if args.data is not None:

@@ -70,7 +70,8 @@ class PmlearnModelWrapper:
     ``prediction``, plus ``std`` with ``params={"return_std": True}``, ``lower``/``upper``
     with ``params={"interval_prob": p}`` and ``quantile_0.05``, ... with
     ``params={"quantiles": [0.05, ...]}``; for classifiers ``prediction`` and
-    ``proba_<class>``; for both, joint draws ``draw_0`` ... with ``params={"draws": k}``; for density models ``prediction``, ``proba_<k>`` and ``log_density``.
+    ``proba_<class>``; for both, joint draws ``draw_0`` ... with ``params={"draws": k}``;
+    for density models ``prediction``, ``proba_<k>`` and ``log_density``.
     """
 
     def __init__(self, model: BayesianEstimator | Pipeline):

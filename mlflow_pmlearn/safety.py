@@ -155,9 +155,7 @@ def model_code_allowed() -> bool:
     """Whether ``MLFLOW_ALLOW_MODEL_CODE_EXECUTION`` lets code from a model's folder run (default: yes)."""
     value = os.environ.get(ALLOW_MODEL_CODE_VARIABLE, "true").strip().lower()
     if value not in _TRUE + _FALSE:
-        raise MlflowException(
-            f"{ALLOW_MODEL_CODE_VARIABLE} must be true or false (or 1 or 0); it is {value!r}."
-        )
+        raise MlflowException(f"{ALLOW_MODEL_CODE_VARIABLE} must be true or false (or 1 or 0); it is {value!r}.")
     return value in _TRUE
 
 
@@ -191,7 +189,7 @@ def max_trace_bytes() -> int:
 
 
 def max_predictor_bytes() -> int:
-    """The budget of what a loaded model's predictor precomputes: ``MLFLOW_PMLEARN_MAX_PREDICTOR_BYTES``, default 2 GiB."""
+    """What a loaded model's predictor may precompute: ``MLFLOW_PMLEARN_MAX_PREDICTOR_BYTES``, default 2 GiB."""
     return _bytes_setting(MAX_PREDICTOR_BYTES_VARIABLE, DEFAULT_MAX_PREDICTOR_BYTES)
 
 
@@ -365,9 +363,7 @@ def scan_trace(path: str | os.PathLike) -> TraceContents:
 
 def _check_budgets(path: Path, contents: TraceContents, string_bytes: int) -> None:
     if contents.attribute_count > MAX_TRACE_ATTRIBUTES:
-        raise MlflowException(
-            f"{path} holds more than {MAX_TRACE_ATTRIBUTES:,} attributes; refusing to read it."
-        )
+        raise MlflowException(f"{path} holds more than {MAX_TRACE_ATTRIBUTES:,} attributes; refusing to read it.")
     if contents.attribute_bytes > MAX_ATTRIBUTE_BYTES:
         raise MlflowException(
             f"{path} holds {contents.attribute_bytes:,} bytes of attributes, over the limit of "

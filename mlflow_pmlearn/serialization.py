@@ -132,7 +132,9 @@ def _json_params(estimator: BayesianEstimator) -> dict[str, Any]:
     return params
 
 
-def save_estimator(estimator: BayesianEstimator, directory: str | os.PathLike, serialization_format: str = "json") -> None:
+def save_estimator(
+    estimator: BayesianEstimator, directory: str | os.PathLike, serialization_format: str = "json"
+) -> None:
     """Write a fitted estimator into an existing, empty ``directory``.
 
     Parameters
@@ -193,7 +195,8 @@ def _resolve_class(config: dict[str, Any], directory: Path, code_directory: Path
         if code_directory is not None and config["format_version"] >= 2:  # 0.1.0 shipped its own copy there
             _logger.warning(
                 "The model at %s ships code in %s; a built-in pmlearn estimator runs none of it (ignored).",
-                directory, code_directory,
+                directory,
+                code_directory,
             )
         return _import_attribute(class_path)
     if config.get("serialization_format") == "cloudpickle":
@@ -233,8 +236,13 @@ CONFIG_FIELDS: dict[str, tuple[type, bool]] = {
     "trace_sha256": (str, False),
 }
 _JSON_TYPE_NAMES = {
-    dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number",
-    bool: "a boolean", type(None): "null",
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
 }
 
 
@@ -494,9 +502,7 @@ def load_estimator(directory: str | os.PathLike, code_directory: str | os.PathLi
     try:
         estimator = estimator_class.from_fitted_state(config["params"], config["fitted_state"], idata)
     except (TypeError, ValueError) as error:
-        raise MlflowException(
-            f"{config_path} does not describe a valid {estimator_class.__name__}: {error}"
-        ) from None
+        raise MlflowException(f"{config_path} does not describe a valid {estimator_class.__name__}: {error}") from None
     check_trace_fits_model(estimator, trace_path)
     estimator.limit_predictor_memory(max_predictor_bytes())
     return estimator

@@ -47,7 +47,11 @@ if TYPE_CHECKING:
 GROUP_TAG = "pmlearn.group"
 #: The columns :func:`fit_groups` returns besides the group's.
 RESULT_COLUMNS = {
-    "run_id": "string", "model_uri": "string", "n_rows": "long", "training_score": "double", "error": "string",
+    "run_id": "string",
+    "model_uri": "string",
+    "n_rows": "long",
+    "training_score": "double",
+    "error": "string",
 }
 #: Folder of a grouped model's artifacts that holds one group model per sub-folder, and
 #: the folder MLflow keeps a model's artifacts in.
@@ -77,12 +81,23 @@ def _fit_group(
     """
     mlflow.set_tracking_uri(tracking_uri)
     key = frame[group_col].iloc[0]
-    row: dict[str, Any] = {group_col: key, "run_id": None, "model_uri": None, "n_rows": len(frame),
-                           "training_score": np.nan, "error": None}
+    row: dict[str, Any] = {
+        group_col: key,
+        "run_id": None,
+        "model_uri": None,
+        "n_rows": len(frame),
+        "training_score": np.nan,
+        "error": None,
+    }
     X, y = frame[feature_cols], frame[target_col]
     try:
-        with mlflow.start_run(experiment_id=experiment_id, parent_run_id=parent_run_id, nested=True,
-                              run_name=f"{group_col}={key}", tags={GROUP_TAG: str(key)}) as run:
+        with mlflow.start_run(
+            experiment_id=experiment_id,
+            parent_run_id=parent_run_id,
+            nested=True,
+            run_name=f"{group_col}={key}",
+            tags={GROUP_TAG: str(key)},
+        ) as run:
             row["run_id"] = run.info.run_id
             try:
                 model = clone(estimator)
@@ -165,16 +180,24 @@ def fit_groups(
     if missing:
         raise ValueError(f"The table has no column {missing}; its columns are {df.columns}.")
     settings = {
-        "group_col": group_col, "estimator": clone(estimator), "feature_cols": feature_cols,
-        "target_col": target_col, "parent_run_id": parent_run_id,
-        "experiment_id": mlflow.get_run(parent_run_id).info.experiment_id, "tracking_uri": mlflow.get_tracking_uri(),
+        "group_col": group_col,
+        "estimator": clone(estimator),
+        "feature_cols": feature_cols,
+        "target_col": target_col,
+        "parent_run_id": parent_run_id,
+        "experiment_id": mlflow.get_run(parent_run_id).info.experiment_id,
+        "tracking_uri": mlflow.get_tracking_uri(),
     }
 
     def fit(frame):  # no type hints: applyInPandas takes a plain function of a DataFrame
         return _fit_group(frame, **settings)
 
-    schema = ", ".join([f"`{group_col}` {df.schema[group_col].dataType.simpleString()}",
-                        *(f"{name} {kind}" for name, kind in RESULT_COLUMNS.items())])
+    schema = ", ".join(
+        [
+            f"`{group_col}` {df.schema[group_col].dataType.simpleString()}",
+            *(f"{name} {kind}" for name, kind in RESULT_COLUMNS.items()),
+        ]
+    )
     partitions = partitions or int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     table = df.select(group_col, *feature_cols, target_col).repartition(partitions, group_col)
     fits = table.groupBy(group_col).applyInPandas(fit, schema).toPandas()
@@ -205,7 +228,8 @@ class GroupedModel(mlflow.pyfunc.PythonModel):
         expected = Path(_ARTIFACTS_FOLDER, _GROUPS_ARTIFACT)
         if root.parent.name != _ARTIFACTS_FOLDER or not (model_dir / "MLmodel").is_file():
             raise MlflowException(
-                f"The groups of this grouped model are at {root}, not in its folder's {expected}; refusing to read them."
+                f"The groups of this grouped model are at {root}, not in its folder's {expected}; "
+                "refusing to read them."
             )
         self._root = confined_path(model_dir, str(expected), "groups folder")
         routes = json.loads(confined_path(self._root, _ROUTES_FILE, "the routes of a grouped model").read_text())
@@ -295,7 +319,9 @@ def log_grouped_model(
             artifacts={_GROUPS_ARTIFACT: str(root)},
             signature=signature,
             pip_requirements=_requirements(root / next(iter(folders.values()))),
-            metadata={"group_column": group_col,
-                      "group_runs": dict(zip(map(str, fitted[group_col]), fitted["run_id"]))},
+            metadata={
+                "group_column": group_col,
+                "group_runs": dict(zip(map(str, fitted[group_col]), fitted["run_id"])),
+            },
             registered_model_name=registered_model_name,
         )

@@ -55,9 +55,27 @@ class ModelServer:
         self.log_path = Path(log_dir) / f"server-{self.port}.log"
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(self.port), "--workers", str(workers)],
-            env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def _log_tail(self) -> str:
@@ -379,7 +397,9 @@ def _problem(request: LoadRequest, response: requests.Response) -> str | None:
     if response.status_code != 200:
         return f"good request answered {response.status_code}: {response.text[:300]}"
     got = response.json()["predictions"]
-    return None if _same_records(got, request.expected) else f"answer {got} differs from the pyfunc's {request.expected}"
+    return (
+        None if _same_records(got, request.expected) else f"answer {got} differs from the pyfunc's {request.expected}"
+    )
 
 
 #: How close a served number must be to this process's. JSON carries floats losslessly, but

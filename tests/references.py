@@ -220,7 +220,9 @@ def assert_within_standard_errors(
     )
 
 
-def assert_linear_regression_frame_within_monte_carlo_error(frame, estimator, X, *, interval_prob: float | None = None) -> None:
+def assert_linear_regression_frame_within_monte_carlo_error(
+    frame, estimator, X, *, interval_prob: float | None = None
+) -> None:
     """Assert that a fitted ``LinearRegression``'s pyfunc output at the rows of ``X`` is its
     posterior predictive (:func:`assert_within_monte_carlo_error`), wherever it was computed
     (pyfunc, a served endpoint, a Spark UDF).

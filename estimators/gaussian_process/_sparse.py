@@ -219,8 +219,15 @@ class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMix
             return log_likelihood - value.shape[0] * pt.log(y_scale)
 
         pm.CustomDist(
-            "y_obs", X_std, Z, pt.atleast_1d(length_scale), amplitude, noise,
-            logp=logp, observed=y, signature="(n,d),(m,d),(k),(),()->(n)",
+            "y_obs",
+            X_std,
+            Z,
+            pt.atleast_1d(length_scale),
+            amplitude,
+            noise,
+            logp=logp,
+            observed=y,
+            signature="(n,d),(m,d),(k),(),()->(n)",
         )
 
     def predictive_distribution(self, model, inputs):
@@ -229,9 +236,7 @@ class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMix
         Z = (model[INDUCING_POINTS] - x_location) / x_scale
         length_scale, amplitude, noise = (model[name] for name in (LENGTH_SCALE, AMPLITUDE, NOISE))
         kernel = self._kernel_name()
-        Luu, LB, weights, _ = _inducing_factors(
-            kernel, X_train, Z, target, length_scale, amplitude, noise, self.approx
-        )
+        Luu, LB, weights, _ = _inducing_factors(kernel, X_train, Z, target, length_scale, amplitude, noise, self.approx)
         A_new = solve_triangular(Luu, covariance(kernel, Z, X_new, length_scale, amplitude), lower=True)
         C = solve_triangular(LB, A_new, lower=True)
         mean = A_new.T @ weights

@@ -23,7 +23,7 @@ import pymc as pm
 import xarray as xr
 
 from estimators.inference._shared import COMPILE_NOTICE, compile_notice, resolve_progressbar
-from estimators.inference.advi import PLATEAU_WINDOW, fit_advi, final_loss
+from estimators.inference.advi import PLATEAU_WINDOW, final_loss, fit_advi
 from estimators.inference.approximations import fit_laplace, fit_pathfinder
 from estimators.inference.nuts import fit_nuts
 from estimators.settings import InferenceSettings

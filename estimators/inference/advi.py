@@ -204,15 +204,27 @@ def fit_advi(
     with model:
         full_rank = settings.inference == "fullrank_advi"
         approx, history, converged = _converge(
-            pm.ADVI(random_seed=int(fit_seed)), settings, settings.learning_rate, window, replacements,
-            "ADVI", "Fitting, mean-field start:" if full_rank else "Fitting:", _LossReporter(reporter),
+            pm.ADVI(random_seed=int(fit_seed)),
+            settings,
+            settings.learning_rate,
+            window,
+            replacements,
+            "ADVI",
+            "Fitting, mean-field start:" if full_rank else "Fitting:",
+            _LossReporter(reporter),
         )
         mean_field_iterations = history.size
         if full_rank:
             inference = _full_rank_from(approx, seed=int(fit_seed) + 1)
             learning_rate = settings.learning_rate * FULL_RANK_LEARNING_RATE_SHARE
             approx, full_rank_history, converged = _converge(
-                inference, settings, learning_rate, window, replacements, label, "Fitting, full rank:",
+                inference,
+                settings,
+                learning_rate,
+                window,
+                replacements,
+                label,
+                "Fitting, full rank:",
                 _LossReporter(reporter, first_iteration=mean_field_iterations),
             )
             history = np.concatenate([history, full_rank_history])
@@ -270,7 +282,9 @@ def _converge(
             f"{label} ran all max_iter={settings.max_iter:,} iterations without converging (raise max_iter, "
             "or tol, to let it converge)"
         )
-    ADVI_LOGGER.info(f"{outcome}; final loss {final_loss(history):,.6g} (mean of the last {min(PLATEAU_WINDOW, history.size)}).")
+    ADVI_LOGGER.info(
+        f"{outcome}; final loss {final_loss(history):,.6g} (mean of the last {min(PLATEAU_WINDOW, history.size)})."
+    )
     return approx, history, schedule.converged
 
 

@@ -140,5 +140,7 @@ def _with_diagnostics(idata: xr.DataTree, engine: str, diagnostics: dict[str, fl
     for group in _ENGINE_GROUPS:
         if group in idata.children:
             del idata[group]
-    idata["fit_diagnostics"] = xr.Dataset({name: ((), value) for name, value in diagnostics.items()}, attrs={"engine": engine})
+    idata["fit_diagnostics"] = xr.Dataset(
+        {name: ((), value) for name, value in diagnostics.items()}, attrs={"engine": engine}
+    )
     return idata

@@ -73,7 +73,11 @@ def fit_nuts(
             f"({posterior.sizes['chain']} of {settings.n_chains} chains)"
         )
     stats = idata.sample_stats.to_dataset()
-    numeric = [name for name, values in stats.data_vars.items() if np.issubdtype(values.dtype, np.number) or values.dtype == bool]
+    numeric = [
+        name
+        for name, values in stats.data_vars.items()
+        if np.issubdtype(values.dtype, np.number) or values.dtype == bool
+    ]
     idata["sample_stats"] = stats[numeric]
     return idata
 
@@ -94,8 +98,12 @@ class _DrawReporter:
         self.divergences += bool(stats.get("diverging", False))
         if self.reporter.due():
             self.reporter.report(
-                self.draws, draws=self.draws, fraction_done=self.draws / self.total,
-                divergences=self.divergences, step_size=stats["step_size"], tuning=draw.tuning,
+                self.draws,
+                draws=self.draws,
+                fraction_done=self.draws / self.total,
+                divergences=self.divergences,
+                step_size=stats["step_size"],
+                tuning=draw.tuning,
             )
 
 
@@ -110,7 +118,9 @@ def _sample_nutpie(model: pm.Model, settings: InferenceSettings, reporter: Progr
         if reporter.due():
             draws = sum(chain.finished_draws for chain in chains)
             reporter.report(
-                draws, draws=draws, fraction_done=draws / max(1, sum(chain.total_draws for chain in chains)),
+                draws,
+                draws=draws,
+                fraction_done=draws / max(1, sum(chain.total_draws for chain in chains)),
                 divergences=sum(chain.divergences for chain in chains),
                 step_size=float(np.mean([chain.step_size for chain in chains])),
                 tuning=any(chain.tuning for chain in chains),

@@ -30,9 +30,7 @@ class FitWatcher(Protocol):
     #: Least seconds between two progress reports of one engine.
     interval_s: float
 
-    def fit_starting(
-        self, estimator: Any, model: pm.Model, settings: InferenceSettings
-    ) -> None:
+    def fit_starting(self, estimator: Any, model: pm.Model, settings: InferenceSettings) -> None:
         """``estimator``'s model is built and its engine (``settings.inference``) starts now."""
 
     def progress(self, step: int, values: dict[str, float]) -> None:
@@ -42,9 +40,7 @@ class FitWatcher(Protocol):
         """
 
 
-_watcher: contextvars.ContextVar[FitWatcher | None] = contextvars.ContextVar(
-    "pmlearn_fit_watcher", default=None
-)
+_watcher: contextvars.ContextVar[FitWatcher | None] = contextvars.ContextVar("pmlearn_fit_watcher", default=None)
 
 
 @contextmanager
@@ -84,9 +80,7 @@ class ProgressReporter:
         if self.watcher is None:
             return
         self._next = time.monotonic() + self.watcher.interval_s
-        self.watcher.progress(
-            int(step), {name: float(value) for name, value in values.items()}
-        )
+        self.watcher.progress(int(step), {name: float(value) for name, value in values.items()})
 
     @contextmanager
     def heartbeat(self) -> Iterator[None]:
@@ -106,9 +100,7 @@ class ProgressReporter:
                 beats += 1
                 self.report(beats)
 
-        thread = threading.Thread(
-            target=beat, name="pmlearn-fit-heartbeat", daemon=True
-        )
+        thread = threading.Thread(target=beat, name="pmlearn-fit-heartbeat", daemon=True)
         thread.start()
         try:
             yield

@@ -11,8 +11,8 @@ import pymc as pm
 from sklearn.utils._param_validation import Interval
 
 from estimators.base import BayesianClassifierMixin, BayesianEstimator
-from estimators.validation import numeric_matrix
 from estimators.modeling import class_likelihood, logit_labels, standardized
+from estimators.validation import numeric_matrix
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 #: ``pandas.api.types.infer_dtype`` kinds of group columns made only of strings and numbers.
@@ -194,7 +194,9 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
         intercept_mu = pm.Normal("intercept_mu", 0.0, self.prior_scale_intercept, shape=n_logits, dims="logit")
         intercept_sigma = pm.HalfNormal("intercept_sigma", self.prior_scale_group, shape=n_logits, dims="logit")
         intercept_z = pm.Normal("intercept_z", 0.0, 1.0, shape=(n_slots, n_logits), dims=("group_label", "logit"))
-        coef_mu = pm.Normal("coef_mu", 0.0, self.prior_scale_coef, shape=(n_features, n_logits), dims=("feature", "logit"))
+        coef_mu = pm.Normal(
+            "coef_mu", 0.0, self.prior_scale_coef, shape=(n_features, n_logits), dims=("feature", "logit")
+        )
         coef_sigma = pm.HalfNormal(
             "coef_sigma", self.prior_scale_group, shape=(n_features, n_logits), dims=("feature", "logit")
         )

@@ -60,8 +60,10 @@ def initial_means(z: np.ndarray, n_components: int, covariance_type: str, *, dir
         warnings.simplefilter("ignore", ConvergenceWarning)  # e.g. fewer distinct rows than clusters
         if dirichlet_process:
             fitted = BayesianGaussianMixture(
-                n_components=n_components, covariance_type=covariance_type,
-                weight_concentration_prior_type="dirichlet_process", random_state=0,
+                n_components=n_components,
+                covariance_type=covariance_type,
+                weight_concentration_prior_type="dirichlet_process",
+                random_state=0,
             ).fit(z)
             centres, sizes = fitted.means_, fitted.weights_
         else:
@@ -109,13 +111,20 @@ class _GaussianComponentsMixin:
             for k in range(1, n_components):  # the ordered transform needs a strict increase
                 start[k, 0] = max(start[k, 0], start[k - 1, 0] + 1e-3)
             first = pm.Normal(
-                "means_first_std", 0.0, self.prior_scale_mean, shape=n_components,
-                transform=pm.distributions.transforms.ordered, initval=start[:, 0],
+                "means_first_std",
+                0.0,
+                self.prior_scale_mean,
+                shape=n_components,
+                transform=pm.distributions.transforms.ordered,
+                initval=start[:, 0],
             )
             means_std = first[:, None]
             if n_features > 1:
                 rest = pm.Normal(
-                    "means_rest_std", 0.0, self.prior_scale_mean, shape=(n_components, n_features - 1),
+                    "means_rest_std",
+                    0.0,
+                    self.prior_scale_mean,
+                    shape=(n_components, n_features - 1),
                     initval=start[:, 1:],
                 )
                 means_std = pt.concatenate([means_std, rest], axis=1)
@@ -130,8 +139,11 @@ class _GaussianComponentsMixin:
                 pm.expand_packed_triangular(
                     n_features,
                     pm.LKJCholeskyCov(
-                        f"chol_cov_std_{k}", n=n_features, eta=self.lkj_eta,
-                        sd_dist=pm.HalfNormal.dist(self.prior_scale_sd, shape=n_features), compute_corr=False,
+                        f"chol_cov_std_{k}",
+                        n=n_features,
+                        eta=self.lkj_eta,
+                        sd_dist=pm.HalfNormal.dist(self.prior_scale_sd, shape=n_features),
+                        compute_corr=False,
                     ),
                 )
                 for k in range(n_components)
@@ -145,8 +157,13 @@ class _GaussianComponentsMixin:
             pm.Deterministic("covariances", scales**2)
             signature = "(k),(k,d),(k,d)->(d)"
         pm.CustomDist(
-            "X_obs", weights, means, scales, logp=_mixture_logp(self.covariance_type),
-            observed=X, signature=signature,
+            "X_obs",
+            weights,
+            means,
+            scales,
+            logp=_mixture_logp(self.covariance_type),
+            observed=X,
+            signature=signature,
         )
 
     def component_log_density(self, model: pm.Model, inputs: dict) -> pt.TensorVariable:
@@ -277,7 +294,9 @@ class GaussianMixture(_GaussianComponentsMixin, BayesianDensityMixin, BayesianEs
         self.lkj_eta = lkj_eta
 
     def build_model(self, X):
-        weights = pm.Dirichlet("weights", np.full(self.n_components, float(self.weight_concentration)), dims="component")
+        weights = pm.Dirichlet(
+            "weights", np.full(self.n_components, float(self.weight_concentration)), dims="component"
+        )
         self._observe_mixture(X, weights, dirichlet_process=False)
 
 

@@ -122,8 +122,15 @@ class GaussianNB(BayesianClassifierMixin, BayesianEstimator):
         theta = pm.Deterministic("theta", location + scale * theta_std, dims=("class", "feature"))
         var = pm.Deterministic("var", scale**2 * (sd_std**2 + self.var_smoothing), dims=("class", "feature"))
         pm.CustomDist(
-            "y_obs", class_prior, theta, pt.sqrt(var), X, logp=_joint_logp, observed=y,
-            signature="(k),(k,d),(k,d),(d)->()", dtype="int64",
+            "y_obs",
+            class_prior,
+            theta,
+            pt.sqrt(var),
+            X,
+            logp=_joint_logp,
+            observed=y,
+            signature="(k),(k,d),(k,d),(d)->()",
+            dtype="int64",
         )
 
     def predictive_distribution(self, model: pm.Model, inputs: dict) -> pt.TensorVariable:

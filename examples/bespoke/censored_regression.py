@@ -63,9 +63,7 @@ class CensoredRegression(BayesianRegressorMixin, BayesianEstimator):
         pm.Censored("y_obs", likelihood, lower=None, upper=self.upper, observed=y, shape=X.shape[0])
 
 
-def make_data(
-    n_samples: int = 300, seed: int = 0, upper: float = 2.0
-) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+def make_data(n_samples: int = 300, seed: int = 0, upper: float = 2.0) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
     """Seeded ``y* = 1 + x0 - 0.5 x1 + N(0, 0.5)`` read as ``min(y*, upper)``, and that reading's mean."""
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(n_samples, 2)), columns=["x0", "x1"])

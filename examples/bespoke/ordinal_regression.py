@@ -59,8 +59,12 @@ class OrderedLogisticClassifier(BayesianClassifierMixin, BayesianEstimator):
         n_cutpoints = len(self.classes_) - 1
         eta = linear_predictor(X, self.prior_scale, intercept=False)
         cutpoints = pm.Normal(
-            "cutpoints", 0.0, self.cutpoint_scale, shape=n_cutpoints,
-            transform=pm.distributions.transforms.ordered, initval=np.linspace(-1.0, 1.0, n_cutpoints),
+            "cutpoints",
+            0.0,
+            self.cutpoint_scale,
+            shape=n_cutpoints,
+            transform=pm.distributions.transforms.ordered,
+            initval=np.linspace(-1.0, 1.0, n_cutpoints),
         )
         pm.OrderedLogistic("y_obs", eta=eta, cutpoints=cutpoints, compute_p=False, observed=y, shape=X.shape[0])
 

@@ -165,9 +165,7 @@ def main() -> None:
         mlflow.log_params({k: v for k, v in model.get_params().items() if v is not None})
         # code_paths ships this file with the model: wherever the model is loaded, the
         # class is imported from that copy (never from a pickle).
-        info = mlflow_pmlearn.log_model(
-            model, name="model", code_paths=[__file__], input_example=X.head(3)
-        )
+        info = mlflow_pmlearn.log_model(model, name="model", code_paths=[__file__], input_example=X.head(3))
     print(f"logged {info.model_uri}")
 
     served = mlflow.pyfunc.load_model(info.model_uri)

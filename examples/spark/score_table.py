@@ -49,7 +49,9 @@ def main() -> None:
     y = 1.0 + X.to_numpy() @ rng.normal(size=N_FEATURES) + rng.normal(scale=0.5, size=len(X))
     with mlflow.start_run():
         info = mlflow_pmlearn.log_model(
-            LinearRegression(random_seed=0).fit(X, y), name="model", input_example=X.head(3),
+            LinearRegression(random_seed=0).fit(X, y),
+            name="model",
+            input_example=X.head(3),
             registered_model_name=MODEL_NAME,
         )
     MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", info.registered_model_version)
@@ -57,16 +59,20 @@ def main() -> None:
     spark = SparkSession.builder.master(f"local[{args.partitions}]").config("spark.ui.enabled", "false").getOrCreate()
     table = random_table(spark, args.rows, args.partitions)
     udf = mlflow.pyfunc.spark_udf(
-        spark, f"models:/{MODEL_NAME}@champion",
+        spark,
+        f"models:/{MODEL_NAME}@champion",
         result_type="prediction double, std double, lower double, upper double",
-        env_manager="local", params={"return_std": True, "interval_prob": 0.9},
+        env_manager="local",
+        params={"return_std": True, "interval_prob": 0.9},
     )
     scored = table.withColumn("scores", udf(*FEATURES)).select("scores.*")
     start = time.perf_counter()
     scored.write.format("noop").mode("overwrite").save()
     seconds = time.perf_counter() - start
-    print(f"scored {args.rows:,} rows in {seconds:.1f} s: {args.rows / seconds:,.0f} rows/s "
-          f"({args.partitions} partitions, 1000 posterior draws, mean + std + 90% interval)")
+    print(
+        f"scored {args.rows:,} rows in {seconds:.1f} s: {args.rows / seconds:,.0f} rows/s "
+        f"({args.partitions} partitions, 1000 posterior draws, mean + std + 90% interval)"
+    )
     scored.show(5)
     spark.stop()
 

@@ -44,7 +44,8 @@ def describe_prior(rv: pt.TensorVariable, model: pm.Model) -> str:
         return name
     try:
         parameter_names = [
-            p for p in inspect.signature(type(op).__call__).parameters
+            p
+            for p in inspect.signature(type(op).__call__).parameters
             if p not in {"self", "size", "rng", "name", "dtype", "kwargs", "args"}
         ]
     except (TypeError, ValueError):

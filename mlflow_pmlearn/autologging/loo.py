@@ -73,7 +73,12 @@ def bad_k_share(elpd: ELPDData) -> float:
 
 def loo_metrics(elpd: ELPDData) -> dict[str, float]:
     """``elpd_loo``, ``elpd_loo_se``, ``p_loo`` and ``pareto_k_bad`` (the share of rows with k > 0.7)."""
-    return {"elpd_loo": float(elpd.elpd), "elpd_loo_se": float(elpd.se), "p_loo": float(elpd.p), "pareto_k_bad": bad_k_share(elpd)}
+    return {
+        "elpd_loo": float(elpd.elpd),
+        "elpd_loo_se": float(elpd.se),
+        "p_loo": float(elpd.p),
+        "pareto_k_bad": bad_k_share(elpd),
+    }
 
 
 def loo_warnings(estimator: BayesianEstimator, elpd: ELPDData) -> list[str]:

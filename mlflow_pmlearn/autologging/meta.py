@@ -103,7 +103,9 @@ def _fit_and_log_meta(original: Callable, meta: BaseEstimator, X: Any, y: Any, c
     return result
 
 
-def _log_without_posterior(params: dict[str, Any], metrics: dict[str, float], X: Any, y: Any, config: dict[str, Any], reason: str) -> None:
+def _log_without_posterior(
+    params: dict[str, Any], metrics: dict[str, float], X: Any, y: Any, config: dict[str, Any], reason: str
+) -> None:
     """A meta-estimator's run when no pmlearn fit can be reported (e.g. a search with refit=False)."""
     mlflow.set_tag(LOGGED_MODEL_TAG, f"none: {reason}")
     _attempt("the hyper-parameters", lambda: _log_params(params))
@@ -112,20 +114,45 @@ def _log_without_posterior(params: dict[str, Any], metrics: dict[str, float], X:
 
 
 def log_pipeline_fit(
-    pipeline: Pipeline, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any], params_logged: bool = False
+    pipeline: Pipeline,
+    X: Any,
+    y: Any,
+    fit_seconds: float,
+    fit: _Fit | None,
+    config: dict[str, Any],
+    params_logged: bool = False,
 ) -> None:
     """One run for a pipeline: its parameters (deep), everything about its pmlearn step, and the pipeline as the model
     (``params_logged``: as :func:`~mlflow_pmlearn.autologging.runs.log_fit`'s)."""
     params = pipeline.get_params(deep=True)
     path, step = final_estimator(pipeline)
     if step is None or fit is None or fit.estimator is not step:
-        _log_without_posterior(params, {"fit_time_s": fit_seconds}, X, y, config, "the pipeline did not fit a pmlearn estimator as its final step")
+        _log_without_posterior(
+            params,
+            {"fit_time_s": fit_seconds},
+            X,
+            y,
+            config,
+            "the pipeline did not fit a pmlearn estimator as its final step",
+        )
         return
     mlflow.set_tag("pmlearn.bayesian_step", path)
-    log_fit(step, fit.X, fit.y, fit_seconds, config, params=params, data=(X, y), whole_model=pipeline, params_logged=params_logged)
+    log_fit(
+        step,
+        fit.X,
+        fit.y,
+        fit_seconds,
+        config,
+        params=params,
+        data=(X, y),
+        whole_model=pipeline,
+        params_logged=params_logged,
+    )
 
 
-def log_search_fit(search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]) -> None:
+def log_search_fit(
+    search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]
+) -> None:
     """The parent run of a parameter search, with the refitted best estimator; a child run per
     candidate (the best ``max_tuning_runs``) with its parameters and cross-validation scores."""
     params = search.get_params(deep=False)
@@ -137,7 +164,11 @@ def log_search_fit(search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit
     best = getattr(search, "best_estimator_", None)
     path, step = final_estimator(best)
     if step is None or fit is None or fit.estimator is not step:
-        reason = "refit=False: no best estimator was fitted" if best is None else f"the best estimator ({type(best).__name__}) is not a pmlearn estimator"
+        reason = (
+            "refit=False: no best estimator was fitted"
+            if best is None
+            else f"the best estimator ({type(best).__name__}) is not a pmlearn estimator"
+        )
         _log_without_posterior(params, {"fit_time_s": fit_seconds, **metrics}, X, y, config, reason)
         return
     if path:
@@ -157,7 +188,11 @@ def _log_child_runs(search: BaseSearchCV, config: dict[str, Any]) -> None:
     from mlflow.tracking.context.registry import resolve_tags
 
     results = pd.DataFrame(search.cv_results_)
-    rank = "rank_test_score" if "rank_test_score" in results else next((c for c in results if c.startswith("rank_test_")), None)
+    rank = (
+        "rank_test_score"
+        if "rank_test_score" in results
+        else next((c for c in results if c.startswith("rank_test_")), None)
+    )
     limit = config["max_tuning_runs"]
     chosen = results if limit is None else results.nsmallest(limit, rank) if rank else results.head(limit)
     parent = mlflow.active_run()

@@ -166,7 +166,11 @@ def _density_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveC
 
 
 #: The checks of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
-_PREDICTIVE_CHECKS = {"regressor": _regressor_checks, "classifier": _classifier_checks, "density_estimator": _density_checks}
+_PREDICTIVE_CHECKS = {
+    "regressor": _regressor_checks,
+    "classifier": _classifier_checks,
+    "density_estimator": _density_checks,
+}
 
 
 def predictive_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:

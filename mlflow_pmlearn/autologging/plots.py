@@ -61,7 +61,9 @@ def _elbo_plot(loss: np.ndarray) -> bytes:
     end.plot(iterations[start:], elbo[start:], lw=0.6)
     low, high = np.percentile(elbo[start:], [1, 100])
     end.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
-    end.axhline(final, color="C1", lw=1, label=f"final ELBO {final:,.6g} (mean of the last {min(PLATEAU_WINDOW, len(loss))})")
+    end.axhline(
+        final, color="C1", lw=1, label=f"final ELBO {final:,.6g} (mean of the last {min(PLATEAU_WINDOW, len(loss))})"
+    )
     end.set(xlabel="iteration", title=f"from iteration {start + 1:,}")
     end.legend(loc="lower right")
     return _png(figure)
@@ -140,8 +142,12 @@ def _class_shares(ax, estimator: BayesianEstimator, checks: PredictiveChecks) ->
     low, high = np.percentile(draw_shares, [tail, 100 - tail], axis=0)
     ax.bar(positions, [(observed == c).mean() for c in classes], color="0.7", label="observed")
     ax.errorbar(
-        positions, draw_shares.mean(0), yerr=[draw_shares.mean(0) - low, high - draw_shares.mean(0)], fmt="o",
-        color="C0", label=f"{checks.draws_from} ({COVERAGE_PROB:.0%})",
+        positions,
+        draw_shares.mean(0),
+        yerr=[draw_shares.mean(0) - low, high - draw_shares.mean(0)],
+        fmt="o",
+        color="C0",
+        label=f"{checks.draws_from} ({COVERAGE_PROB:.0%})",
     )
     ax.set_xticks(positions, [str(c) for c in classes])
     ax.set(xlabel=checks.target_name, ylabel="share of rows")

@@ -76,10 +76,7 @@ def prior_checks_by_default(estimator: BayesianEstimator) -> bool:
     """Whether autolog's default runs the prior checks for this fit: when its training rows
     times its posterior draws are at most :data:`DEFAULT_PRIOR_CHECKS_MAX_VALUES`."""
     training = next(iter(estimator.idata_.constant_data.data_vars.values()))
-    return (
-        training.shape[0] * estimator.n_posterior_draws_
-        <= DEFAULT_PRIOR_CHECKS_MAX_VALUES
-    )
+    return training.shape[0] * estimator.n_posterior_draws_ <= DEFAULT_PRIOR_CHECKS_MAX_VALUES
 
 
 def _free_names(estimator: BayesianEstimator) -> list[str]:
@@ -129,12 +126,8 @@ def prior_sensitivity(
     # What the table shows, log_prior_checks says once (a tag and a warning, muted by
     # autolog's silent=True): ArviZ's own console line and Pareto-shape warnings are left out.
     with warnings.catch_warnings(), _muted_in_this_thread(_PSENSE_LOGGER):
-        warnings.filterwarnings(
-            "ignore", message="Estimated shape parameter of Pareto distribution"
-        )
-        table = arviz_stats.psense_summary(
-            data, threshold=SENSITIVITY_THRESHOLD, round_to=15
-        )
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto distribution")
+        table = arviz_stats.psense_summary(data, threshold=SENSITIVITY_THRESHOLD, round_to=15)
     table.index.name = "parameter"
     return table
 
@@ -158,9 +151,7 @@ def sensitivity_warning(table: pd.DataFrame) -> str | None:
 def prior_draws(estimator: BayesianEstimator) -> xr.DataTree:
     """:data:`PRIOR_DRAWS` draws of the parameters and targets at the training inputs, from the priors alone."""
     seed = int(estimator.idata_.posterior.attrs.get("pmlearn_seed", 0))
-    return pm.sample_prior_predictive(
-        draws=PRIOR_DRAWS, model=estimator.pymc_model(), random_seed=seed
-    )
+    return pm.sample_prior_predictive(draws=PRIOR_DRAWS, model=estimator.pymc_model(), random_seed=seed)
 
 
 def prior_plots(
@@ -259,8 +250,6 @@ def log_prior_checks(
                 mlflow.set_tag(PRIOR_WARNING_TAG, message[:MAX_TAG_VAL_LENGTH])
                 warnings.warn(f"pmlearn autologging: {message}.", stacklevel=2)
         if plot:
-            for name, content in prior_plots(
-                estimator, prior_draws(estimator), idata, target_name
-            ).items():
+            for name, content in prior_plots(estimator, prior_draws(estimator), idata, target_name).items():
                 (Path(directory) / name).write_bytes(content)
                 mlflow.log_artifact(str(Path(directory) / name), "plots")

@@ -53,9 +53,7 @@ def describe_engine(settings: InferenceSettings) -> str:
 
 def set_status(run_id: str, status: str) -> None:
     """Set the run's :data:`STATUS_TAG`; a failure becomes a warning."""
-    _attempt(
-        "the status tag", lambda: MlflowClient().set_tag(run_id, STATUS_TAG, status)
-    )
+    _attempt("the status tag", lambda: MlflowClient().set_tag(run_id, STATUS_TAG, status))
 
 
 class RunProgress:
@@ -87,9 +85,7 @@ class RunProgress:
         #: Whether the run's params were logged when the engine started (then not again after).
         self.settings_logged = False
 
-    def fit_starting(
-        self, estimator: Any, model: pm.Model, settings: InferenceSettings
-    ) -> None:
+    def fit_starting(self, estimator: Any, model: pm.Model, settings: InferenceSettings) -> None:
         if estimator is not self.estimator:
             return
         self._started = time.monotonic()
@@ -105,16 +101,9 @@ class RunProgress:
             return
         timestamp = int(time.time() * 1000)
         values = {**values, "elapsed_s": time.monotonic() - self._started}
-        metrics = [
-            Metric(PROGRESS_PREFIX + name, value, timestamp, step)
-            for name, value in values.items()
-        ]
+        metrics = [Metric(PROGRESS_PREFIX + name, value, timestamp, step) for name, value in values.items()]
         try:
-            self._pending.append(
-                MlflowClient().log_batch(
-                    self.run_id, metrics=metrics, synchronous=False
-                )
-            )
+            self._pending.append(MlflowClient().log_batch(self.run_id, metrics=metrics, synchronous=False))
         except Exception as error:  # the fit goes on; the run gets no more progress
             self._failed = True
             _warn("the fit's progress", error)

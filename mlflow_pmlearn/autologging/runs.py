@@ -138,7 +138,11 @@ def _log_params(params: dict[str, Any]) -> None:
     """
     loggable = _loggable(params)
     existing = MlflowClient().get_run(mlflow.active_run().info.run_id).data.params
-    differing = [f"{key}={existing[key]!r} (fit: {value!r})" for key, value in loggable.items() if existing.get(key, value) != value]
+    differing = [
+        f"{key}={existing[key]!r} (fit: {value!r})"
+        for key, value in loggable.items()
+        if existing.get(key, value) != value
+    ]
     if differing:
         warnings.warn(
             f"pmlearn autologging kept the run's earlier values of {', '.join(differing)}: MLflow "
@@ -360,7 +364,11 @@ def _log_model(model: BaseEstimator, config: dict[str, Any], raw_X: Any) -> Mode
     if model is estimator:
         example, signature = estimator.training_sample(INPUT_EXAMPLE_ROWS), None
     else:
-        example = raw_X.head(INPUT_EXAMPLE_ROWS) if isinstance(raw_X, pd.DataFrame) else np.asarray(raw_X)[:INPUT_EXAMPLE_ROWS]
+        example = (
+            raw_X.head(INPUT_EXAMPLE_ROWS)
+            if isinstance(raw_X, pd.DataFrame)
+            else np.asarray(raw_X)[:INPUT_EXAMPLE_ROWS]
+        )
         signature = model_signature(model, example) if config["log_model_signatures"] else None
     return log_model(
         model,

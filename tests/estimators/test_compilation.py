@@ -20,13 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pytensor
-import pytensor.tensor as pt
 import pytest
+from family_helpers import every_estimator, training_set
 from numba.core import dispatcher as numba_dispatcher
 from pytensor.link.c.basic import CLinker
-
-from family_helpers import every_estimator, training_set
 
 TINY = {"n_draws": 10, "max_iter": 30, "random_seed": 0, "progressbar": False}
 
@@ -89,7 +86,9 @@ def test_a_new_literal_compiles_code_the_probe_records(mode, backend):
     here = Path(__file__).resolve()
     child = subprocess.run(
         [sys.executable, "-c", _NEW_LITERAL, mode, str(here.parent), str(here.parents[1])],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     compiled = json.loads(child.stdout.strip().splitlines()[-1])

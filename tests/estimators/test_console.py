@@ -20,12 +20,11 @@ import numba
 import numpy as np
 import pymc as pm
 import pytest
-
 from conftest import FAST
+
 from estimators import inference
-from estimators.inference import _shared
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
-from estimators.inference import COMPILE_NOTICE, final_loss
+from estimators.inference import COMPILE_NOTICE, _shared, final_loss
 
 #: Two fits of one model in one process, progress shown: any compile notice goes to stderr.
 TWO_FITS = textwrap.dedent(

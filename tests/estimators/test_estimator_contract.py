@@ -33,14 +33,18 @@ def frame():
 
 def test_unknown_inference_method(frame):
     X, y = frame
-    with pytest.raises(ValueError, match=r"'inference' parameter of LinearRegression must be a str among .*'nuts'.*\. Got 'mcmc'"):
+    with pytest.raises(
+        ValueError, match=r"'inference' parameter of LinearRegression must be a str among .*'nuts'.*\. Got 'mcmc'"
+    ):
         LinearRegression(inference="mcmc").fit(X, y)
 
 
 @pytest.mark.parametrize("name", ["prior_scale_coef", "prior_scale_intercept", "prior_scale_noise"])
 def test_negative_prior_scale(frame, name):
     X, y = frame
-    with pytest.raises(ValueError, match=rf"'{name}' parameter of LinearRegression must be a float in the range \(0.0, inf\)\. Got -1"):
+    with pytest.raises(
+        ValueError, match=rf"'{name}' parameter of LinearRegression must be a float in the range \(0.0, inf\)\. Got -1"
+    ):
         LinearRegression(**{name: -1.0}).fit(X, y)
 
 
@@ -93,6 +97,8 @@ def test_a_failed_fit_leaves_the_estimator_unfitted(frame):
     ],
 )
 def test_docstring_examples_run(module):
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(
+        importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    )
     assert result.attempted > 0
     assert result.failed == 0

@@ -17,10 +17,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-bmb = pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
-
 import mlflow_pmlearn
 from estimators.formula import FORMULA_DATA, BambiClassifier, BambiRegressor
+
+bmb = pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
 
 NUTS = {
     "inference": "nuts",

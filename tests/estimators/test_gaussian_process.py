@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 import pytest
+from conftest import FAST, FAST_NUTS
+from family_helpers import assert_saved_without_pickle
+from references import assert_within_monte_carlo_error, posterior_draws
 from scipy.special import logsumexp
 from scipy.stats import norm
 from sklearn.datasets import load_diabetes
@@ -22,15 +25,12 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteK
 from sklearn.model_selection import train_test_split
 
 import mlflow_pmlearn
-from conftest import FAST, FAST_NUTS
 from estimators.gaussian_process import (
     GaussianProcessRegressor,
     SparseGaussianProcessRegressor,
     StudentTProcessRegressor,
 )
 from estimators.gaussian_process._kernels import JITTER, covariance
-from family_helpers import assert_saved_without_pickle
-from references import assert_within_monte_carlo_error, posterior_draws
 
 TRUE_LENGTH_SCALE = 1.5
 #: The estimators' own default of 100 draws (FAST has 200): prediction precomputes a factor per draw.
@@ -156,7 +156,9 @@ def test_inducing_points_are_deterministic_given_the_seed(gp_data):
     again = SparseGaussianProcessRegressor(n_inducing=12, **settings)._place_inducing_points(X.to_numpy())
     np.testing.assert_array_equal(points, again)
     # Never more points than distinct rows.
-    few = SparseGaussianProcessRegressor(n_inducing=50, **settings)._place_inducing_points(np.repeat([[0.0], [1.0], [2.0]], 5, axis=0))
+    few = SparseGaussianProcessRegressor(n_inducing=50, **settings)._place_inducing_points(
+        np.repeat([[0.0], [1.0], [2.0]], 5, axis=0)
+    )
     np.testing.assert_array_equal(few, [[0.0], [1.0], [2.0]])
 
 
@@ -173,7 +175,12 @@ def test_ard_finds_the_irrelevant_feature(gp_data):
 
 @pytest.mark.parametrize(
     "kernel, reference",
-    [("rbf", RBF(0.7)), ("matern52", Matern(0.7, nu=2.5)), ("matern32", Matern(0.7, nu=1.5)), ("exponential", Matern(0.7, nu=0.5))],
+    [
+        ("rbf", RBF(0.7)),
+        ("matern52", Matern(0.7, nu=2.5)),
+        ("matern32", Matern(0.7, nu=1.5)),
+        ("exponential", Matern(0.7, nu=0.5)),
+    ],
 )
 def test_kernels_match_scikit_learn(kernel, reference):
     A, B = np.random.default_rng(0).normal(size=(6, 2)), np.random.default_rng(1).normal(size=(4, 2))

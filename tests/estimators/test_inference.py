@@ -14,8 +14,8 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytest
-
 from conftest import FAST
+
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
 from estimators.inference.advi import ADVI_LOGGER, PlateauSchedule, final_loss
 

@@ -50,10 +50,14 @@ def _likelihood(family: str, eta, y):
     if family == "truncated_poisson":
         return pm.Truncated("y_obs", pm.Poisson.dist(mean), lower=1, observed=y)
     if family == "censored_normal":
-        return pm.Censored("y_obs", pm.Normal.dist(eta, pm.HalfNormal("sigma", 1.0)), lower=None, upper=LIMIT, observed=y)
+        return pm.Censored(
+            "y_obs", pm.Normal.dist(eta, pm.HalfNormal("sigma", 1.0)), lower=None, upper=LIMIT, observed=y
+        )
     if family == "normal_mixture":
         sigma = pm.HalfNormal("sigma", 1.0)
-        return pm.NormalMixture("y_obs", w=pm.Dirichlet("w", np.ones(2)), mu=pt.stack([eta, eta + 3.0], -1), sigma=sigma, observed=y)
+        return pm.NormalMixture(
+            "y_obs", w=pm.Dirichlet("w", np.ones(2)), mu=pt.stack([eta, eta + 3.0], -1), sigma=sigma, observed=y
+        )
     if family == "mixture":  # of plain components, of two families
         sigma = pm.HalfNormal("sigma", 1.0)
         components = [pm.Normal.dist(eta, sigma), pm.Laplace.dist(eta + 3.0, sigma)]
@@ -69,9 +73,13 @@ def _likelihood(family: str, eta, y):
             observed=y,
         )
     if family == "custom_dist":
-        return pm.CustomDist("y_obs", mean, dist=lambda mean, size: pm.Exponential.dist(1.0 / mean, size=size), observed=y)
+        return pm.CustomDist(
+            "y_obs", mean, dist=lambda mean, size: pm.Exponential.dist(1.0 / mean, size=size), observed=y
+        )
     assert family == "custom_logp_only"
-    return pm.CustomDist("y_obs", mean, logp=lambda value, mean: pm.logp(pm.Exponential.dist(1.0 / mean), value), observed=y)
+    return pm.CustomDist(
+        "y_obs", mean, logp=lambda value, mean: pm.logp(pm.Exponential.dist(1.0 / mean), value), observed=y
+    )
 
 
 class FamilyRegression(BayesianRegressorMixin, BayesianEstimator):
@@ -161,7 +169,9 @@ def test_a_row_alone_equals_the_row_in_a_batch_and_calls_repeat(fitted):
     _, model, X_new, _ = fitted
     batch = model.sample_posterior_predictive(X_new[:6])
     for row in (0, 5):  # equal up to the last bit that vectorised arithmetic may round differently
-        np.testing.assert_allclose(model.sample_posterior_predictive(X_new[row : row + 1])[:, 0], batch[:, row], rtol=1e-13)
+        np.testing.assert_allclose(
+            model.sample_posterior_predictive(X_new[row : row + 1])[:, 0], batch[:, row], rtol=1e-13
+        )
     np.testing.assert_array_equal(model.sample_posterior_predictive(X_new[:6]), batch)
 
 
@@ -321,7 +331,9 @@ def test_an_input_moved_in_its_last_bit_keeps_its_draws(fitted):
     """As a JSON round trip moves it: the prediction must not change by Monte Carlo noise."""
     _, model, X_new, _ = fitted
     nudged = np.nextafter(X_new[:5], np.inf)
-    np.testing.assert_allclose(model.sample_posterior_predictive(nudged), model.sample_posterior_predictive(X_new[:5]), rtol=1e-12)
+    np.testing.assert_allclose(
+        model.sample_posterior_predictive(nudged), model.sample_posterior_predictive(X_new[:5]), rtol=1e-12
+    )
 
 
 def test_bounds_the_distribution_implies(fitted):

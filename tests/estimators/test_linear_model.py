@@ -131,9 +131,7 @@ def test_binary_logistic_regression_recovers_log_odds(binary_fit):
     np.testing.assert_allclose(model.intercept_[0], truth["intercept"], atol=COEF_TOL)
 
 
-def test_multiclass_logistic_regression_recovers_log_odds_against_the_reference_class(
-    multiclass_fit, multiclass_data
-):
+def test_multiclass_logistic_regression_recovers_log_odds_against_the_reference_class(multiclass_fit, multiclass_data):
     model, truth = multiclass_fit
     assert list(model.classes_) == ["a", "b", "c"]
     assert model.coef_.shape == (2, 2) and model.intercept_.shape == (2,)
@@ -148,9 +146,7 @@ def test_multiclass_logistic_regression_recovers_log_odds_against_the_reference_
     X, y, _ = multiclass_data
     reference = SklearnLogisticRegression(C=1e6, max_iter=5000).fit(X, y)
     np.testing.assert_allclose(model.coef_, reference.coef_[1:] - reference.coef_[0], atol=COEF_TOL)
-    np.testing.assert_allclose(
-        model.intercept_, reference.intercept_[1:] - reference.intercept_[0], atol=COEF_TOL
-    )
+    np.testing.assert_allclose(model.intercept_, reference.intercept_[1:] - reference.intercept_[0], atol=COEF_TOL)
 
 
 def test_posterior_names_features_and_classes_as_the_user_did(multiclass_fit):

@@ -9,6 +9,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST, FAST_NUTS
+from family_helpers import assert_saved_without_pickle
 from mlflow.models import Model
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
@@ -19,9 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 import mlflow_pmlearn
-from conftest import FAST, FAST_NUTS
 from estimators.mixture import DirichletProcessMixture, GaussianMixture
-from family_helpers import assert_saved_without_pickle
 
 # Three clusters whose first coordinates increase: the components' order under the constraint.
 MEANS = np.array([[-4.0, -1.0], [0.0, 3.0], [4.0, 0.0]])
@@ -91,7 +91,10 @@ def test_density_and_responsibilities_average_over_the_posterior(mixture, cluste
     covariances = posterior["covariances"].transpose("sample", ...).values
     joint = np.array(
         [
-            [np.log(weights[s, k]) + multivariate_normal(means[s, k], covariances[s, k]).logpdf(rows.to_numpy()) for k in range(3)]
+            [
+                np.log(weights[s, k]) + multivariate_normal(means[s, k], covariances[s, k]).logpdf(rows.to_numpy())
+                for k in range(3)
+            ]
             for s in range(len(weights))
         ]
     ).transpose(0, 2, 1)  # (draw, row, component)
@@ -156,7 +159,9 @@ def test_save_load_predicts_identically(which, request, clusters, separated, tmp
     signature = Model.load(str(tmp_path / "model")).signature
     assert signature.params is None
     assert [spec.name for spec in signature.outputs.inputs] == list(_expected_frame(model, X).columns)
-    pd.testing.assert_frame_equal(mlflow.pyfunc.load_model(str(tmp_path / "model")).predict(X), _expected_frame(model, X))
+    pd.testing.assert_frame_equal(
+        mlflow.pyfunc.load_model(str(tmp_path / "model")).predict(X), _expected_frame(model, X)
+    )
 
 
 def test_registered_mixture_serves_components_and_density(mixture, clusters, mlflow_experiment):

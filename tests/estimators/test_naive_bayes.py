@@ -9,14 +9,14 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST
+from family_helpers import assert_saved_without_pickle
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.model_selection import train_test_split
 from sklearn.naive_bayes import GaussianNB as SklearnGaussianNB
 
 import mlflow_pmlearn
-from conftest import FAST
 from estimators.naive_bayes import GaussianNB
-from family_helpers import assert_saved_without_pickle
 
 MEANS = np.array([[-2.0, 0.0], [2.0, 1.0], [0.0, 4.0]])
 SDS = np.array([[1.0, 0.5], [0.5, 1.0], [1.0, 1.0]])

@@ -20,6 +20,8 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import pytest
+from conftest import FAST
+from references import posterior_draws
 from scipy.special import expit
 from sklearn.datasets import load_breast_cancer, load_iris, make_moons
 from sklearn.model_selection import train_test_split
@@ -29,12 +31,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval
 
 import mlflow_pmlearn
-from conftest import FAST
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
 from estimators.linear_model import LogisticRegression
 from estimators.neural_network import MLPClassifier
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE
-from references import posterior_draws
 
 #: Rows per minibatch in the minibatch fits (the moons training set has 300 rows).
 BATCH = 50

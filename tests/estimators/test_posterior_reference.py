@@ -147,7 +147,9 @@ def test_predictive_quantiles_are_the_posterior_mixtures_quantiles(few_rows_regr
         deviation = np.abs(got[:, column] - reference)
         assert np.all(deviation < tolerance), (level, deviation, tolerance)
         if level in (0.05, 0.95):
-            noise_only = normal_mixture_quantile(mu.mean(axis=0, keepdims=True), sigma.mean(axis=0, keepdims=True), level)
+            noise_only = normal_mixture_quantile(
+                mu.mean(axis=0, keepdims=True), sigma.mean(axis=0, keepdims=True), level
+            )
             assert np.all(np.abs(noise_only - reference) > 2 * tolerance)
     # The same computation as the interval's bounds (0.9's tails are 0.05 up to rounding).
     np.testing.assert_allclose(got[:, [0, 4]], few_rows_regressor.predict_interval(FAR_ROWS, prob=0.9), rtol=1e-12)
@@ -214,8 +216,14 @@ def conjugate_fit():
     X = rng.normal(size=(12, 2))
     y = 1.0 + X @ [2.0, -1.0] + rng.normal(scale=0.5, size=12)
     model = KnownNoiseRegression(
-        noise_sigma=0.5, prior_scale=1.0, inference="nuts", n_draws=1000, n_tune=500, n_chains=2,
-        random_seed=0, progressbar=False,
+        noise_sigma=0.5,
+        prior_scale=1.0,
+        inference="nuts",
+        n_draws=1000,
+        n_tune=500,
+        n_chains=2,
+        random_seed=0,
+        progressbar=False,
     ).fit(X, y)
     return model, *_conjugate_posterior(X, y, model.noise_sigma, model.prior_scale)
 

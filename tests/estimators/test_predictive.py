@@ -21,7 +21,6 @@ from tests.references import (
     softmax_class_probabilities,
 )
 
-
 #: Posterior draws of the fits. PyMC draws one predictive value per posterior draw, so the
 #: Monte Carlo error of its summaries shrinks with their square root; ADVI draws cost nothing.
 N_DRAWS = 2000
@@ -41,9 +40,7 @@ def classifier(binary_data):
 
 def _pymc_predictive(estimator, X, var_name="y_obs"):
     """``pm.sample_posterior_predictive`` at new rows, on a freshly rebuilt model."""
-    fresh = type(estimator).from_fitted_state(
-        estimator.get_params(), estimator.get_fitted_state(), estimator.idata_
-    )
+    fresh = type(estimator).from_fitted_state(estimator.get_params(), estimator.get_fitted_state(), estimator.idata_)
     model = fresh.pymc_model()
     with model:
         pm.set_data({"X": np.asarray(X), "y": np.zeros(len(X), dtype=model["y"].dtype)})

@@ -22,9 +22,7 @@ class _Recorder:
         self.reports: list[tuple[float, int, dict]] = []
 
     def fit_starting(self, estimator, model, settings) -> None:
-        self.started.append(
-            (estimator, [rv.name for rv in model.free_RVs], settings.inference)
-        )
+        self.started.append((estimator, [rv.name for rv in model.free_RVs], settings.inference))
 
     def progress(self, step: int, values: dict[str, float]) -> None:
         self.reports.append((time.monotonic(), step, values))
@@ -41,9 +39,7 @@ def test_reports_come_at_most_once_per_interval():
             reporter.report(step, draws=step)
     assert 2 <= len(recorder.reports) <= 7
     gaps = np.diff([at for at, _, _ in recorder.reports])
-    assert (
-        gaps.min() >= 0.049
-    )  # the interval, less the clock's reading between report and record
+    assert gaps.min() >= 0.049  # the interval, less the clock's reading between report and record
 
 
 def test_without_a_watcher_nothing_is_due():
@@ -82,14 +78,10 @@ def test_a_watched_nuts_fit_reports_draws_and_is_the_unwatched_fit(data):
     total = FAST_NUTS["n_chains"] * (FAST_NUTS["n_tune"] + FAST_NUTS["n_draws"])
     assert steps == list(range(1, total + 1))  # interval 0: every draw of every chain
     last = recorder.reports[-1][2]
-    assert (
-        last["fraction_done"] == 1.0 and last["tuning"] == 0.0 and last["step_size"] > 0
-    )
+    assert last["fraction_done"] == 1.0 and last["tuning"] == 0.0 and last["step_size"] > 0
     assert last["divergences"] >= float(watched.idata_.sample_stats["diverging"].sum())
     for name, values in plain.idata_.posterior.data_vars.items():
-        np.testing.assert_array_equal(
-            watched.idata_.posterior[name].values, values.values
-        )
+        np.testing.assert_array_equal(watched.idata_.posterior[name].values, values.values)
 
 
 def test_a_watched_advi_fit_reports_its_falling_loss(data):

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from conftest import FAST
 from estimators.linear_model import LinearRegression, LogisticRegression
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
 

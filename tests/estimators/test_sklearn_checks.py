@@ -8,10 +8,10 @@ of the posterior, and they fit dozens of models per estimator, each compiled by 
 from __future__ import annotations
 
 import pytest
+from family_helpers import every_estimator
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators.linear_model import HierarchicalLogisticRegression
-from family_helpers import every_estimator
 
 pytestmark = pytest.mark.slow  # minutes, not seconds: each check fits and compiles
 

@@ -156,12 +156,14 @@ def test_a_formula_regressor_wraps_with_its_own_log_density_and_quantiles():
 
     rng = np.random.default_rng(11)
     X = pd.DataFrame({"x": rng.normal(size=90), "g": rng.choice(["a", "b", "c"], 90)})
-    y = pd.Series(0.5 + 1.2 * X["x"] + X["g"].map({"a": -0.4, "b": 0.0, "c": 0.4}) + rng.normal(scale=0.5, size=90),
-                  name="y")
+    y = pd.Series(
+        0.5 + 1.2 * X["x"] + X["g"].map({"a": -0.4, "b": 0.0, "c": 0.4}) + rng.normal(scale=0.5, size=90), name="y"
+    )
     regressor = SkproRegressor(BambiRegressor("y ~ x + (1|g)", **FAST)).fit(X.iloc[:70], y.iloc[:70].to_frame())
     X_new, y_new = X.iloc[70:], y.iloc[70:]
     log_pdf = regressor.predict_proba(X_new).log_pdf(y_new.to_frame()).iloc[:, 0].to_numpy()
     np.testing.assert_allclose(log_pdf, regressor.estimator_.log_predictive_density(X_new, y_new), rtol=1e-12)
     np.testing.assert_array_equal(
-        regressor.predict_quantiles(X_new, alpha=LEVELS).to_numpy(), regressor.estimator_.predict_quantiles(X_new, LEVELS)
+        regressor.predict_quantiles(X_new, alpha=LEVELS).to_numpy(),
+        regressor.estimator_.predict_quantiles(X_new, LEVELS),
     )

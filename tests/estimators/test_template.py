@@ -73,7 +73,12 @@ def data():
 def test_the_parameters_are_the_signature():
     assert set(PassingSettingsOn().get_params()) == {"prior_scale", *SETTING_NAMES}
     assert set(NamingSomeSettings().get_params()) == {
-        "prior_scale", "inference", "n_draws", "max_iter", "random_seed", "progressbar"
+        "prior_scale",
+        "inference",
+        "n_draws",
+        "max_iter",
+        "random_seed",
+        "progressbar",
     }
     # A class's own default stands; the settings it does not name keep the base's defaults
     # (and are not parameters).

@@ -51,13 +51,13 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST
 from mlflow.exceptions import MlflowException
+from model_server import ModelServer
 from scipy import sparse
 
 import mlflow_pmlearn
-from conftest import FAST
 from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
-from model_server import ModelServer
 from mlflow_pmlearn.pyfunc import MAX_ROWS_VARIABLE
 
 #: Fits made only to see validation pass or fail: the smallest that run.
@@ -141,7 +141,9 @@ def steep(tmp_path_factory):
 
 def _estimator_frame(summary: dict[str, np.ndarray]) -> pd.DataFrame:
     """The estimator's summary under the pyfunc's column names, to compare answers."""
-    return pd.DataFrame({"prediction": summary["mean"], "std": summary["std"], "lower": summary["lower"], "upper": summary["upper"]})
+    return pd.DataFrame(
+        {"prediction": summary["mean"], "std": summary["std"], "lower": summary["lower"], "upper": summary["upper"]}
+    )
 
 
 def _request(X: Any, params: dict | None = None) -> dict:
@@ -269,64 +271,195 @@ _TOO_LARGE = r", too large to compute with: values must be at most 1\.3e\+154 in
 _FITTED_ON = r"; LinearRegression was fitted on the columns \['x0', 'x1', 'x2'\]\.$"
 
 FRAME_CASES = [
-    FrameCase("NaN", _set("x1", 1, np.nan), ("NaN", "'x1'", "row 1"),
-              says=_says(r"ValueError: Input X contains NaN in column 'x1', row 1 \(1 non-finite value\(s\) in all\)\.$")),
-    FrameCase("infinity", _set("x0", 2, np.inf), ("infinity", "'x0'", "row 2"),
-              says=_says(r"ValueError: Input X contains infinity in column 'x0', row 2 \(")),
-    FrameCase("minus infinity", _set("x2", 0, -np.inf), ("infinity", "'x2'", "row 0"),
-              says=_says(r"ValueError: Input X contains infinity in column 'x2', row 0 \(")),
-    FrameCase("infinity in an array", _array_with(3, 2, np.inf), ("infinity", "row 3"), at=(FIT, PREDICT),
-              says={**_says(r"ValueError: Input X contains infinity in column 2 \(0-based\), row 3 \(", FIT),
-                    **_says(r"ValueError: Input X contains infinity in column 'x2', row 3 \(", PREDICT)}),
-    FrameCase("None in a float column", _set("x1", 1, None), ("'x1'", "row 1", "None|NaN"),
-              says=_says(_NOT_NUMERIC.format("x1", "object", "None", 1))),
-    FrameCase("string in a numeric column", _set("x1", 1, "abc"), ("x1", "abc"),
-              says=_says(_NOT_NUMERIC.format("x1", "object", "'abc'", 1))),
-    FrameCase("numeric strings", lambda X: X.assign(x1=X["x1"].map(repr)), ("x1", "str"), accepted_at=(ENDPOINT,),
-              same_as=lambda X: X, says=_says(_NOT_NUMERIC.format("x1", r"\S+", r"'-?[\d.e+-]+'", 0))),
-    FrameCase("string in an array", _array_with(2, 1, "abc"), ("non-numeric value 'abc'", "row 2"), at=(FIT, PREDICT),
-              says={**_says(r"ValueError: X has a non-numeric value 'abc' in column 1 \(0-based\), row 2 \(", FIT),
-                    **_says(r"ValueError: X has a non-numeric value 'abc' in column 'x1', row 2 \(", PREDICT)}),
-    FrameCase("a dict in an array", _array_with(3, 0, {"a": 1}), (r"non-numeric value \{'a': 1\}", "row 3"), at=(FIT, PREDICT),
-              says={**_says(r"TypeError: X has a non-numeric value \{'a': 1\} in column 0 \(0-based\), row 3 \(", FIT),
-                    **_says(r"TypeError: X has a non-numeric value \{'a': 1\} in column 'x0', row 3 \(", PREDICT)}),
-    FrameCase("booleans", _booleans, ("x1", "bool"), accepted_at=(FIT, PREDICT, ENDPOINT), same_as=_booleans_as_numbers),
-    FrameCase("nullable integers with <NA>", lambda X: X.assign(x1=pd.array([1, None, *range(len(X) - 2)], dtype="Int64")),
-              ("x1", "NaN|Int64"), at=(FIT, PREDICT, PYFUNC),
-              says=_says(r"ValueError: Input X contains NaN in column 'x1', row 1 \(")),
-    FrameCase("datetime column", lambda X: X.assign(x1=pd.Timestamp("2024-01-01")), ("x1", "datetime64"), at=(FIT, PREDICT, PYFUNC),
-              says=_says(_NOT_NUMERIC.format("x1", r"datetime64\[\w+\]", r"Timestamp\('2024-01-01 00:00:00'\)", 0))),
-    FrameCase("complex values", lambda X: X.assign(x1=X["x1"] + 1j), ("[Cc]omplex",), at=(FIT, PREDICT, PYFUNC),
-              says=_says(r"ValueError: Complex data not supported: X has complex values; the features must be real\.$")),
-    FrameCase("complex array", lambda X: X.to_numpy() + 1j, ("[Cc]omplex",), at=(FIT, PREDICT),
-              says=_says(r"ValueError: Complex data not supported: X has complex values; the features must be real\.$")),
-    FrameCase("a list in a cell", _set("x0", 0, [1.0, 2.0]), ("x0",),
-              says=_says(_NOT_NUMERIC.format("x0", "object", r"\[1\.0, 2\.0\]", 0))),
-    FrameCase("huge value 1e308", _set("x0", 0, 1e308), ("'x0'", "row 0", "1e\\+308", "too large"),
-              says=_says(r"ValueError: Input X has the value 1e\+308 in column 'x0', row 0" + _TOO_LARGE)),
-    FrameCase("huge value -1e200", _set("x2", 3, -1e200), ("'x2'", "row 3", "-1e\\+200", "too large"),
-              says=_says(r"ValueError: Input X has the value -1e\+200 in column 'x2', row 3" + _TOO_LARGE)),
-    FrameCase("wrong column count", lambda X: X.to_numpy()[:, :2], ("2 features|missing inputs",), at=AFTER_FIT,
-              says=_says(r"ValueError: X has 2 features, but LinearRegression is expecting 3 features as input\.$", PREDICT)),
-    FrameCase("one-dimensional array", lambda X: X.to_numpy()[0], ("2-D|missing inputs",), at=(FIT, PREDICT, PYFUNC, ENDPOINT),
-              says=_says(r"ValueError: X must be 2-D \(rows x features\); got an array of shape \(3,\)\. Reshape your data with ")),
-    FrameCase("sparse matrix", lambda X: sparse.csr_matrix(X.to_numpy()), ("sparse",), at=(FIT, PREDICT),
-              says=_says(r"TypeError: LinearRegression does not support sparse input; pass a dense array")),
-    FrameCase("missing column", lambda X: X.drop(columns="x1"), ("missing", "x1"), at=AFTER_FIT,
-              says=_says(r"ValueError: X has missing column\(s\) \['x1'\]" + _FITTED_ON, PREDICT)),
-    FrameCase("renamed column", lambda X: X.rename(columns={"x1": "x1_new"}), ("missing", "x1"), at=AFTER_FIT,
-              says=_says(r"ValueError: X has missing column\(s\) \['x1'\] and unexpected column\(s\) \['x1_new'\]" + _FITTED_ON, PREDICT)),
-    FrameCase("extra column", lambda X: X.assign(extra=1.0), ("unexpected column", "extra"), at=AFTER_FIT,
-              accepted_at=(PYFUNC, ENDPOINT), says=_says(r"ValueError: X has unexpected column\(s\) \['extra'\]" + _FITTED_ON, PREDICT)),
-    FrameCase("duplicate column names", lambda X: pd.concat([X, X[["x2"]]], axis=1), ("[Dd]uplicate", "x2"),
-              unclear_at=(PYFUNC, ENDPOINT), says=_says(r"ValueError: X has duplicate column names: \['x2'\]\.$", PREDICT)),
-    FrameCase("empty frame", lambda X: X.iloc[:0], ("empty", "0 sample"),
-              says=_says(r"ValueError: X is empty: 0 sample\(s\) \(shape=\(0, 3\)\) while a minimum of 1 is required\.$")),
-    FrameCase("no columns", lambda X: X[[]], ("no columns", "0 feature"), at=(FIT,),
-              says=_says(r"ValueError: X has no columns: 0 feature\(s\) \(shape=\(80, 0\)\) while a minimum of 1 is required\.$", FIT)),
+    FrameCase(
+        "NaN",
+        _set("x1", 1, np.nan),
+        ("NaN", "'x1'", "row 1"),
+        says=_says(r"ValueError: Input X contains NaN in column 'x1', row 1 \(1 non-finite value\(s\) in all\)\.$"),
+    ),
+    FrameCase(
+        "infinity",
+        _set("x0", 2, np.inf),
+        ("infinity", "'x0'", "row 2"),
+        says=_says(r"ValueError: Input X contains infinity in column 'x0', row 2 \("),
+    ),
+    FrameCase(
+        "minus infinity",
+        _set("x2", 0, -np.inf),
+        ("infinity", "'x2'", "row 0"),
+        says=_says(r"ValueError: Input X contains infinity in column 'x2', row 0 \("),
+    ),
+    FrameCase(
+        "infinity in an array",
+        _array_with(3, 2, np.inf),
+        ("infinity", "row 3"),
+        at=(FIT, PREDICT),
+        says={
+            **_says(r"ValueError: Input X contains infinity in column 2 \(0-based\), row 3 \(", FIT),
+            **_says(r"ValueError: Input X contains infinity in column 'x2', row 3 \(", PREDICT),
+        },
+    ),
+    FrameCase(
+        "None in a float column",
+        _set("x1", 1, None),
+        ("'x1'", "row 1", "None|NaN"),
+        says=_says(_NOT_NUMERIC.format("x1", "object", "None", 1)),
+    ),
+    FrameCase(
+        "string in a numeric column",
+        _set("x1", 1, "abc"),
+        ("x1", "abc"),
+        says=_says(_NOT_NUMERIC.format("x1", "object", "'abc'", 1)),
+    ),
+    FrameCase(
+        "numeric strings",
+        lambda X: X.assign(x1=X["x1"].map(repr)),
+        ("x1", "str"),
+        accepted_at=(ENDPOINT,),
+        same_as=lambda X: X,
+        says=_says(_NOT_NUMERIC.format("x1", r"\S+", r"'-?[\d.e+-]+'", 0)),
+    ),
+    FrameCase(
+        "string in an array",
+        _array_with(2, 1, "abc"),
+        ("non-numeric value 'abc'", "row 2"),
+        at=(FIT, PREDICT),
+        says={
+            **_says(r"ValueError: X has a non-numeric value 'abc' in column 1 \(0-based\), row 2 \(", FIT),
+            **_says(r"ValueError: X has a non-numeric value 'abc' in column 'x1', row 2 \(", PREDICT),
+        },
+    ),
+    FrameCase(
+        "a dict in an array",
+        _array_with(3, 0, {"a": 1}),
+        (r"non-numeric value \{'a': 1\}", "row 3"),
+        at=(FIT, PREDICT),
+        says={
+            **_says(r"TypeError: X has a non-numeric value \{'a': 1\} in column 0 \(0-based\), row 3 \(", FIT),
+            **_says(r"TypeError: X has a non-numeric value \{'a': 1\} in column 'x0', row 3 \(", PREDICT),
+        },
+    ),
+    FrameCase(
+        "booleans", _booleans, ("x1", "bool"), accepted_at=(FIT, PREDICT, ENDPOINT), same_as=_booleans_as_numbers
+    ),
+    FrameCase(
+        "nullable integers with <NA>",
+        lambda X: X.assign(x1=pd.array([1, None, *range(len(X) - 2)], dtype="Int64")),
+        ("x1", "NaN|Int64"),
+        at=(FIT, PREDICT, PYFUNC),
+        says=_says(r"ValueError: Input X contains NaN in column 'x1', row 1 \("),
+    ),
+    FrameCase(
+        "datetime column",
+        lambda X: X.assign(x1=pd.Timestamp("2024-01-01")),
+        ("x1", "datetime64"),
+        at=(FIT, PREDICT, PYFUNC),
+        says=_says(_NOT_NUMERIC.format("x1", r"datetime64\[\w+\]", r"Timestamp\('2024-01-01 00:00:00'\)", 0)),
+    ),
+    FrameCase(
+        "complex values",
+        lambda X: X.assign(x1=X["x1"] + 1j),
+        ("[Cc]omplex",),
+        at=(FIT, PREDICT, PYFUNC),
+        says=_says(r"ValueError: Complex data not supported: X has complex values; the features must be real\.$"),
+    ),
+    FrameCase(
+        "complex array",
+        lambda X: X.to_numpy() + 1j,
+        ("[Cc]omplex",),
+        at=(FIT, PREDICT),
+        says=_says(r"ValueError: Complex data not supported: X has complex values; the features must be real\.$"),
+    ),
+    FrameCase(
+        "a list in a cell",
+        _set("x0", 0, [1.0, 2.0]),
+        ("x0",),
+        says=_says(_NOT_NUMERIC.format("x0", "object", r"\[1\.0, 2\.0\]", 0)),
+    ),
+    FrameCase(
+        "huge value 1e308",
+        _set("x0", 0, 1e308),
+        ("'x0'", "row 0", "1e\\+308", "too large"),
+        says=_says(r"ValueError: Input X has the value 1e\+308 in column 'x0', row 0" + _TOO_LARGE),
+    ),
+    FrameCase(
+        "huge value -1e200",
+        _set("x2", 3, -1e200),
+        ("'x2'", "row 3", "-1e\\+200", "too large"),
+        says=_says(r"ValueError: Input X has the value -1e\+200 in column 'x2', row 3" + _TOO_LARGE),
+    ),
+    FrameCase(
+        "wrong column count",
+        lambda X: X.to_numpy()[:, :2],
+        ("2 features|missing inputs",),
+        at=AFTER_FIT,
+        says=_says(r"ValueError: X has 2 features, but LinearRegression is expecting 3 features as input\.$", PREDICT),
+    ),
+    FrameCase(
+        "one-dimensional array",
+        lambda X: X.to_numpy()[0],
+        ("2-D|missing inputs",),
+        at=(FIT, PREDICT, PYFUNC, ENDPOINT),
+        says=_says(
+            r"ValueError: X must be 2-D \(rows x features\); got an array of shape \(3,\)\. Reshape your data with "
+        ),
+    ),
+    FrameCase(
+        "sparse matrix",
+        lambda X: sparse.csr_matrix(X.to_numpy()),
+        ("sparse",),
+        at=(FIT, PREDICT),
+        says=_says(r"TypeError: LinearRegression does not support sparse input; pass a dense array"),
+    ),
+    FrameCase(
+        "missing column",
+        lambda X: X.drop(columns="x1"),
+        ("missing", "x1"),
+        at=AFTER_FIT,
+        says=_says(r"ValueError: X has missing column\(s\) \['x1'\]" + _FITTED_ON, PREDICT),
+    ),
+    FrameCase(
+        "renamed column",
+        lambda X: X.rename(columns={"x1": "x1_new"}),
+        ("missing", "x1"),
+        at=AFTER_FIT,
+        says=_says(
+            r"ValueError: X has missing column\(s\) \['x1'\] and unexpected column\(s\) \['x1_new'\]" + _FITTED_ON,
+            PREDICT,
+        ),
+    ),
+    FrameCase(
+        "extra column",
+        lambda X: X.assign(extra=1.0),
+        ("unexpected column", "extra"),
+        at=AFTER_FIT,
+        accepted_at=(PYFUNC, ENDPOINT),
+        says=_says(r"ValueError: X has unexpected column\(s\) \['extra'\]" + _FITTED_ON, PREDICT),
+    ),
+    FrameCase(
+        "duplicate column names",
+        lambda X: pd.concat([X, X[["x2"]]], axis=1),
+        ("[Dd]uplicate", "x2"),
+        unclear_at=(PYFUNC, ENDPOINT),
+        says=_says(r"ValueError: X has duplicate column names: \['x2'\]\.$", PREDICT),
+    ),
+    FrameCase(
+        "empty frame",
+        lambda X: X.iloc[:0],
+        ("empty", "0 sample"),
+        says=_says(r"ValueError: X is empty: 0 sample\(s\) \(shape=\(0, 3\)\) while a minimum of 1 is required\.$"),
+    ),
+    FrameCase(
+        "no columns",
+        lambda X: X[[]],
+        ("no columns", "0 feature"),
+        at=(FIT,),
+        says=_says(
+            r"ValueError: X has no columns: 0 feature\(s\) \(shape=\(80, 0\)\) while a minimum of 1 is required\.$", FIT
+        ),
+    ),
     FrameCase("reordered columns", lambda X: X[["x2", "x0", "x1"]], (), at=AFTER_FIT, accepted_at=AFTER_FIT),
-    FrameCase("one row", lambda X: X.iloc[[3]], (), at=AFTER_FIT, accepted_at=AFTER_FIT,
-              same_as=lambda X: X.iloc[[3]]),
+    FrameCase("one row", lambda X: X.iloc[[3]], (), at=AFTER_FIT, accepted_at=AFTER_FIT, same_as=lambda X: X.iloc[[3]]),
 ]
 
 
@@ -385,13 +518,20 @@ def test_bad_features(case: FrameCase, entry: str, request, train, rows):
 
 def _not_a_probability(value: Any) -> str:
     """The estimator's whole refusal of ``value`` as an interval probability."""
-    return rf"^ValueError: The interval probability must be a number strictly between 0 and 1; got {re.escape(repr(value))}\.$"
+    return (
+        r"^ValueError: The interval probability must be a number strictly between 0 and 1; "
+        rf"got {re.escape(repr(value))}\.$"
+    )
 
 
 #: name, params, patterns every refusal names, the estimator's whole error (at predict).
 PARAMS_CASES = [
-    ("return_std a string", {"return_std": "yes"}, ("return_std", "yes"),
-     r"^TypeError: return_std must be True or False; got 'yes' \(str\)\.$"),
+    (
+        "return_std a string",
+        {"return_std": "yes"},
+        ("return_std", "yes"),
+        r"^TypeError: return_std must be True or False; got 'yes' \(str\)\.$",
+    ),
     ("interval_prob a string", {"interval_prob": "high"}, ("interval.prob", "high"), _not_a_probability("high")),
     ("interval_prob a numeric string", {"interval_prob": "0.9"}, ("interval.prob", r"0\.9"), _not_a_probability("0.9")),
     ("interval_prob a boolean", {"interval_prob": True}, ("interval.prob", "True|bool"), _not_a_probability(True)),
@@ -399,16 +539,36 @@ PARAMS_CASES = [
     ("interval_prob 1", {"interval_prob": 1}, ("strictly between 0 and 1", "got 1"), _not_a_probability(1)),
     ("interval_prob 1.5", {"interval_prob": 1.5}, ("strictly between 0 and 1", "got 1.5"), _not_a_probability(1.5)),
     ("interval_prob -0.1", {"interval_prob": -0.1}, ("strictly between 0 and 1", "got -0.1"), _not_a_probability(-0.1)),
-    ("a quantile level 1.5", {"quantiles": [0.5, 1.5]}, (r"quantiles\[1\] is 1\.5", "strictly between 0 and 1"),
-     r"^ValueError: quantiles\[1\] is 1\.5; each quantile level must be a number strictly between 0 and 1\.$"),
-    ("a quantile level 0", {"quantiles": [0.0]}, (r"quantiles\[0\] is 0", "strictly between 0 and 1"),
-     r"^ValueError: quantiles\[0\] is 0\.0; each quantile level must be a number strictly between 0 and 1\.$"),
-    ("a quantile level repeated", {"quantiles": [0.5, 0.5]}, ("repeats", r"0\.5"),
-     r"^ValueError: quantiles repeats the level\(s\) \[0\.5\]; give each level once\.$"),
-    ("quantiles a string", {"quantiles": "0.5"}, ("quantiles",),
-     r"^TypeError: quantiles must be a list of levels such as \[0\.05, 0\.5, 0\.95\]; got '0\.5'\.$"),
-    ("quantiles not numbers", {"quantiles": ["low"]}, ("quantiles",),
-     r"^ValueError: quantiles\[0\] is 'low'; each quantile level must be a number strictly between 0 and 1\.$"),
+    (
+        "a quantile level 1.5",
+        {"quantiles": [0.5, 1.5]},
+        (r"quantiles\[1\] is 1\.5", "strictly between 0 and 1"),
+        r"^ValueError: quantiles\[1\] is 1\.5; each quantile level must be a number strictly between 0 and 1\.$",
+    ),
+    (
+        "a quantile level 0",
+        {"quantiles": [0.0]},
+        (r"quantiles\[0\] is 0", "strictly between 0 and 1"),
+        r"^ValueError: quantiles\[0\] is 0\.0; each quantile level must be a number strictly between 0 and 1\.$",
+    ),
+    (
+        "a quantile level repeated",
+        {"quantiles": [0.5, 0.5]},
+        ("repeats", r"0\.5"),
+        r"^ValueError: quantiles repeats the level\(s\) \[0\.5\]; give each level once\.$",
+    ),
+    (
+        "quantiles a string",
+        {"quantiles": "0.5"},
+        ("quantiles",),
+        r"^TypeError: quantiles must be a list of levels such as \[0\.05, 0\.5, 0\.95\]; got '0\.5'\.$",
+    ),
+    (
+        "quantiles not numbers",
+        {"quantiles": ["low"]},
+        ("quantiles",),
+        r"^ValueError: quantiles\[0\] is 'low'; each quantile level must be a number strictly between 0 and 1\.$",
+    ),
 ]
 
 
@@ -460,18 +620,42 @@ def test_unknown_params_are_ignored(entry, request, rows):
 
 #: name, estimator, the target made from the good one, the estimator's whole error.
 TARGET_CASES = [
-    ("NaN", LinearRegression, lambda y: y.where(y.index != 9),
-     r"^ValueError: Input y contains NaN in row 9 \(1 non-finite value\(s\) in all\)\.$"),
-    ("huge value", LinearRegression, lambda y: y.where(y.index != 4, 1e300),
-     r"^ValueError: Input y has the value 1e\+300 in row 4, too large to compute with"),
-    ("shorter than the features", LinearRegression, lambda y: y.iloc[:-1],
-     r"^ValueError: X has 80 rows but y has 79; they must match\.$"),
-    ("text for a regressor", LinearRegression, lambda y: np.where(y > 0, "up", "down"),
-     r"^ValueError: y must be numeric for a regressor; got dtype <U4\.$"),
-    ("a missing class label", LogisticRegression, lambda y: np.where(y.index == 5, None, np.where(y > 0, "up", "down")),
-     r"^ValueError: Input y contains a missing label \(None or NaN\) at row 5\.$"),
-    ("a single class", LogisticRegression, lambda y: np.full(len(y), "yes"),
-     r"^ValueError: y has only one class \('yes'\); a classifier needs at least two\.$"),
+    (
+        "NaN",
+        LinearRegression,
+        lambda y: y.where(y.index != 9),
+        r"^ValueError: Input y contains NaN in row 9 \(1 non-finite value\(s\) in all\)\.$",
+    ),
+    (
+        "huge value",
+        LinearRegression,
+        lambda y: y.where(y.index != 4, 1e300),
+        r"^ValueError: Input y has the value 1e\+300 in row 4, too large to compute with",
+    ),
+    (
+        "shorter than the features",
+        LinearRegression,
+        lambda y: y.iloc[:-1],
+        r"^ValueError: X has 80 rows but y has 79; they must match\.$",
+    ),
+    (
+        "text for a regressor",
+        LinearRegression,
+        lambda y: np.where(y > 0, "up", "down"),
+        r"^ValueError: y must be numeric for a regressor; got dtype <U4\.$",
+    ),
+    (
+        "a missing class label",
+        LogisticRegression,
+        lambda y: np.where(y.index == 5, None, np.where(y > 0, "up", "down")),
+        r"^ValueError: Input y contains a missing label \(None or NaN\) at row 5\.$",
+    ),
+    (
+        "a single class",
+        LogisticRegression,
+        lambda y: np.full(len(y), "yes"),
+        r"^ValueError: y has only one class \('yes'\); a classifier needs at least two\.$",
+    ),
 ]
 
 
@@ -514,7 +698,9 @@ def test_missing_group_label(hierarchical, entry):
         r"ValueError: The group column has an invalid label (None|nan) at row 1; group labels must not be "
         r"missing \(NaN, None\) or infinite \(inf\)\.$"
     )
-    _assert_names_problem(_outcome(calls[entry]), ("store|group", "row 1", "None|NaN|missing", *says.get(entry, ())), entry)
+    _assert_names_problem(
+        _outcome(calls[entry]), ("store|group", "row 1", "None|NaN|missing", *says.get(entry, ())), entry
+    )
 
 
 @pytest.mark.parametrize("entry", [FIT, PREDICT, PYFUNC])
@@ -539,13 +725,21 @@ def test_missing_group_column(hierarchical, entry):
 
 #: name, group_col, the features made from the good ones, the estimator's whole error.
 GROUP_FIT_CASES = [
-    ("group column named, X an array", "store", lambda X: X.to_numpy(),
-     r"^ValueError: group_col='store' names a column, but X has no column names; pass a DataFrame, or give "
-     r"group_col as a column position\.$"),
+    (
+        "group column named, X an array",
+        "store",
+        lambda X: X.to_numpy(),
+        r"^ValueError: group_col='store' names a column, but X has no column names; pass a DataFrame, or give "
+        r"group_col as a column position\.$",
+    ),
     ("group column out of range", 9, lambda X: X, r"^ValueError: group_col=9 is out of range for X with 2 columns\.$"),
-    ("the group column alone", "store", lambda X: X[["store"]],
-     r"^ValueError: X has 1 feature\(s\), the group column alone; HierarchicalLogisticRegression needs at least one "
-     r"feature besides the group\.$"),
+    (
+        "the group column alone",
+        "store",
+        lambda X: X[["store"]],
+        r"^ValueError: X has 1 feature\(s\), the group column alone; HierarchicalLogisticRegression needs at least one "
+        r"feature besides the group\.$",
+    ),
 ]
 
 
@@ -568,7 +762,9 @@ def test_group_column_is_matched_by_name(hierarchical):
 def test_prediction_that_overflows_is_refused_not_returned(steep, entry):
     model, pyfunc = steep
     far = pd.DataFrame({"tiny": [0.0, 1e100], "x": [0.0, 0.0]})
-    call = (lambda: model.predict_summary(far)) if entry == PREDICT else (lambda: pyfunc.predict(far, params=FULL_OUTPUT))
+    call = (
+        (lambda: model.predict_summary(far)) if entry == PREDICT else (lambda: pyfunc.predict(far, params=FULL_OUTPUT))
+    )
     _assert_names_problem(_outcome(call), ("row 1", "not finite", "too large", "1e\\+100"), entry)
     near = far.iloc[[0]]
     assert np.isfinite(model.predict_summary(near)["std"]).all()
@@ -591,25 +787,58 @@ def test_request_over_the_row_limit_at_the_pyfunc(regressor_dir, rows, monkeypat
     monkeypatch.setenv(MAX_ROWS_VARIABLE, str(ROW_LIMIT))
     limited = mlflow.pyfunc.load_model(str(regressor_dir))
     over = pd.concat([rows] * 5, ignore_index=True)  # 25 rows
-    _assert_names_problem(_outcome(lambda: limited.predict(over)), ("25 rows", f"at most {ROW_LIMIT}", MAX_ROWS_VARIABLE), "pyfunc")
+    _assert_names_problem(
+        _outcome(lambda: limited.predict(over)), ("25 rows", f"at most {ROW_LIMIT}", MAX_ROWS_VARIABLE), "pyfunc"
+    )
     assert len(limited.predict(over.head(ROW_LIMIT))) == ROW_LIMIT
 
 
 REQUEST_CASES = [
-    ("rows over the limit", lambda rows: _request(pd.concat([rows] * 5, ignore_index=True)), "application/json",
-     ("25 rows", f"at most {ROW_LIMIT}"), 400),
+    (
+        "rows over the limit",
+        lambda rows: _request(pd.concat([rows] * 5, ignore_index=True)),
+        "application/json",
+        ("25 rows", f"at most {ROW_LIMIT}"),
+        400,
+    ),
     ("malformed JSON", lambda rows: '{"dataframe_split": {"columns": ["x0"', "application/json", ("valid JSON",), 400),
-    ("JSON array instead of an object", lambda rows: "[[0.1, 0.2, 0.3]]", "application/json", ("JSON dictionary", "list"), 400),
-    ("no known input field", lambda rows: {"rows": [[0.1, 0.2, 0.3]]}, "application/json", ("dataframe_split", "rows|fields"), 400),
-    ("params not an object", lambda rows: {**_request(rows), "params": [1, 2]}, "application/json", ("[Pp]arameters must be a dictionary",), 400),
+    (
+        "JSON array instead of an object",
+        lambda rows: "[[0.1, 0.2, 0.3]]",
+        "application/json",
+        ("JSON dictionary", "list"),
+        400,
+    ),
+    (
+        "no known input field",
+        lambda rows: {"rows": [[0.1, 0.2, 0.3]]},
+        "application/json",
+        ("dataframe_split", "rows|fields"),
+        400,
+    ),
+    (
+        "params not an object",
+        lambda rows: {**_request(rows), "params": [1, 2]},
+        "application/json",
+        ("[Pp]arameters must be a dictionary",),
+        400,
+    ),
     ("body not UTF-8", lambda rows: b"\xff\xfe\x00{", "application/json", ("valid JSON|UTF-8|decode",), 400),
-    ("unsupported content type", lambda rows: rows.to_csv(index=False), "text/plain", ("content types", "text/plain"), 415),
+    (
+        "unsupported content type",
+        lambda rows: rows.to_csv(index=False),
+        "text/plain",
+        ("content types", "text/plain"),
+        415,
+    ),
     ("CSV with a string in a numeric column", lambda rows: "x0,x1,x2\n0.1,abc,0.3\n", "text/csv", ("abc",), 400),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, body, content_type, names, status", REQUEST_CASES, ids=[case[0] for case in REQUEST_CASES])
+@pytest.mark.parametrize(
+    "name, body, content_type, names, status", REQUEST_CASES, ids=[case[0] for case in REQUEST_CASES]
+)
 def test_bad_requests_at_the_endpoint(server, rows, name, body, content_type, names, status):
     _assert_names_problem(_endpoint_answer(server, body(rows), content_type, status), names, name)
 

@@ -17,13 +17,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from model_server import ModelServer
 from scipy import stats
 from sklearn.base import is_regressor
 from sklearn.linear_model import LogisticRegression
 
 import mlflow_pmlearn
 from estimators.base import BayesianEstimator
-from model_server import ModelServer
 from tests.references import assert_within_standard_errors, draws_mean_standard_errors, posterior_draws
 
 pytestmark = pytest.mark.slow
@@ -126,7 +126,9 @@ def saved(fitted, tmp_path_factory) -> dict[str, Path]:
     for name, case in CASES.items():
         paths[name] = root / name
         mlflow_pmlearn.save_model(
-            fitted[name].model, paths[name], code_paths=[str(GALLERY / f"{case.module}.py"), str(SHARED_CODE)],
+            fitted[name].model,
+            paths[name],
+            code_paths=[str(GALLERY / f"{case.module}.py"), str(SHARED_CODE)],
             input_example=fitted[name].X.head(3),
         )
     return paths
@@ -237,7 +239,9 @@ def test_every_gallery_model_is_served_over_rest_with_params(fitted, saved, tmp_
             # a graph into another, equivalent variant (its rewrites are not deterministic:
             # pymc-devs/pytensor#1581), whose floats can differ in the last bits (seen: the Gamma
             # model's mean, 23% of rows). 1e-9 still fails on any other draw or posterior.
-            pd.testing.assert_frame_equal(served, expected, check_exact=False, rtol=1e-9, atol=0.0, check_dtype=False, obj=name)
+            pd.testing.assert_frame_equal(
+                served, expected, check_exact=False, rtol=1e-9, atol=0.0, check_dtype=False, obj=name
+            )
     finally:
         for server in servers.values():
             server.stop()

@@ -29,7 +29,9 @@ def test_regressor(mlflow_experiment, regression_data):
     model = LinearRegression(**FAST).fit(X, y)
     result = _evaluate(model, X.assign(target=y), "target", "regressor")
     assert result.metrics["r2_score"] == pytest.approx(metrics.r2_score(y, model.predict(X)), rel=1e-9)
-    assert result.metrics["root_mean_squared_error"] == pytest.approx(metrics.root_mean_squared_error(y, model.predict(X)), rel=1e-9)
+    assert result.metrics["root_mean_squared_error"] == pytest.approx(
+        metrics.root_mean_squared_error(y, model.predict(X)), rel=1e-9
+    )
 
 
 def test_classifier_gets_accuracy_log_loss_and_roc_auc_from_the_probabilities(mlflow_experiment, binary_data):
@@ -39,7 +41,9 @@ def test_classifier_gets_accuracy_log_loss_and_roc_auc_from_the_probabilities(ml
     proba = model.predict_proba(X)
     assert result.metrics["accuracy_score"] == pytest.approx(metrics.accuracy_score(y, model.predict(X)))
     assert result.metrics["log_loss"] == pytest.approx(metrics.log_loss(y, proba, labels=model.classes_), rel=1e-9)
-    assert result.metrics["roc_auc"] == pytest.approx(metrics.roc_auc_score(y == model.classes_[1], proba[:, 1]), rel=1e-9)
+    assert result.metrics["roc_auc"] == pytest.approx(
+        metrics.roc_auc_score(y == model.classes_[1], proba[:, 1]), rel=1e-9
+    )
     # The pyfunc frame is as documented: the evaluator reads it, it is not changed.
     frame = mlflow.pyfunc.load_model(mlflow.last_logged_model().model_uri).predict(X.head(2))
     assert list(frame.columns) == ["prediction", *[f"proba_{c}" for c in model.classes_]]

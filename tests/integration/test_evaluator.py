@@ -48,7 +48,9 @@ def _draws(estimator, name):
 
 
 def test_regressor_scores_and_plots(mlflow_experiment, regression_data):
-    model, X_test, y_test, result, run = _fit_and_evaluate(LinearRegression(**FAST), regression_data, 200, 60, "regressor")
+    model, X_test, y_test, result, run = _fit_and_evaluate(
+        LinearRegression(**FAST), regression_data, 200, 60, "regressor"
+    )
     metrics = run.data.metrics
     assert {"crps", "log_score", "coverage_50", "coverage_90", "coverage_95"} <= set(metrics)
     assert result.metrics["crps"] == metrics["crps"]

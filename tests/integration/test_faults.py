@@ -30,11 +30,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from conftest import FAST
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import mlflow_pmlearn
-from conftest import FAST
 from estimators.linear_model import LinearRegression
 
 pytestmark = pytest.mark.slow  # each case starts a Python process (and kills it)
@@ -56,8 +56,12 @@ def start():
 
     def start_process(script: str, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "-c", script, *args], cwd=cwd, env=env or _child_env(),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-c", script, *args],
+            cwd=cwd,
+            env=env or _child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         processes.append(process)
         return process
@@ -87,7 +91,9 @@ def _kill(process: subprocess.Popen, signal_number: int = signal.SIGKILL) -> str
         return process.communicate(timeout=60)[0]
     except subprocess.TimeoutExpired:
         process.kill()
-        raise AssertionError(f"the process outlived signal {signal_number}: {process.communicate()[0][-2000:]}") from None
+        raise AssertionError(
+            f"the process outlived signal {signal_number}: {process.communicate()[0][-2000:]}"
+        ) from None
 
 
 def _press_ctrl_c(process: subprocess.Popen, iterating: Path, *, presses: int = 3) -> str:
@@ -265,7 +271,11 @@ def test_autologged_fit_killed_midway_leaves_a_consistent_store_and_no_model(sta
     uri, client, experiment_id = _sqlite_store(empty_store, tmp_path)
     name = "killed-model"
     process = start(
-        AUTOLOGGED_FIT, handling, name, method, cwd=tmp_path,
+        AUTOLOGGED_FIT,
+        handling,
+        name,
+        method,
+        cwd=tmp_path,
         env=_child_env(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_ID=experiment_id),
     )
 

@@ -1,4 +1,4 @@
-"""A bambi formula model autologged, logged, registered, served by ``mlflow models serve``, scored and fitted on Spark."""
+"""A bambi formula model autologged, logged, registered, served by ``mlflow models serve``, and fitted on Spark."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-
-bmb = pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
-
 from model_server import ModelServer
 
 import mlflow_pmlearn
 from estimators.formula import BambiRegressor
 from tests.conftest import FAST
 from tests.estimators.test_formula import poisson_data
+
+bmb = pytest.importorskip("bambi", reason='pip install "mlflow-pmlearn[bambi]"')
 
 pytestmark = pytest.mark.slow
 FORMULA = "count ~ x + c + (1|g)"

@@ -10,11 +10,11 @@ memory flat from start to end.
 from __future__ import annotations
 
 import pytest
+from conftest import FAST
+from model_server import load_test
 
 import mlflow_pmlearn
-from conftest import FAST
 from estimators.linear_model import LinearRegression
-from model_server import load_test
 
 pytestmark = pytest.mark.slow
 

@@ -46,7 +46,9 @@ def release_wheels(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("wheels")
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(folder), str(REPO)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert built.returncode == 0, built.stderr[-3000:]
     return folder
@@ -68,9 +70,27 @@ def _predict_in_uv_environment(
     if find_links is not None:
         env["UV_FIND_LINKS"] = str(find_links)
     finished = subprocess.run(
-        [sys.executable, "-m", "mlflow", "models", "predict", "-m", str(model_path), "-i", str(request),
-         "-t", "json", "-o", str(output), "--env-manager", "uv"],
-        env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "predict",
+            "-m",
+            str(model_path),
+            "-i",
+            str(request),
+            "-t",
+            "json",
+            "-o",
+            str(output),
+            "--env-manager",
+            "uv",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert finished.returncode == 0, finished.stderr[-4000:]
     return pd.DataFrame(json.loads(output.read_text())["predictions"])
@@ -87,7 +107,9 @@ def test_mlflow_models_predict_in_a_fresh_uv_environment(regression_data, tmp_pa
         path, rows, {"interval_prob": 0.9}, tmp_path, platform.python_version(), find_links=release_wheels
     )
     expected = mlflow.pyfunc.load_model(str(path)).predict(rows, params={"interval_prob": 0.9})
-    np.testing.assert_allclose(frame[["prediction", "lower", "upper"]], expected[["prediction", "lower", "upper"]], rtol=1e-9)
+    np.testing.assert_allclose(
+        frame[["prediction", "lower", "upper"]], expected[["prediction", "lower", "upper"]], rtol=1e-9
+    )
 
 
 def test_model_saved_by_0_1_0_predicts_as_saved_in_its_own_uv_environment(tmp_path):

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-
 from model_server import ModelServer
+
 from tests.conftest import isolated_environment
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,9 @@ def test_example_registers_a_pipeline_served_over_rest_like_pyfunc(tmp_path):
     assert (local / "pipeline" / "preprocessing.skops").is_file()
     assert not [p for p in local.rglob("*") if p.suffix in {".pkl", ".pickle", ".joblib"}]
 
-    rows = pd.DataFrame({"size_m2": [55.0, np.nan, 90.0], "city": ["Paris", "Lyon", "Nantes"], "floor": ["top", "ground", "middle"]})
+    rows = pd.DataFrame(
+        {"size_m2": [55.0, np.nan, 90.0], "city": ["Paris", "Lyon", "Nantes"], "floor": ["top", "ground", "middle"]}
+    )
     params = {"return_std": True, "interval_prob": 0.9}
     expected = mlflow.pyfunc.load_model(str(local)).predict(rows, params=params)
     server = ModelServer(str(local), tmp_path, env=env)

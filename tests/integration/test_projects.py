@@ -56,7 +56,10 @@ def _dataset_columns(run) -> list[str]:
 
 @pytest.mark.parametrize(
     "project, model_name, metric",
-    [("regression", "project-regression", "test_log_predictive_density"), ("classification", "project-classifier", "test_log_loss")],
+    [
+        ("regression", "project-regression", "test_log_predictive_density"),
+        ("classification", "project-classifier", "test_log_loss"),
+    ],
 )
 def test_mlflow_run_trains_autologs_and_registers(project, model_name, metric, tmp_path):
     client = _mlflow_run(project, {"draws": 200, "max_iter": 3000, "registered_model_name": model_name}, tmp_path)
@@ -91,8 +94,15 @@ def test_mlflow_run_regression_fits_a_csv_with_nuts_and_every_given_setting(tmp_
     features.insert(1, "price", price)
     features.to_csv(csv, index=False)
     parameters = {
-        "inference": "nuts", "draws": 40, "tune": 60, "chains": 3, "prior_scale": 0.5, "seed": 7,
-        "dataset": csv, "target": "price", "registered_model_name": "houses",
+        "inference": "nuts",
+        "draws": 40,
+        "tune": 60,
+        "chains": 3,
+        "prior_scale": 0.5,
+        "seed": 7,
+        "dataset": csv,
+        "target": "price",
+        "registered_model_name": "houses",
     }
     client = _mlflow_run("regression", parameters, tmp_path)
 
@@ -117,8 +127,13 @@ def test_mlflow_run_regression_fits_a_csv_with_nuts_and_every_given_setting(tmp_
 def test_mlflow_run_classification_fits_another_estimator_and_dataset_with_given_settings(tmp_path):
     """MLPClassifier on iris with ADVI: the estimator, dataset, draws, max_iter, prior scale and seed reach the fit."""
     parameters = {
-        "estimator": "MLPClassifier", "dataset": "iris", "draws": 50, "max_iter": 300, "prior_scale": 1.5,
-        "seed": 5, "registered_model_name": "iris-mlp",
+        "estimator": "MLPClassifier",
+        "dataset": "iris",
+        "draws": 50,
+        "max_iter": 300,
+        "prior_scale": 1.5,
+        "seed": 5,
+        "registered_model_name": "iris-mlp",
     }
     client = _mlflow_run("classification", parameters, tmp_path)
 

@@ -17,7 +17,9 @@ MAIN = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "main.p
 
 def test_main_job_trains_registers_and_predicts_from_the_registry(tmp_path):
     env = isolated_environment()
-    finished = subprocess.run([sys.executable, str(MAIN)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(
+        [sys.executable, str(MAIN)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "registered diabetes-bayesian-regression version 1" in finished.stdout
     table = finished.stdout.split("from the registered model:")[1].split()

@@ -79,12 +79,17 @@ def two_processes(request, tmp_path_factory) -> list[Path]:
         out = tmp_path_factory.mktemp(f"{request.param}-process-{hash_seed}")
         result = subprocess.run(
             [sys.executable, "-c", FIT_AND_WRITE, json.dumps(METHODS), str(INTERVAL_PROB), str(out)],
-            cwd=REPO, env={**_environment(request.param), "PYTHONHASHSEED": hash_seed},
-            capture_output=True, text=True, timeout=600,
+            cwd=REPO,
+            env={**_environment(request.param), "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         if request.param == "user_build":
-            assert (out / "linker.txt").read_text() == "NumbaLinker", "the user's build is not PyTensor's default, Numba"
+            assert (out / "linker.txt").read_text() == "NumbaLinker", (
+                "the user's build is not PyTensor's default, Numba"
+            )
         outputs.append(out)
     return outputs
 

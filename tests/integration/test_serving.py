@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
+from model_server import ModelServer
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression, LogisticRegression
-from model_server import ModelServer
 from tests.conftest import FAST
 from tests.references import (
     assert_linear_regression_frame_within_monte_carlo_error,
@@ -81,7 +81,9 @@ def test_every_documented_input_format_gives_the_posterior_frame(served):
         assert list(frame.columns) == ["prediction", "std", "lower", "upper"], name
         np.testing.assert_allclose(frame["prediction"], expected["mean"], rtol=1e-9, err_msg=name)
         np.testing.assert_allclose(frame["std"], expected["std"], rtol=1e-9, err_msg=name)
-        np.testing.assert_allclose(frame[["lower", "upper"]], np.column_stack([expected["lower"], expected["upper"]]), rtol=1e-9)
+        np.testing.assert_allclose(
+            frame[["lower", "upper"]], np.column_stack([expected["lower"], expected["upper"]]), rtol=1e-9
+        )
     # And the served numbers are the posterior predictive's, computed independently from the draws.
     assert_linear_regression_frame_within_monte_carlo_error(frame, model, rows, interval_prob=0.9)
     csv = _frame(server.invoke(rows.to_csv(index=False), content_type="text/csv"))
@@ -95,12 +97,17 @@ def test_quantiles_chosen_per_request_over_rest(served):
     server, model, X = served["regressor"]
     rows = X.head(4)
     for levels in ([0.05, 0.5, 0.95], [0.1, 0.9]):
-        body = {"dataframe_split": json.loads(rows.to_json(orient="split")), "params": {"quantiles": levels, "return_std": True}}
+        body = {
+            "dataframe_split": json.loads(rows.to_json(orient="split")),
+            "params": {"quantiles": levels, "return_std": True},
+        }
         frame = _frame(server.invoke(body))
         columns = [f"quantile_{level:g}" for level in levels]
         assert list(frame.columns) == ["prediction", "std", *columns]
         np.testing.assert_allclose(frame[columns].to_numpy(), model.predict_quantiles(rows, levels), rtol=1e-9)
-    assert list(_frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))})).columns) == ["prediction"]
+    assert list(_frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))})).columns) == [
+        "prediction"
+    ]
 
 
 def test_classifier_endpoint_returns_labels_and_probabilities(served):
@@ -163,18 +170,73 @@ def test_classifier_joint_draws_are_sampled_labels(served):
 @pytest.mark.parametrize(
     "case, body, content_type, message",
     [
-        ("missing column", lambda X: {"dataframe_records": X.drop(columns=["x1"]).head(2).to_dict(orient="records")}, "application/json", "x1"),
-        ("string in numeric column", lambda X: {"dataframe_records": [{"x0": "abc", "x1": 0.0, "x2": 0.0}]}, "application/json", "x0"),
-        ("NaN", lambda X: '{"dataframe_split": {"columns": ["x0", "x1", "x2"], "data": [[NaN, 0.0, 0.0]]}}', "application/json", "NaN"),
-        ("interval_prob out of range", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"interval_prob": 2.0}}, "application/json", "interval probability must be a number strictly between 0 and 1; got 2.0"),
-        ("quantile level out of range", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"quantiles": [0.5, 1.5]}}, "application/json", "quantiles[1] is 1.5; each quantile level must be a number strictly between 0 and 1"),
-        ("quantiles not a list of numbers", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"quantiles": ["low"]}}, "application/json", "quantiles"),
-        ("wrong param type", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"return_std": "maybe"}}, "application/json", "return_std"),
-        ("draws above the posterior draws", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": 10**6}}, "application/json", "draws must be a whole number from 1 to 200"),
-        ("negative draws", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": -1}}, "application/json", "draws must be a whole number from 1 to 200"),
-        ("draws not a whole number", lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": 2.5}}, "application/json", "draws"),
+        (
+            "missing column",
+            lambda X: {"dataframe_records": X.drop(columns=["x1"]).head(2).to_dict(orient="records")},
+            "application/json",
+            "x1",
+        ),
+        (
+            "string in numeric column",
+            lambda X: {"dataframe_records": [{"x0": "abc", "x1": 0.0, "x2": 0.0}]},
+            "application/json",
+            "x0",
+        ),
+        (
+            "NaN",
+            lambda X: '{"dataframe_split": {"columns": ["x0", "x1", "x2"], "data": [[NaN, 0.0, 0.0]]}}',
+            "application/json",
+            "NaN",
+        ),
+        (
+            "interval_prob out of range",
+            lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"interval_prob": 2.0}},
+            "application/json",
+            "interval probability must be a number strictly between 0 and 1; got 2.0",
+        ),
+        (
+            "quantile level out of range",
+            lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"quantiles": [0.5, 1.5]}},
+            "application/json",
+            "quantiles[1] is 1.5; each quantile level must be a number strictly between 0 and 1",
+        ),
+        (
+            "quantiles not a list of numbers",
+            lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"quantiles": ["low"]}},
+            "application/json",
+            "quantiles",
+        ),
+        (
+            "wrong param type",
+            lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"return_std": "maybe"}},
+            "application/json",
+            "return_std",
+        ),
+        (
+            "draws above the posterior draws",
+            lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": 10**6}},
+            "application/json",
+            "draws must be a whole number from 1 to 200",
+        ),
+        (
+            "negative draws",
+            lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": -1}},
+            "application/json",
+            "draws must be a whole number from 1 to 200",
+        ),
+        (
+            "draws not a whole number",
+            lambda X: {"dataframe_records": X.head(1).to_dict(orient="records"), "params": {"draws": 2.5}},
+            "application/json",
+            "draws",
+        ),
         ("malformed JSON", lambda X: '{"dataframe_records": [', "application/json", "valid JSON"),
-        ("too many rows", lambda X: {"dataframe_split": json.loads(pd.concat([X] * 3).to_json(orient="split"))}, "application/json", f"at most {MAX_ROWS:,}"),
+        (
+            "too many rows",
+            lambda X: {"dataframe_split": json.loads(pd.concat([X] * 3).to_json(orient="split"))},
+            "application/json",
+            f"at most {MAX_ROWS:,}",
+        ),
     ],
 )
 def test_bad_requests_get_400_and_the_server_keeps_answering(served, case, body, content_type, message):
@@ -191,11 +253,29 @@ def test_mlflow_models_predict_gives_the_same_answers(served, tracking_uri, tmp_
     _, model, X = served["regressor"]
     rows = X.head(5)
     input_path, output_path = tmp_path / "input.json", tmp_path / "output.json"
-    input_path.write_text(json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split")), "params": {"return_std": True}}))
+    input_path.write_text(
+        json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split")), "params": {"return_std": True}})
+    )
     subprocess.run(
-        [sys.executable, "-m", "mlflow", "models", "predict", "-m", "models:/served-regressor@champion",
-         "-i", str(input_path), "-o", str(output_path), "--env-manager", "local"],
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "predict",
+            "-m",
+            "models:/served-regressor@champion",
+            "-i",
+            str(input_path),
+            "-o",
+            str(output_path),
+            "--env-manager",
+            "local",
+        ],
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     frame = pd.DataFrame(json.loads(output_path.read_text())["predictions"])
     mean, std = model.predict(rows, return_std=True)

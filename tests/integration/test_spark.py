@@ -35,8 +35,11 @@ def _champion(model, name: str, example) -> str:
 def _regressor_scores(spark, uri: str, X: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows of ``X`` scored by ``spark_udf`` (in 3 partitions), and pyfunc's frame for the same rows."""
     udf = mlflow.pyfunc.spark_udf(
-        spark, uri, result_type="prediction double, std double, lower double, upper double",
-        env_manager="local", params=params,
+        spark,
+        uri,
+        result_type="prediction double, std double, lower double, upper double",
+        env_manager="local",
+        params=params,
     )
     table = spark.createDataFrame(X).repartition(3)
     scored = table.withColumn("scores", udf(*X.columns)).select(*X.columns, "scores.*").toPandas()
@@ -83,7 +86,10 @@ def test_pipeline_on_raw_string_columns_scores_like_pyfunc(spark, mlflow_experim
     y = 2.0 * X["size"] + X["city"].map({"a": 0.0, "b": 1.0, "c": -1.0}) + rng.normal(scale=0.3, size=150)
     X.loc[::9, "size"] = np.nan
     prep = ColumnTransformer(
-        [("num", make_pipeline(SimpleImputer(), StandardScaler()), ["size"]), ("cat", OneHotEncoder(sparse_output=False), ["city"])]
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["size"]),
+            ("cat", OneHotEncoder(sparse_output=False), ["city"]),
+        ]
     )
     model = Pipeline([("prep", prep), ("reg", LinearRegression(**FAST))]).fit(X, y)
     uri = _champion(model, "spark-pipeline", X.head(3))

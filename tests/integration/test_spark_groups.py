@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from model_server import ModelServer
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression
 from mlflow_pmlearn.autologging.runs import FIT_ERROR_TAG
 from mlflow_pmlearn.spark_groups import GROUP_TAG, fit_groups, log_grouped_model
-from model_server import ModelServer
 
 pytest.importorskip("pyspark", reason="pip install mlflow-pmlearn[spark]")
 
@@ -127,10 +127,16 @@ def test_spark_udf_scores_a_mixed_table_like_pyfunc(grouped, spark):
     _, _, info = grouped
     uri = f"models:/{NAME}/{info.registered_model_version}"
     rows = _rows(40)
-    udf = mlflow.pyfunc.spark_udf(spark, uri, result_type="prediction double, std double", env_manager="local",
-                                  params={"return_std": True})
-    scored = (spark.createDataFrame(rows).repartition(3).withColumn("scores", udf("store", "x", "z"))
-              .select("store", "x", "z", "scores.*").toPandas())
+    udf = mlflow.pyfunc.spark_udf(
+        spark, uri, result_type="prediction double, std double", env_manager="local", params={"return_std": True}
+    )
+    scored = (
+        spark.createDataFrame(rows)
+        .repartition(3)
+        .withColumn("scores", udf("store", "x", "z"))
+        .select("store", "x", "z", "scores.*")
+        .toPandas()
+    )
     expected = mlflow.pyfunc.load_model(uri).predict(scored[["store", "x", "z"]], params={"return_std": True})
     np.testing.assert_allclose(scored[["prediction", "std"]], expected[["prediction", "std"]], rtol=1e-9)
 

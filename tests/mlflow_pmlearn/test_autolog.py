@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import FAST, FAST_NUTS
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from scipy.stats import loguniform
@@ -29,14 +30,13 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from test_flavor import BESPOKE_FILE, _import_bespoke
 
 import mlflow_pmlearn
-from conftest import FAST, FAST_NUTS
 from estimators.linear_model import LinearRegression
 from mlflow_pmlearn.autologging import metrics as autolog_metrics
 from mlflow_pmlearn.autologging import plots as autolog_plots
 from mlflow_pmlearn.autologging import runs as autolog_runs
-from test_flavor import BESPOKE_FILE, _import_bespoke
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Quicker still, for the tests that fit many times (search) or only look at the run.
@@ -238,10 +238,16 @@ def test_dataset_schema_is_the_one_mlflow_infers():
     with_nan[-1] = np.nan
     with_none = np.array(["a", "b"] * (rows // 2), dtype=object)
     with_none[-1] = None
-    frame = pd.DataFrame({
-        "float": rng.normal(size=rows), "int": np.arange(rows), "bool": np.arange(rows) % 2 == 0,
-        "text": ["a", "b", "c"] * (rows // 3), "float_with_nan": with_nan, "text_with_none": with_none,
-    })
+    frame = pd.DataFrame(
+        {
+            "float": rng.normal(size=rows),
+            "int": np.arange(rows),
+            "bool": np.arange(rows) % 2 == 0,
+            "text": ["a", "b", "c"] * (rows // 3),
+            "float_with_nan": with_nan,
+            "text_with_none": with_none,
+        }
+    )
     assert autolog_runs.dataset_schema(frame) == mlflow.data.from_pandas(frame).schema
 
 
@@ -270,7 +276,9 @@ def test_autolog_leaves_the_fit_unchanged(advi_fit, plain_fit):
 def test_nuts_diagnostics_agree_with_arviz_summary_of_the_logged_trace(nuts_fit, tmp_path):
     estimator, run = nuts_fit
     metrics = run.data.metrics
-    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="trace/trace.nc", dst_path=str(tmp_path))
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="trace/trace.nc", dst_path=str(tmp_path)
+    )
     trace = xr.open_datatree(path, engine="h5netcdf")
     summary = arviz_stats.summary(trace, round_to="none")
     assert metrics["r_hat_max"] == pytest.approx(summary["r_hat"].max())
@@ -285,7 +293,9 @@ def test_nuts_diagnostics_agree_with_arviz_summary_of_the_logged_trace(nuts_fit,
     assert "elbo" not in metrics and "advi_iterations" not in metrics
     assert {"training_score", "training_coverage_94", "fit_time_s"} <= set(metrics)
     logged_summary = pd.read_csv(
-        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="trace/summary.csv", dst_path=str(tmp_path)),
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="trace/summary.csv", dst_path=str(tmp_path)
+        ),
         index_col=0,
     )
     assert {"r_hat", "ess_bulk", "ess_tail"} <= set(logged_summary.columns)
@@ -294,7 +304,9 @@ def test_nuts_diagnostics_agree_with_arviz_summary_of_the_logged_trace(nuts_fit,
 def test_a_nuts_run_logs_the_settings_that_apply_to_nuts(nuts_fit):
     estimator, run = nuts_fit
     params = run.data.params
-    assert (params["n_tune"], params["n_chains"], params["n_draws"]) == tuple(str(FAST_NUTS[k]) for k in ("n_tune", "n_chains", "n_draws"))
+    assert (params["n_tune"], params["n_chains"], params["n_draws"]) == tuple(
+        str(FAST_NUTS[k]) for k in ("n_tune", "n_chains", "n_draws")
+    )
     assert params["inference"] == "nuts"
     assert not {"max_iter", "tol", "learning_rate", "progressbar"} & set(params)
 
@@ -373,8 +385,15 @@ def test_log_models_false_logs_into_the_active_run_without_a_model(tracking_uri,
 def test_log_datasets_false_logs_no_dataset_input(tracking_uri, tmp_path_factory, regression_data):
     X, y, _ = regression_data
     _, run = _autologged_fit(
-        tmp_path_factory, "no-dataset", LinearRegression(**QUICK), X.iloc[:100], y.iloc[:100],
-        log_datasets=False, log_models=False, log_plots=False, log_traces=False,
+        tmp_path_factory,
+        "no-dataset",
+        LinearRegression(**QUICK),
+        X.iloc[:100],
+        y.iloc[:100],
+        log_datasets=False,
+        log_models=False,
+        log_plots=False,
+        log_traces=False,
     )
     assert mlflow.get_run(run.info.run_id).inputs.dataset_inputs == []
     assert "prior.coef_std" in run.data.params and "training_score" in run.data.metrics  # the rest is logged
@@ -464,8 +483,13 @@ def test_registered_model_name_registers_a_version(tracking_uri, tmp_path_factor
     X, y, _ = regression_data
     name = f"autolog-registered-{uuid.uuid4().hex[:8]}"
     _, run = _autologged_fit(
-        tmp_path_factory, "registered", LinearRegression(**QUICK), X.iloc[:100], y.iloc[:100],
-        registered_model_name=name, log_plots=False,
+        tmp_path_factory,
+        "registered",
+        LinearRegression(**QUICK),
+        X.iloc[:100],
+        y.iloc[:100],
+        registered_model_name=name,
+        log_plots=False,
     )
     (version,) = MlflowClient().search_model_versions(f"name = '{name}'")
     assert version.run_id == run.info.run_id
@@ -497,7 +521,9 @@ def test_bespoke_estimator_autologs_its_priors_and_ships_its_code(tracking_uri, 
 
 def test_pipeline_logs_one_run_with_its_params_and_the_whole_pipeline(tracking_uri, tmp_path_factory, regression_data):
     X, y, _ = regression_data
-    pipeline = Pipeline([("scale", StandardScaler().set_output(transform="pandas")), ("reg", LinearRegression(**QUICK))])
+    pipeline = Pipeline(
+        [("scale", StandardScaler().set_output(transform="pandas")), ("reg", LinearRegression(**QUICK))]
+    )
     name = f"autolog-pipeline-{uuid.uuid4().hex[:8]}"
     pipeline, run = _autologged_fit(tmp_path_factory, "pipeline", pipeline, X, y, registered_model_name=name)
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
@@ -561,7 +587,9 @@ def test_grid_search_logs_a_parent_run_and_capped_child_runs(tracking_uri, tmp_p
     assert parent.data.tags["pmlearn.child_runs"].startswith("1 of 2")
 
 
-def test_randomized_search_logs_a_parent_run_and_capped_child_runs(tracking_uri, tmp_path_factory, regression_data, tmp_path):
+def test_randomized_search_logs_a_parent_run_and_capped_child_runs(
+    tracking_uri, tmp_path_factory, regression_data, tmp_path
+):
     X, y, _ = regression_data
     X, y = X.iloc[:120], y.iloc[:120]
     search = RandomizedSearchCV(
@@ -583,7 +611,9 @@ def test_randomized_search_logs_a_parent_run_and_capped_child_runs(tracking_uri,
     assert metrics["best_cv_score"] == pytest.approx(search.best_score_)
     assert metrics["training_score"] == pytest.approx(search.best_estimator_.score(X, y), rel=1e-9)
     cv_results = pd.read_csv(io.BytesIO(_artifact_bytes(parent.info.run_id, "cv_results.csv", tmp_path)))
-    np.testing.assert_allclose(cv_results["param_prior_scale_coef"], search.cv_results_["param_prior_scale_coef"].astype(float))
+    np.testing.assert_allclose(
+        cv_results["param_prior_scale_coef"], search.cv_results_["param_prior_scale_coef"].astype(float)
+    )
     # The child: the best of the two drawn candidates only (max_tuning_runs=1).
     assert child.data.params["prior_scale_coef"] == str(best)
     assert child.data.metrics["rank_test_score"] == 1

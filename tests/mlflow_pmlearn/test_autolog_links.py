@@ -10,10 +10,10 @@ from __future__ import annotations
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from test_autolog import QUICK, _autologged_fit, _logged_models, _new_experiment
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression
-from test_autolog import QUICK, _autologged_fit, _logged_models, _new_experiment
 
 #: The metrics computed on the training data: those linked to the training dataset.
 #: Metrics of the training data (PSIS-LOO's among them: this fit's rows x draws are within
@@ -54,7 +54,9 @@ def test_a_search_by_the_training_dataset_finds_the_model_the_run_output(linked_
 
     def search(digest: str) -> list[str]:
         datasets = [{"dataset_name": dataset.name, "dataset_digest": digest}]
-        found = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], datasets=datasets, output_format="list")
+        found = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id], datasets=datasets, output_format="list"
+        )
         return [found_model.model_id for found_model in found]
 
     assert search(dataset.digest) == [model.model_id]
@@ -80,15 +82,22 @@ def test_without_a_dataset_input_the_metrics_name_no_dataset_and_a_later_one_is_
     assert mlflow.get_run(run.info.run_id).inputs.dataset_inputs == []
 
 
-def test_a_model_that_fails_to_log_leaves_the_metrics_on_the_run(tracking_uri, tmp_path_factory, regression_data, monkeypatch):
+def test_a_model_that_fails_to_log_leaves_the_metrics_on_the_run(
+    tracking_uri, tmp_path_factory, regression_data, monkeypatch
+):
     def refuse(*args, **kwargs):
         raise RuntimeError("model logging broke on purpose")
 
     monkeypatch.setattr(mlflow_pmlearn, "log_model", refuse)
     X, y, _ = regression_data
     _, run = _autologged_fit(
-        tmp_path_factory, "links-no-model", LinearRegression(**QUICK), X.iloc[:100], y.iloc[:100],
-        log_plots=False, log_traces=False,
+        tmp_path_factory,
+        "links-no-model",
+        LinearRegression(**QUICK),
+        X.iloc[:100],
+        y.iloc[:100],
+        log_plots=False,
+        log_traces=False,
     )
     assert run.info.status == "FINISHED"
     assert {"training_score", "elbo_final", "fit_time_s"} <= set(run.data.metrics)

@@ -58,16 +58,9 @@ class _Poller:
     def _poll(self) -> None:
         client = MlflowClient()
         while not self._stop.wait(0.05):
-            for run in mlflow.search_runs(
-                experiment_ids=[self.experiment_id], output_format="list"
-            ):
+            for run in mlflow.search_runs(experiment_ids=[self.experiment_id], output_format="list"):
                 if run.info.status == "RUNNING":
-                    steps = [
-                        metric.step
-                        for metric in client.get_metric_history(
-                            run.info.run_id, "progress/draws"
-                        )
-                    ]
+                    steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "progress/draws")]
                     self.seen.append(
                         {
                             "params": run.data.params,
@@ -102,13 +95,9 @@ def test_a_nuts_fit_shows_its_settings_and_progress_while_it_samples(
     monkeypatch.setattr(autolog_progress, "PROGRESS_INTERVAL_S", interval_s)
     X, y, _ = regression_data
     experiment_id = _new_experiment(tmp_path_factory, f"live-{sampler}")
-    mlflow_pmlearn.autolog(
-        log_models=False, log_plots=False, log_traces=False, log_prior_checks=False
-    )
+    mlflow_pmlearn.autolog(log_models=False, log_plots=False, log_traces=False, log_prior_checks=False)
     with _Poller(experiment_id) as poller:
-        LinearRegression(nuts_sampler=sampler, **settings).fit(
-            X.iloc[:150], y.iloc[:150]
-        )
+        LinearRegression(nuts_sampler=sampler, **settings).fit(X.iloc[:150], y.iloc[:150])
         returned_ms = time.time() * 1000
     run = _only_run(experiment_id)
 
@@ -116,30 +105,22 @@ def test_a_nuts_fit_shows_its_settings_and_progress_while_it_samples(
     # shape, the status, and progress that grew.
     live = [seen for seen in poller.seen if seen["steps"]]
     assert live, "no progress was visible while the fit ran"
-    assert {"n_draws", "nuts_sampler", "prior.coef_std", "training.rows"} <= set(
-        live[0]["params"]
-    )
+    assert {"n_draws", "nuts_sampler", "prior.coef_std", "training.rows"} <= set(live[0]["params"])
     assert live[0]["params"]["nuts_sampler"] == sampler
     assert live[0]["tags"][STATUS_TAG].startswith(f"fitting: NUTS ({sampler} sampler")
 
     history = MlflowClient().get_metric_history(run.info.run_id, "progress/draws")
     steps = [metric.step for metric in history]
     assert len(steps) >= 3 and steps == sorted(steps) and len(set(steps)) == len(steps)
-    assert all(
-        metric.timestamp <= returned_ms for metric in history
-    )  # logged before fit returned
+    assert all(metric.timestamp <= returned_ms for metric in history)  # logged before fit returned
     assert all(metric.value == metric.step for metric in history)
     assert steps[-1] <= 2 * (settings["n_tune"] + settings["n_draws"])
     for name in ("divergences", "step_size", "fraction_done", "elapsed_s"):
-        assert len(
-            MlflowClient().get_metric_history(run.info.run_id, f"progress/{name}")
-        ) == len(steps), name
+        assert len(MlflowClient().get_metric_history(run.info.run_id, f"progress/{name}")) == len(steps), name
     assert run.info.status == "FINISHED" and run.data.tags[STATUS_TAG] == "finished"
 
 
-def test_an_advi_fit_logs_its_loss_as_it_runs(
-    tracking_uri, tmp_path_factory, regression_data, monkeypatch
-):
+def test_an_advi_fit_logs_its_loss_as_it_runs(tracking_uri, tmp_path_factory, regression_data, monkeypatch):
     monkeypatch.setattr(autolog_progress, "PROGRESS_INTERVAL_S", 0.1)
     X, y, _ = regression_data
     estimator, run = _autologged_fit(
@@ -155,10 +136,7 @@ def test_an_advi_fit_logs_its_loss_as_it_runs(
     loss = MlflowClient().get_metric_history(run.info.run_id, "progress/loss")
     assert len(loss) >= 3
     iterations = [metric.step for metric in loss]
-    assert (
-        iterations == sorted(iterations)
-        and iterations[-1] <= estimator.idata_.fit_history.sizes["iteration"]
-    )
+    assert iterations == sorted(iterations) and iterations[-1] <= estimator.idata_.fit_history.sizes["iteration"]
     assert loss[-1].value < loss[0].value  # the loss falls as ADVI fits
 
 
@@ -184,22 +162,10 @@ def test_an_interrupted_fit_leaves_a_failed_run_with_its_progress(
     run = _only_run(experiment_id)
     assert run.info.status == "FAILED" and run.data.tags[STATUS_TAG] == "interrupted"
     assert "prior.coef_std" in run.data.params and run.data.params["n_draws"] == "1000"
-    draws = [
-        metric.value
-        for metric in MlflowClient().get_metric_history(
-            run.info.run_id, "progress/draws"
-        )
-    ]
-    assert len(draws) >= 2 and max(draws) < 2 * (
-        WATCHED_NUTS["n_tune"] + WATCHED_NUTS["n_draws"]
-    )  # where it stopped
+    draws = [metric.value for metric in MlflowClient().get_metric_history(run.info.run_id, "progress/draws")]
+    assert len(draws) >= 2 and max(draws) < 2 * (WATCHED_NUTS["n_tune"] + WATCHED_NUTS["n_draws"])  # where it stopped
     assert "training_score" not in run.data.metrics
-    assert (
-        mlflow.search_logged_models(
-            experiment_ids=[experiment_id], output_format="list"
-        )
-        == []
-    )
+    assert mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list") == []
 
 
 @pytest.fixture(scope="module")
@@ -245,12 +211,8 @@ def test_the_sensitivity_table_is_arviz_psense_on_the_logged_draws(nuts_fits, tm
     posterior = xr.open_datatree(trace_path).posterior.to_dataset()[free].load()
     data = xr.DataTree.from_dict({"posterior": posterior})
     model = estimator.pymc_model()
-    log_prior = pm.compute_log_prior(
-        data, model=model, extend_inferencedata=False, progressbar=False
-    )
-    log_likelihood = pm.compute_log_likelihood(
-        data, model=model, extend_inferencedata=False, progressbar=False
-    )
+    log_prior = pm.compute_log_prior(data, model=model, extend_inferencedata=False, progressbar=False)
+    log_likelihood = pm.compute_log_likelihood(data, model=model, extend_inferencedata=False, progressbar=False)
     data = xr.DataTree.from_dict(
         {
             "posterior": posterior,
@@ -260,9 +222,7 @@ def test_the_sensitivity_table_is_arviz_psense_on_the_logged_draws(nuts_fits, tm
     )
     reference = arviz_stats.psense_summary(data, round_to=12)
 
-    assert list(table.index) == list(
-        reference.index
-    )  # a row per free parameter's component
+    assert list(table.index) == list(reference.index)  # a row per free parameter's component
     assert list(table.index) == [
         "intercept_std",
         "coef_std[0]",
@@ -279,40 +239,26 @@ def test_the_sensitivity_table_is_arviz_psense_on_the_logged_draws(nuts_fits, tm
     assert list(table["diagnosis"]) == list(reference["diagnosis"])
     # Written unrounded: at least 6 decimals (ArviZ's summary rounds to 3).
     text = _artifact_bytes(run.info.run_id, "prior_sensitivity.csv", tmp_path).decode()
-    assert all(
-        len(line.split(",")[1].split(".")[1]) >= 6 for line in text.splitlines()[1:]
-    )
+    assert all(len(line.split(",")[1].split(".")[1]) >= 6 for line in text.splitlines()[1:])
 
 
-def test_a_conflicting_prior_is_tagged_and_a_well_specified_one_is_not(
-    nuts_fits, tmp_path
-):
+def test_a_conflicting_prior_is_tagged_and_a_well_specified_one_is_not(nuts_fits, tmp_path):
     _, default_run = nuts_fits["default"]
     _, conflicting_run = nuts_fits["conflicting"]
     assert PRIOR_WARNING_TAG not in default_run.data.tags
     assert set(_sensitivity(default_run, tmp_path)["diagnosis"]) == {"✓"}
     warning = conflicting_run.data.tags[PRIOR_WARNING_TAG]
     assert "coef_std[0]: potential prior-data conflict" in warning
-    assert (
-        _sensitivity(conflicting_run, tmp_path).loc[
-            "coef_std[0]", ["prior", "likelihood"]
-        ]
-        > 0.05
-    ).all()
+    assert (_sensitivity(conflicting_run, tmp_path).loc["coef_std[0]", ["prior", "likelihood"]] > 0.05).all()
 
 
 def test_prior_checks_log_their_plots(nuts_fits):
     _, run = nuts_fits["default"]
-    plots = {
-        artifact.path
-        for artifact in MlflowClient().list_artifacts(run.info.run_id, "plots")
-    }
+    plots = {artifact.path for artifact in MlflowClient().list_artifacts(run.info.run_id, "plots")}
     assert {"plots/prior_predictive_check.png", "plots/prior_posterior.png"} <= plots
 
 
-def test_log_prior_checks_false_logs_none(
-    tracking_uri, tmp_path_factory, regression_data
-):
+def test_log_prior_checks_false_logs_none(tracking_uri, tmp_path_factory, regression_data):
     X, y, _ = regression_data
     _, run = _autologged_fit(
         tmp_path_factory,
@@ -323,20 +269,13 @@ def test_log_prior_checks_false_logs_none(
         log_prior_checks=False,
         log_models=False,
     )
-    paths = {
-        artifact.path for artifact in MlflowClient().list_artifacts(run.info.run_id)
-    }
-    plots = {
-        artifact.path
-        for artifact in MlflowClient().list_artifacts(run.info.run_id, "plots")
-    }
+    paths = {artifact.path for artifact in MlflowClient().list_artifacts(run.info.run_id)}
+    plots = {artifact.path for artifact in MlflowClient().list_artifacts(run.info.run_id, "plots")}
     assert "prior_sensitivity.csv" not in paths and "plots/posterior.png" in plots
     assert not {"plots/prior_predictive_check.png", "plots/prior_posterior.png"} & plots
 
 
-def test_the_trace_names_its_run_in_the_fitted_and_the_logged_trace(
-    nuts_fits, tmp_path
-):
+def test_the_trace_names_its_run_in_the_fitted_and_the_logged_trace(nuts_fits, tmp_path):
     estimator, run = nuts_fits["default"]
     assert estimator.idata_.attrs["mlflow_run_id"] == run.info.run_id
     trace_path = mlflow.artifacts.download_artifacts(
@@ -345,14 +284,10 @@ def test_the_trace_names_its_run_in_the_fitted_and_the_logged_trace(
     assert xr.open_datatree(trace_path).attrs["mlflow_run_id"] == run.info.run_id
 
 
-def test_a_pipelines_run_shows_its_pmlearn_steps_progress(
-    tracking_uri, tmp_path_factory, regression_data, monkeypatch
-):
+def test_a_pipelines_run_shows_its_pmlearn_steps_progress(tracking_uri, tmp_path_factory, regression_data, monkeypatch):
     monkeypatch.setattr(autolog_progress, "PROGRESS_INTERVAL_S", 0.02)
     X, y, _ = regression_data
-    pipeline = Pipeline(
-        [("scale", StandardScaler()), ("reg", LinearRegression(**QUICK))]
-    )
+    pipeline = Pipeline([("scale", StandardScaler()), ("reg", LinearRegression(**QUICK))])
     _, run = _autologged_fit(
         tmp_path_factory,
         "live-pipeline",
@@ -373,11 +308,7 @@ def test_the_run_is_told_only_of_its_own_estimators_fit():
     """A nested estimator's fit (another object) is not the run's: its start logs nothing."""
     settings_logged = []
     watched, other = LinearRegression(), LinearRegression()
-    watcher = autolog_progress.RunProgress(
-        "no-run", watched, lambda model, settings: settings_logged.append(settings)
-    )
+    watcher = autolog_progress.RunProgress("no-run", watched, lambda model, settings: settings_logged.append(settings))
     watcher.fit_starting(other, pm.Model(), None)
-    watcher.progress(
-        1, {"draws": 1.0}
-    )  # before its own fit starts: nothing is logged (no run is called)
+    watcher.progress(1, {"draws": 1.0})  # before its own fit starts: nothing is logged (no run is called)
     assert settings_logged == [] and watcher._pending == []

@@ -18,10 +18,10 @@ import mlflow.pyfunc
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import FAST
 from mlflow.exceptions import MlflowException
 
 import mlflow_pmlearn
-from conftest import FAST
 from estimators.linear_model import LinearRegression
 from mlflow_pmlearn.serialization import CONFIG_FILE, TRACE_FILE
 
@@ -153,35 +153,118 @@ CASES = [
     ("trace truncated", _truncate_trace, TRACE_FILE, "corrupted or was changed"),
     ("trace truncated, no checksum", _without_checksum(_truncate_trace), TRACE_FILE, r"could not be read .*truncated"),
     ("trace empty, no checksum", _without_checksum(_write(TRACE_FILE, b"")), TRACE_FILE, "could not be read"),
-    ("trace random bytes", _write(TRACE_FILE, np.random.default_rng(1).bytes(50_000)), TRACE_FILE, "corrupted or was changed"),
-    ("trace random bytes, no checksum", _without_checksum(_write(TRACE_FILE, np.random.default_rng(1).bytes(50_000))), TRACE_FILE, "could not be read"),
+    (
+        "trace random bytes",
+        _write(TRACE_FILE, np.random.default_rng(1).bytes(50_000)),
+        TRACE_FILE,
+        "corrupted or was changed",
+    ),
+    (
+        "trace random bytes, no checksum",
+        _without_checksum(_write(TRACE_FILE, np.random.default_rng(1).bytes(50_000))),
+        TRACE_FILE,
+        "could not be read",
+    ),
     ("trace block overwritten", _overwrite_trace_block, TRACE_FILE, "corrupted or was changed"),
     ("trace missing", _delete(TRACE_FILE), TRACE_FILE, "no trace.*missing"),
     ("estimator.json missing", _delete(CONFIG_FILE), CONFIG_FILE, "no estimator.json.*missing"),
-    ("estimator.json not JSON", _write(CONFIG_FILE, b'{"format_version": 1, "params": '), CONFIG_FILE, "not valid JSON"),
-    ("estimator.json random bytes", _write(CONFIG_FILE, np.random.default_rng(2).bytes(300)), CONFIG_FILE, "not valid JSON"),
+    (
+        "estimator.json not JSON",
+        _write(CONFIG_FILE, b'{"format_version": 1, "params": '),
+        CONFIG_FILE,
+        "not valid JSON",
+    ),
+    (
+        "estimator.json random bytes",
+        _write(CONFIG_FILE, np.random.default_rng(2).bytes(300)),
+        CONFIG_FILE,
+        "not valid JSON",
+    ),
     ("estimator.json an array", _wrap_config_in_array, CONFIG_FILE, "must hold a JSON object; it holds an array"),
     ("params a list", _set_config(params=[2.5, 2.5]), CONFIG_FILE, "'params' must be an object, not an array"),
-    ("format_version a string", _set_config(format_version="1"), CONFIG_FILE, "'format_version' must be an integer, not a string"),
-    ("format_version a boolean", _set_config(format_version=True), CONFIG_FILE, "'format_version' must be an integer, not a boolean"),
+    (
+        "format_version a string",
+        _set_config(format_version="1"),
+        CONFIG_FILE,
+        "'format_version' must be an integer, not a string",
+    ),
+    (
+        "format_version a boolean",
+        _set_config(format_version=True),
+        CONFIG_FILE,
+        "'format_version' must be an integer, not a boolean",
+    ),
     ("format_version zero", _set_config(format_version=0), CONFIG_FILE, "'format_version' must be at least 1"),
-    ("class missing", _edit_config(lambda config: config.pop("estimator_class")), CONFIG_FILE, "'estimator_class' is missing"),
-    ("class a number", _set_config(estimator_class=42), CONFIG_FILE, "'estimator_class' must be a string, not an integer"),
+    (
+        "class missing",
+        _edit_config(lambda config: config.pop("estimator_class")),
+        CONFIG_FILE,
+        "'estimator_class' is missing",
+    ),
+    (
+        "class a number",
+        _set_config(estimator_class=42),
+        CONFIG_FILE,
+        "'estimator_class' must be a string, not an integer",
+    ),
     ("fitted_state null", _set_config(fitted_state=None), CONFIG_FILE, "'fitted_state' must be an object, not null"),
-    ("two fields wrong", _set_config(params="x", fitted_state=[]), CONFIG_FILE, "'params' must be .*; the field 'fitted_state' must be"),
-    ("unknown serialization format", _set_config(serialization_format="yaml"), CONFIG_FILE, "'serialization_format' must be one of"),
+    (
+        "two fields wrong",
+        _set_config(params="x", fitted_state=[]),
+        CONFIG_FILE,
+        "'params' must be .*; the field 'fitted_state' must be",
+    ),
+    (
+        "unknown serialization format",
+        _set_config(serialization_format="yaml"),
+        CONFIG_FILE,
+        "'serialization_format' must be one of",
+    ),
     ("checksum malformed", _set_config(trace_sha256="abc"), CONFIG_FILE, "'trace_sha256' must be 64"),
-    ("unknown parameter", _edit_config(lambda config: config["params"].update(bogus=1)), CONFIG_FILE, r"takes no parameter\(s\) \['bogus'\]"),
-    ("invalid parameter value", _edit_config(lambda config: config["params"].update(prior_scale_coef="big")), CONFIG_FILE, "'prior_scale_coef' parameter of LinearRegression must be"),
-    ("n_features_in_ a string", _set_fitted_state(n_features_in_="3"), CONFIG_FILE, "n_features_in_ must be a positive integer"),
-    ("feature names too few", _set_fitted_state(feature_names_in_=["x0", "x1"]), CONFIG_FILE, "feature_names_in_ has 2 names but n_features_in_ is 3"),
-    ("posterior variable renamed", _rename_posterior("coef_std", "coef_standard"), TRACE_FILE,
-     r"does not match the model LinearRegression builds: the model's variable 'coef_std' is missing; \['coef_standard'\] are not variables"),
-    ("posterior variable of the wrong shape", _rewrite_trace(_narrow_coefficients), TRACE_FILE,
-     r"'coef_std' has shape \(2,\) per draw where the model's is \(3,\)"),
+    (
+        "unknown parameter",
+        _edit_config(lambda config: config["params"].update(bogus=1)),
+        CONFIG_FILE,
+        r"takes no parameter\(s\) \['bogus'\]",
+    ),
+    (
+        "invalid parameter value",
+        _edit_config(lambda config: config["params"].update(prior_scale_coef="big")),
+        CONFIG_FILE,
+        "'prior_scale_coef' parameter of LinearRegression must be",
+    ),
+    (
+        "n_features_in_ a string",
+        _set_fitted_state(n_features_in_="3"),
+        CONFIG_FILE,
+        "n_features_in_ must be a positive integer",
+    ),
+    (
+        "feature names too few",
+        _set_fitted_state(feature_names_in_=["x0", "x1"]),
+        CONFIG_FILE,
+        "feature_names_in_ has 2 names but n_features_in_ is 3",
+    ),
+    (
+        "posterior variable renamed",
+        _rename_posterior("coef_std", "coef_standard"),
+        TRACE_FILE,
+        r"does not match the model LinearRegression builds: the model's variable 'coef_std' is missing; "
+        r"\['coef_standard'\] are not variables",
+    ),
+    (
+        "posterior variable of the wrong shape",
+        _rewrite_trace(_narrow_coefficients),
+        TRACE_FILE,
+        r"'coef_std' has shape \(2,\) per draw where the model's is \(3,\)",
+    ),
     ("posterior draw NaN", _rewrite_trace(_nan_draw), TRACE_FILE, r"'noise_std' has 1 non-finite draw\(s\)"),
-    ("training data of the wrong width", _rewrite_trace(_narrow_training_data), TRACE_FILE,
-     r"'coef_std' has shape \(3,\) per draw where the model's is \(2,\)"),
+    (
+        "training data of the wrong width",
+        _rewrite_trace(_narrow_training_data),
+        TRACE_FILE,
+        r"'coef_std' has shape \(3,\) per draw where the model's is \(2,\)",
+    ),
     ("posterior group missing", _drop_group("posterior"), TRACE_FILE, "has no posterior group"),
     ("observed data missing", _drop_group("observed_data"), TRACE_FILE, "has no observed_data group"),
 ]

@@ -19,11 +19,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from test_flavor import _import_bespoke
 
 import mlflow_pmlearn
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
 from estimators.linear_model import LinearRegression
-from test_flavor import _import_bespoke
 
 pytestmark = pytest.mark.slow
 
@@ -126,12 +126,14 @@ def test_grid_search_and_clone_carry_the_engine(regression_data):
     X, y, _ = regression_data
     estimator = LinearRegression(nuts_sampler="nutpie", **COMMON)
     assert clone(estimator).get_params()["nuts_sampler"] == "nutpie"
-    search = GridSearchCV(
-        estimator, {"inference": ["laplace", "nuts"]}, cv=2, scoring="neg_mean_squared_error"
-    ).fit(X, y)
+    search = GridSearchCV(estimator, {"inference": ["laplace", "nuts"]}, cv=2, scoring="neg_mean_squared_error").fit(
+        X, y
+    )
     assert sorted(search.cv_results_["param_inference"]) == ["laplace", "nuts"]
     assert search.best_estimator_.inference in {"laplace", "nuts"}
-    assert search.best_estimator_.idata_.posterior.sizes["chain"] == (2 if search.best_estimator_.inference == "nuts" else 1)
+    assert search.best_estimator_.idata_.posterior.sizes["chain"] == (
+        2 if search.best_estimator_.inference == "nuts" else 1
+    )
 
 
 def test_the_default_is_pymcs_nuts():
@@ -139,7 +141,10 @@ def test_the_default_is_pymcs_nuts():
     assert (estimator.inference, estimator.nuts_sampler) == ("nuts", "pymc")
 
 
-@pytest.mark.parametrize("sampler, module, extra", [("numpyro", "numpyro", "jax"), ("blackjax", "blackjax", "jax"), ("nutpie", "nutpie", "nutpie")])
+@pytest.mark.parametrize(
+    "sampler, module, extra",
+    [("numpyro", "numpyro", "jax"), ("blackjax", "blackjax", "jax"), ("nutpie", "nutpie", "nutpie")],
+)
 def test_a_missing_extra_is_named(regression_data, monkeypatch, sampler, module, extra):
     X, y, _ = regression_data
     monkeypatch.setitem(sys.modules, module, None)  # import fails, as when it is not installed

@@ -25,19 +25,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import FAST
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from references import assert_linear_regression_frame_within_monte_carlo_error, logistic_regression_proba
 from sklearn.exceptions import NotFittedError
 
 import mlflow_pmlearn
-from conftest import FAST
 from estimators.linear_model import HierarchicalLogisticRegression, LinearRegression, LogisticRegression
 from mlflow_pmlearn import serialization
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE, FORMAT_VERSION, load_estimator
-from references import assert_linear_regression_frame_within_monte_carlo_error, logistic_regression_proba
 
 REPO = Path(__file__).resolve().parents[2]
 BESPOKE_FILE = REPO / "examples" / "bespoke" / "robust_regression.py"
@@ -65,9 +65,7 @@ class PickledRegression(LinearRegression):
 
 def _file_bytes(directory: Path) -> dict[str, bytes]:
     return {
-        str(path.relative_to(directory)): path.read_bytes()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
+        str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()
     }
 
 
@@ -281,7 +279,11 @@ def test_signature_is_inferred_with_inference_params(saved, registered):
     params = {spec.name: spec for spec in regressor.params.params}
     assert set(params) == {"return_std", "interval_prob", "quantiles", "draws"}
     assert params["return_std"].default is False
-    assert (params["quantiles"].default, params["quantiles"].shape, params["quantiles"].dtype.name) == ([], (-1,), "double")
+    assert (params["quantiles"].default, params["quantiles"].shape, params["quantiles"].dtype.name) == (
+        [],
+        (-1,),
+        "double",
+    )
     assert (params["draws"].default, params["draws"].dtype.name) == (0, "long")
     assert [spec.name for spec in regressor.outputs.inputs] == ["prediction", "std", "lower", "upper"]
 
@@ -332,7 +334,9 @@ def test_pip_requirements_replace_the_defaults(regression, tmp_path):
     mlflow_pmlearn.save_model(
         model, path, signature=False, pip_requirements=["pymc==5.28.0", "my-extra==1.0", f"-c {constraints}"]
     )
-    _assert_environment(path, [f"mlflow=={mlflow.__version__}", RELEASE, "pymc==5.28.0", "my-extra==1.0", "-c constraints.txt"])
+    _assert_environment(
+        path, [f"mlflow=={mlflow.__version__}", RELEASE, "pymc==5.28.0", "my-extra==1.0", "-c constraints.txt"]
+    )
     assert (path / "constraints.txt").read_text() == "numpy<3"
 
 
@@ -383,9 +387,7 @@ def test_extra_files_travel_with_the_model(regression, mlflow_experiment, tmp_pa
     labels.write_text("label\nlow\nhigh\n")
     listed = [{"path": "extra_files/notes.txt"}, {"path": "extra_files/labels.csv"}]
 
-    mlflow_pmlearn.save_model(
-        model, tmp_path / "saved", signature=False, extra_files=[str(notes), labels.as_uri()]
-    )
+    mlflow_pmlearn.save_model(model, tmp_path / "saved", signature=False, extra_files=[str(notes), labels.as_uri()])
     with mlflow.start_run():
         info = mlflow_pmlearn.log_model(model, name="model", signature=False, extra_files=[str(notes), str(labels)])
     logged = Path(mlflow.artifacts.download_artifacts(info.model_uri))
@@ -396,8 +398,9 @@ def test_extra_files_travel_with_the_model(regression, mlflow_experiment, tmp_pa
 
     # A file that is not there is refused, naming it, and nothing of the model is written.
     with pytest.raises(MlflowException, match="no-such-file.txt"):
-        mlflow_pmlearn.save_model(model, tmp_path / "refused", signature=False,
-                                  extra_files=[str(notes), str(tmp_path / "no-such-file.txt")])
+        mlflow_pmlearn.save_model(
+            model, tmp_path / "refused", signature=False, extra_files=[str(notes), str(tmp_path / "no-such-file.txt")]
+        )
     assert not (tmp_path / "refused").exists()
     assert _staging_leftovers(tmp_path) == []
 
@@ -444,8 +447,11 @@ def test_builtins_load_without_unpickling(saved, regression, monkeypatch):
     monkeypatch.setattr(pickle, "Unpickler", forbidden)
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     loaded = {}
-    for name, expected in [("linear", LinearRegression), ("logistic", LogisticRegression),
-                           ("hierarchical", HierarchicalLogisticRegression)]:
+    for name, expected in [
+        ("linear", LinearRegression),
+        ("logistic", LogisticRegression),
+        ("hierarchical", HierarchicalLogisticRegression),
+    ]:
         loaded[name] = load_estimator(saved[name] / "estimator")
         assert type(loaded[name]) is expected
     # Predicting compiles, and Numba's on-disk compile cache reads its index with pickle:
@@ -533,7 +539,9 @@ def bespoke_logged(tracking_uri, tmp_path_factory, robust):
     _use_new_experiment(tmp_path_factory, "bespoke")
     name = f"pmlearn-robust-{uuid.uuid4().hex[:8]}"
     with mlflow.start_run():
-        info = mlflow_pmlearn.log_model(model, name="robust", code_paths=[str(BESPOKE_FILE)], registered_model_name=name)
+        info = mlflow_pmlearn.log_model(
+            model, name="robust", code_paths=[str(BESPOKE_FILE)], registered_model_name=name
+        )
     return info, name
 
 
@@ -565,11 +573,15 @@ def test_bespoke_model_logs_and_loads_in_a_fresh_process(bespoke_logged, robust,
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_ALLOW_PICKLE_DESERIALIZATION")}
     result = subprocess.run(
         [sys.executable, "-c", FRESH_LOADER, json.dumps(request)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
 
     robust_out = out["robust"]
     assert robust_out["class_module"] == "robust_regression"
@@ -620,8 +632,13 @@ def test_class_outside_builtins_and_shipped_code_is_refused(saved, tmp_path, mon
     (library / "canarypkg" / "models.py").write_text("class Evil: pass\n")
     monkeypatch.syspath_prepend(str(library))
 
-    for class_path in ("os.system", "json.decoder.Evil.Evil", "pmlearn_canary.Evil", "canarypkg.models.Evil",
-                       "sklearn.linear_model.Ridge"):
+    for class_path in (
+        "os.system",
+        "json.decoder.Evil.Evil",
+        "pmlearn_canary.Evil",
+        "canarypkg.models.Evil",
+        "sklearn.linear_model.Ridge",
+    ):
         model_dir = tmp_path / class_path.replace(".", "_")
         shutil.copytree(saved["linear"], model_dir)
         _rewrite_config(model_dir, estimator_class=class_path)

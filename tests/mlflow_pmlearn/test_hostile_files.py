@@ -26,15 +26,21 @@ import mlflow.pyfunc
 import pytest
 import xarray as xr
 import yaml
+from conftest import isolated_environment
 from mlflow.exceptions import MlflowException
+from model_server import ModelServer
+from test_bad_files import (
+    _assign,
+    _data,
+    _edit_config,
+    _rewrite_trace,
+    _set_config,
+    saved_model,  # noqa: F401  (the module's fixture: the model fitted and saved once)
+)
 
 import mlflow_pmlearn
-from conftest import isolated_environment
-from model_server import ModelServer
 from mlflow_pmlearn.safety import MAX_DOCUMENT_BYTES, MAX_MLMODEL_BYTES, MAX_TRACE_BYTES_VARIABLE
 from mlflow_pmlearn.serialization import CONFIG_FILE, TRACE_FILE
-from test_bad_files import _assign, _data, _edit_config, _rewrite_trace, _set_config
-from test_bad_files import saved_model  # noqa: F401  (the module's fixture: the model fitted and saved once)
 
 #: The child's address-space cap: about four times what a real load of the model takes (0.8 GiB).
 ADDRESS_SPACE = 3 * 2**30
@@ -61,7 +67,10 @@ def _load_within_cap(model_dir: Path) -> list[str]:
     """What each loader did with the model in a capped child process: ``loaded`` or ``refused: <message>``."""
     child = subprocess.run(
         [sys.executable, "-c", LOAD_WITHIN_CAP, str(model_dir)],
-        capture_output=True, text=True, env=isolated_environment(), timeout=300,
+        capture_output=True,
+        text=True,
+        env=isolated_environment(),
+        timeout=300,
     )
     assert child.returncode == 0 and "MemoryError" not in child.stderr, child.stderr[-3000:]
     outcomes = [line for line in child.stderr.splitlines() if line.startswith(("loaded", "refused: "))]
@@ -182,24 +191,49 @@ def _fewer_targets(idata: xr.DataTree) -> xr.DataTree:
 
 TRACE = f"estimator/{TRACE_FILE}"
 OVER_BUDGET = (
-    r"declares [\d,]+ bytes of arrays once decoded, over the limit of 2,147,483,648 bytes \(MLFLOW_PMLEARN_MAX_TRACE_BYTES\); refusing"
+    r"declares [\d,]+ bytes of arrays once decoded, over the limit of 2,147,483,648 bytes "
+    r"\(MLFLOW_PMLEARN_MAX_TRACE_BYTES\); refusing"
 )
 
 # (case, damage, the file the refusal names (relative to the model's folder), the refusal)
 HOSTILE = [
-    ("draw bomb", _declare("posterior", "draw", BOMB), TRACE,
-     OVER_BUDGET + r".*posterior/coef \(1, 2000000000, 3\) of float64: 48,000,000,000 bytes"),
-    ("draw bomb, estimator.json agreeing", _both(_declare("posterior", "draw", BOMB), _set_params(n_draws=BOMB)), TRACE,
-     OVER_BUDGET + r".*posterior/\w+ \(1, 2000000000\) of float64: 16,000,000,000 bytes decoded"),
-    ("variable bomb", _declare("posterior", "coef_std_dim_0", BOMB), TRACE,
-     OVER_BUDGET + r".*posterior/coef_std \(1, 200, 2000000000\) of float64"),
-    ("training-data bomb", _declare("constant_data", "X_dim_0", BOMB), TRACE,
-     OVER_BUDGET + r".*constant_data/X \(2000000000, 3\) of float64: 48,000,000,000 bytes"),
-    ("huge estimator.json", _pad_config, f"estimator/{CONFIG_FILE}",
-     r"has 16,777,217 bytes, over the limit of 16,777,216 bytes for the model's estimator.json; refusing"),
+    (
+        "draw bomb",
+        _declare("posterior", "draw", BOMB),
+        TRACE,
+        OVER_BUDGET + r".*posterior/coef \(1, 2000000000, 3\) of float64: 48,000,000,000 bytes",
+    ),
+    (
+        "draw bomb, estimator.json agreeing",
+        _both(_declare("posterior", "draw", BOMB), _set_params(n_draws=BOMB)),
+        TRACE,
+        OVER_BUDGET + r".*posterior/\w+ \(1, 2000000000\) of float64: 16,000,000,000 bytes decoded",
+    ),
+    (
+        "variable bomb",
+        _declare("posterior", "coef_std_dim_0", BOMB),
+        TRACE,
+        OVER_BUDGET + r".*posterior/coef_std \(1, 200, 2000000000\) of float64",
+    ),
+    (
+        "training-data bomb",
+        _declare("constant_data", "X_dim_0", BOMB),
+        TRACE,
+        OVER_BUDGET + r".*constant_data/X \(2000000000, 3\) of float64: 48,000,000,000 bytes",
+    ),
+    (
+        "huge estimator.json",
+        _pad_config,
+        f"estimator/{CONFIG_FILE}",
+        r"has 16,777,217 bytes, over the limit of 16,777,216 bytes for the model's estimator.json; refusing",
+    ),
     ("MLmodel data: ../..", _set_mlmodel(data="../.."), "", r"leads outside the model's folder"),
-    ("trace a link outside the folder", _link_outside(TRACE), TRACE,
-     r"leads outside .*/estimator \(it is a link to .*/elsewhere/trace.nc\)"),
+    (
+        "trace a link outside the folder",
+        _link_outside(TRACE),
+        TRACE,
+        r"leads outside .*/estimator \(it is a link to .*/elsewhere/trace.nc\)",
+    ),
 ]
 
 
@@ -240,28 +274,84 @@ FLAVOR_ONLY = (mlflow_pmlearn.load_model,)  # mlflow.pyfunc reads MLmodel and it
 
 # (case, damage, loaders, the file the refusal names (relative to the model's folder), the refusal)
 REFUSED = [
-    ("draws other than n_draws", _set_params(n_draws=100), BOTH, TRACE,
-     r"does not fit the LinearRegression that estimator.json describes: the posterior has 200 draws per "
-     r"chain where n_draws is 100"),
-    ("more chains than n_chains", _rewrite_trace(_three_chains), BOTH, TRACE,
-     r"the posterior has 3 chains, more than n_chains=2"),
-    ("training rows disagree", _rewrite_trace(_fewer_targets), BOTH, TRACE,
-     r"the training data disagree on their number of rows \(constant_data/X has 120, observed_data/y_obs has 10\)"),
-    ("no pmlearn_seed", _edit_trace_file(_delete_seed), BOTH, TRACE,
-     r"attribute 'pmlearn_seed' .* must be a non-negative integer; it is missing"),
-    ("external link in the trace", _add_link("posterior/outside", lambda file: h5py.ExternalLink("/etc/passwd", "/")),
-     BOTH, TRACE, r"holds what a pmlearn trace does not: 'posterior/outside' is a link \(ExternalLink\)"),
-    ("soft link in the trace", _add_link("posterior/again", lambda file: h5py.SoftLink("/posterior/coef")),
-     BOTH, TRACE, r"'posterior/again' is a link \(SoftLink\)"),
-    ("group under two names", _add_link("posterior/loop", lambda file: file["/"]), BOTH, TRACE,
-     r"'posterior/loop' has 2 names"),
-    ("data folder a link outside", _link_outside("estimator"), BOTH, "estimator", r"leads outside .* \(it is a link to"),
-    ("data folder absolute", _set_mlmodel(("pmlearn",), data="/etc"), FLAVOR_ONLY, "",
-     r"data folder '/etc' .* leads outside the model's folder"),
-    ("code folder '..'", _set_mlmodel(("pmlearn",), code="../code"), FLAVOR_ONLY, "",
-     r"code folder '../code' .* leads outside the model's folder"),
-    ("huge MLmodel", _write_mlmodel(" " * (MAX_MLMODEL_BYTES + 1)), FLAVOR_ONLY, "MLmodel",
-     r"over the limit of 1,048,576 bytes for the model's MLmodel"),
+    (
+        "draws other than n_draws",
+        _set_params(n_draws=100),
+        BOTH,
+        TRACE,
+        r"does not fit the LinearRegression that estimator.json describes: the posterior has 200 draws per "
+        r"chain where n_draws is 100",
+    ),
+    (
+        "more chains than n_chains",
+        _rewrite_trace(_three_chains),
+        BOTH,
+        TRACE,
+        r"the posterior has 3 chains, more than n_chains=2",
+    ),
+    (
+        "training rows disagree",
+        _rewrite_trace(_fewer_targets),
+        BOTH,
+        TRACE,
+        r"the training data disagree on their number of rows \(constant_data/X has 120, observed_data/y_obs has 10\)",
+    ),
+    (
+        "no pmlearn_seed",
+        _edit_trace_file(_delete_seed),
+        BOTH,
+        TRACE,
+        r"attribute 'pmlearn_seed' .* must be a non-negative integer; it is missing",
+    ),
+    (
+        "external link in the trace",
+        _add_link("posterior/outside", lambda file: h5py.ExternalLink("/etc/passwd", "/")),
+        BOTH,
+        TRACE,
+        r"holds what a pmlearn trace does not: 'posterior/outside' is a link \(ExternalLink\)",
+    ),
+    (
+        "soft link in the trace",
+        _add_link("posterior/again", lambda file: h5py.SoftLink("/posterior/coef")),
+        BOTH,
+        TRACE,
+        r"'posterior/again' is a link \(SoftLink\)",
+    ),
+    (
+        "group under two names",
+        _add_link("posterior/loop", lambda file: file["/"]),
+        BOTH,
+        TRACE,
+        r"'posterior/loop' has 2 names",
+    ),
+    (
+        "data folder a link outside",
+        _link_outside("estimator"),
+        BOTH,
+        "estimator",
+        r"leads outside .* \(it is a link to",
+    ),
+    (
+        "data folder absolute",
+        _set_mlmodel(("pmlearn",), data="/etc"),
+        FLAVOR_ONLY,
+        "",
+        r"data folder '/etc' .* leads outside the model's folder",
+    ),
+    (
+        "code folder '..'",
+        _set_mlmodel(("pmlearn",), code="../code"),
+        FLAVOR_ONLY,
+        "",
+        r"code folder '../code' .* leads outside the model's folder",
+    ),
+    (
+        "huge MLmodel",
+        _write_mlmodel(" " * (MAX_MLMODEL_BYTES + 1)),
+        FLAVOR_ONLY,
+        "MLmodel",
+        r"over the limit of 1,048,576 bytes for the model's MLmodel",
+    ),
 ]
 
 
@@ -286,5 +376,7 @@ def test_the_trace_budget_is_set_by_its_environment_variable(saved_model, tmp_pa
     with pytest.raises(MlflowException, match=limit):
         mlflow_pmlearn.load_model(str(model_dir))
     monkeypatch.setenv(MAX_TRACE_BYTES_VARIABLE, "1000000")
-    with pytest.raises(MlflowException, match=r"declares [\d,]+ bytes of arrays once decoded, over the limit of 1,000,000 bytes"):
+    with pytest.raises(
+        MlflowException, match=r"declares [\d,]+ bytes of arrays once decoded, over the limit of 1,000,000 bytes"
+    ):
         mlflow_pmlearn.load_model(str(model_dir))

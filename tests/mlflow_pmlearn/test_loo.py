@@ -61,7 +61,9 @@ def test_pointwise_log_likelihood_is_the_normal_log_density_under_each_draw(full
     assert training.dims == ("chain", "draw", "row") and training.name == "y_obs"
     np.testing.assert_allclose(training.values.reshape(-1, len(X)), expected, rtol=1e-6, atol=1e-8)
     # log_predictive_density is its log mean over the draws (the same compiled function).
-    np.testing.assert_allclose(full.log_predictive_density(X, y), logsumexp(expected, axis=0) - np.log(len(expected)), rtol=1e-6)
+    np.testing.assert_allclose(
+        full.log_predictive_density(X, y), logsumexp(expected, axis=0) - np.log(len(expected)), rtol=1e-6
+    )
 
 
 def test_classifier_and_density_log_likelihoods_agree_with_their_predictions(binary_data):
@@ -79,7 +81,9 @@ def test_classifier_and_density_log_likelihoods_agree_with_their_predictions(bin
     rows = np.random.default_rng(0).normal(size=(40, 2))
     mixture = GaussianMixture(n_components=2, **FAST).fit(rows)
     pointwise = mixture.pointwise_log_likelihood(rows)
-    np.testing.assert_allclose(logsumexp(pointwise, axis=0) - np.log(len(pointwise)), mixture.score_samples(rows), rtol=1e-6)
+    np.testing.assert_allclose(
+        logsumexp(pointwise, axis=0) - np.log(len(pointwise)), mixture.score_samples(rows), rtol=1e-6
+    )
     np.testing.assert_allclose(mixture.training_log_likelihood().values.reshape(len(pointwise), -1), pointwise)
 
 
@@ -131,7 +135,9 @@ def test_a_minibatch_fit_is_tagged_and_warned_as_unreliable(mlflow_experiment, b
     X, y, _ = binary_data
     mlflow_pmlearn.autolog(log_loo=True, log_models=False, log_traces=False, log_plots=False)
     try:
-        MLPClassifier(hidden_layer_sizes=(4,), batch_size=32, **{**FAST, "max_iter": 500}).fit(X.iloc[:100], y.iloc[:100])
+        MLPClassifier(hidden_layer_sizes=(4,), batch_size=32, **{**FAST, "max_iter": 500}).fit(
+            X.iloc[:100], y.iloc[:100]
+        )
     finally:
         mlflow_pmlearn.autolog(disable=True)
     (run,) = mlflow.search_runs(experiment_ids=[mlflow_experiment], output_format="list")
@@ -152,7 +158,10 @@ def test_many_high_pareto_k_make_loo_unreliable(full_and_partial):
 def test_compare_ranks_the_model_missing_a_real_term_last_and_logs_the_table(mlflow_experiment, full_and_partial):
     full, partial = full_and_partial
     with mlflow.start_run():
-        uris = [mlflow_pmlearn.log_model(model, name=name).model_uri for model, name in ((partial, "partial"), (full, "full"))]
+        uris = [
+            mlflow_pmlearn.log_model(model, name=name).model_uri
+            for model, name in ((partial, "partial"), (full, "full"))
+        ]
     with mlflow.start_run() as run:
         table = mlflow_pmlearn.compare(uris)
     assert table.index.name == "model_uri" and list(table.index) == [uris[1], uris[0]]
@@ -170,7 +179,9 @@ def test_compare_refuses_models_fitted_on_different_rows(mlflow_experiment, full
     X, y = truth
     other = LinearRegression(**LOO_SETTINGS).fit(X.iloc[:60], y.iloc[:60])
     with mlflow.start_run():
-        uris = [mlflow_pmlearn.log_model(model, name=name).model_uri for model, name in ((full, "full"), (other, "other"))]
+        uris = [
+            mlflow_pmlearn.log_model(model, name=name).model_uri for model, name in ((full, "full"), (other, "other"))
+        ]
     with pytest.raises(MlflowException, match="fitted on different observations"):
         mlflow_pmlearn.compare(uris)
     with pytest.raises(MlflowException, match="at least two models"):

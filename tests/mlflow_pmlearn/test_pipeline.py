@@ -69,7 +69,9 @@ def test_round_trip_predicts_the_same_from_raw_columns_without_pickle(fitted, tm
     rows = X.head(8)  # strings, and NaN where the pipeline imputes
     frame = served.predict(rows, params={"return_std": True, "interval_prob": 0.9, "quantiles": [0.5]})
     assert list(frame.columns) == ["prediction", "std", "lower", "upper", "quantile_0.5"]
-    expected = pipeline[-1].predict_frame(pipeline[:-1].transform(rows), return_std=True, interval_prob=0.9, quantiles=[0.5])
+    expected = pipeline[-1].predict_frame(
+        pipeline[:-1].transform(rows), return_std=True, interval_prob=0.9, quantiles=[0.5]
+    )
     pd.testing.assert_frame_equal(frame, expected)
     inputs = {spec.name: spec.type.name for spec in served.metadata.get_input_schema().inputs}
     assert inputs == {"size": "double", "city": "string"}
@@ -101,7 +103,9 @@ def test_autolog_names_the_posterior_after_numpy_preprocessing_output(mlflow_exp
 
 def test_nested_pipeline_round_trip(tmp_path):
     X, y = _raw_rows(80)
-    inner = Pipeline([("scale", FunctionTransformer(lambda v: v, feature_names_out="one-to-one")), ("reg", LinearRegression(**FAST))])
+    inner = Pipeline(
+        [("scale", FunctionTransformer(lambda v: v, feature_names_out="one-to-one")), ("reg", LinearRegression(**FAST))]
+    )
     outer = Pipeline([("prep", _preprocessing()), ("model", inner)])
     # A lambda is not a trusted type: saving refuses it by name, before writing anything.
     with pytest.raises(MlflowException, match=f"not trusted.*{TRUSTED_TYPES_VARIABLE}"):

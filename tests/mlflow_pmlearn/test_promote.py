@@ -83,11 +83,15 @@ def test_classifiers_are_compared_by_log_loss(mlflow_experiment, binary_data):
 def test_density_models_are_refused_by_name():
     X = np.random.default_rng(0).normal(size=(40, 2))
     mixture = GaussianMixture(n_components=2, **FAST).fit(X)
-    with pytest.raises(MlflowException, match="GaussianMixture is a density_estimator; promotion compares regressors or classifiers"):
+    with pytest.raises(
+        MlflowException, match="GaussianMixture is a density_estimator; promotion compares regressors or classifiers"
+    ):
         scoring_rules(mixture, X, None)
 
 
-def test_without_held_out_data_the_alias_moves_only_by_more_than_the_stated_multiple_of_dse(mlflow_experiment, regression_data):
+def test_without_held_out_data_the_alias_moves_only_by_more_than_the_stated_multiple_of_dse(
+    mlflow_experiment, regression_data
+):
     X, y, _ = regression_data
     X, y = X.iloc[:150], y.iloc[:150]
     name = "promotion-loo"
@@ -103,7 +107,9 @@ def test_without_held_out_data_the_alias_moves_only_by_more_than_the_stated_mult
     assert result.promoted and result.primary_rule == "elpd_loo"
     difference = result.loo_difference
     assert difference["elpd_diff"] > LOO_SE_MULTIPLE * difference["dse"] > 0
-    assert difference["elpd_diff"] == pytest.approx(result.candidate_scores["elpd_loo"] - result.champion_scores["elpd_loo"])
+    assert difference["elpd_diff"] == pytest.approx(
+        result.candidate_scores["elpd_loo"] - result.champion_scores["elpd_loo"]
+    )
     tags = client.get_model_version(name, full_version).tags
     assert tags["pmlearn.promotion.decision"] == "promoted"
     assert float(tags["pmlearn.promotion.loo.dse"]) == pytest.approx(difference["dse"], rel=1e-5)

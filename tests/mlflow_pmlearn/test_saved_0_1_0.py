@@ -75,7 +75,6 @@ def _file_states(directory: Path) -> dict[str, tuple]:
     return states
 
 
-
 @pytest.fixture
 def saved_model(name) -> Path:
     """The fixture directory of model ``name``, checked to hold exactly the files 0.1.0 saved.
@@ -128,7 +127,9 @@ def test_model_saved_by_0_1_0_loads_and_predicts_as_saved(saved_model, loader, d
     assert list(frame.columns) == list(expected.columns)
     for column in expected:
         if is_float_dtype(expected[column]):
-            np.testing.assert_allclose(frame[column].to_numpy(dtype=float), expected[column], rtol=RTOL, atol=0, err_msg=column)
+            np.testing.assert_allclose(
+                frame[column].to_numpy(dtype=float), expected[column], rtol=RTOL, atol=0, err_msg=column
+            )
         else:
             assert frame[column].tolist() == expected[column].tolist(), column
 
@@ -160,7 +161,9 @@ exec(sys.argv[1])
 import mlflow.pyfunc, pandas as pd
 model_dir, rows, params = sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 try:
-    frame = mlflow.pyfunc.load_model(model_dir).predict(pd.DataFrame(rows["data"], columns=rows["columns"]), params=params)
+    frame = mlflow.pyfunc.load_model(model_dir).predict(
+        pd.DataFrame(rows["data"], columns=rows["columns"]), params=params
+    )
     result = {"predictions": json.loads(frame.to_json(orient="split", index=False))}
 except Exception as error:
     result = {"error": repr(error)}
@@ -174,12 +177,23 @@ print("RESULT " + json.dumps(result))
 
 def _fresh_pyfunc_load(model_dir: Path, first_imports: str, stored: dict, rows: dict) -> tuple[dict, str]:
     finished = subprocess.run(
-        [sys.executable, "-c", FRESH_PYFUNC_LOAD, first_imports, str(model_dir), json.dumps(rows), json.dumps(stored["params"])],
-        capture_output=True, text=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        [
+            sys.executable,
+            "-c",
+            FRESH_PYFUNC_LOAD,
+            first_imports,
+            str(model_dir),
+            json.dumps(rows),
+            json.dumps(stored["params"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     (line,) = [line for line in finished.stdout.splitlines() if line.startswith("RESULT ")]
-    return json.loads(line[len("RESULT "):]), finished.stderr
+    return json.loads(line[len("RESULT ") :]), finished.stderr
 
 
 @pytest.mark.slow
@@ -211,7 +225,10 @@ def test_a_migrated_model_runs_the_installed_release_in_any_fresh_process(saved_
     migrated = tmp_path / "migrated"
     finished = subprocess.run(
         [sys.executable, "-m", "mlflow_pmlearn", "migrate", str(saved_model / "model"), "--output", str(migrated)],
-        capture_output=True, text=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert finished.returncode == 0 and "saved the migrated model in" in finished.stdout, finished.stderr[-3000:]
     assert "code" not in mlflow.models.Model.load(str(migrated)).flavors["python_function"]

@@ -32,13 +32,21 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from conftest import FAST, isolated_environment
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModelContext
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import SplineTransformer
+from test_bad_files import (
+    _assign,
+    _data,
+    _rewrite_trace,
+    _set_config,
+    saved_model,  # noqa: F401  (the module's fixture: a LinearRegression saved once)
+)
+from test_hostile_files import ADDRESS_SPACE, _hostile_copy
 
 import mlflow_pmlearn
-from conftest import FAST, isolated_environment
 from estimators.gaussian_process import GaussianProcessRegressor
 from estimators.linear_model import LinearRegression
 from mlflow_pmlearn.pipelines import PIPELINE_FILE, PREPROCESSING_FILE
@@ -50,9 +58,6 @@ from mlflow_pmlearn.safety import (
 )
 from mlflow_pmlearn.serialization import CONFIG_FILE, TRACE_FILE
 from mlflow_pmlearn.spark_groups import GroupedModel
-from test_bad_files import _assign, _data, _rewrite_trace, _set_config
-from test_bad_files import saved_model  # noqa: F401  (the module's fixture: a LinearRegression saved once)
-from test_hostile_files import ADDRESS_SPACE, _hostile_copy
 
 REPO = Path(__file__).resolve().parents[2]
 BESPOKE_FILE = REPO / "examples" / "bespoke" / "robust_regression.py"
@@ -94,7 +99,10 @@ def _load_in_child(model_dir: Path, rows: pd.DataFrame, *imports: str, environme
     """What each loader did with the model in a capped child process, how long it took, and its peak memory."""
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(model_dir), rows.to_json(orient="split"), *imports],
-        capture_output=True, text=True, env={**isolated_environment(), **(environment or {})}, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**isolated_environment(), **(environment or {})},
+        timeout=300,
     )
     lines = [line for line in child.stdout.splitlines() if line.startswith("REPORT ")]
     assert child.returncode == 0 and lines and "MemoryError" not in child.stderr, child.stderr[-3000:]
@@ -212,7 +220,10 @@ def _add_module_without_the_class(marker: Path) -> Callable[[Path], None]:
 @pytest.mark.parametrize(
     "case, refusal",
     [
-        ("an installed module not imported yet", r"'antigravity\.Model', whose module has the name of an installed module"),
+        (
+            "an installed module not imported yet",
+            r"'antigravity\.Model', whose module has the name of an installed module",
+        ),
         ("a module file without the class", r"innocent\.py does not define the class 'RobustRegression'"),
         ("no such module", r"names the class 'nowhere\.Model', which is neither a built-in"),
     ],
@@ -257,7 +268,9 @@ def _gzip_bomb(model_dir: Path) -> None:
     """``posterior/coef`` stored gzipped, its one chunk a deflate stream of 1.5 GiB of zeros (about 1.5 MB)."""
     path = _data(model_dir) / TRACE_FILE
     coef = xr.load_datatree(path, engine="h5netcdf")["posterior"]["coef"]
-    _rewrite_trace(lambda idata: _assign(idata, "posterior", idata["posterior"].to_dataset().drop_vars("coef")))(model_dir)
+    _rewrite_trace(lambda idata: _assign(idata, "posterior", idata["posterior"].to_dataset().drop_vars("coef")))(
+        model_dir
+    )
     with h5netcdf.File(path, "a") as file:
         for dim, size in coef.sizes.items():
             if dim not in file["posterior"].dimensions:
@@ -308,12 +321,21 @@ def _many_variables(model_dir: Path) -> None:
 
 
 DECODED = [
-    ("gzip chunk inflating past its declared size", _gzip_bomb,
-     r"'posterior/coef' has a compressed chunk that inflates beyond its declared 4,800 bytes"),
-    ("int8 with a float64 scale_factor", _edit_trace(_scaled_int8),
-     r"declares [\d,]+ bytes of arrays once decoded.*posterior/extra \(400000000,\) of int8: 3,200,000,000 bytes"),
-    ("character array with _Encoding", _edit_trace(_encoded_characters),
-     r"declares [\d,]+ bytes of arrays once decoded.*posterior/labels \(50000000, 8\) of \|S1"),
+    (
+        "gzip chunk inflating past its declared size",
+        _gzip_bomb,
+        r"'posterior/coef' has a compressed chunk that inflates beyond its declared 4,800 bytes",
+    ),
+    (
+        "int8 with a float64 scale_factor",
+        _edit_trace(_scaled_int8),
+        r"declares [\d,]+ bytes of arrays once decoded.*posterior/extra \(400000000,\) of int8: 3,200,000,000 bytes",
+    ),
+    (
+        "character array with _Encoding",
+        _edit_trace(_encoded_characters),
+        r"declares [\d,]+ bytes of arrays once decoded.*posterior/labels \(50000000, 8\) of \|S1",
+    ),
     ("attribute over its budget", _huge_attribute, r"bytes of attributes, over the limit of 16,777,216"),
     ("groups nested deep", _nested_groups, rf"nests groups more than {MAX_TRACE_DEPTH} deep"),
     ("many tiny variables", _many_variables, rf"holds more than {MAX_TRACE_OBJECTS:,} groups and variables"),
@@ -431,7 +453,10 @@ def _malformed_method_node(source: zipfile.ZipFile, target: zipfile.ZipFile) -> 
         if name == "schema.json":
             schema = json.loads(data)
             schema["content"]["content"]["memory"] = {
-                "__class__": "method", "__module__": "builtins", "__loader__": "MethodNode", "content": {"func": "x"},
+                "__class__": "method",
+                "__module__": "builtins",
+                "__loader__": "MethodNode",
+                "content": {"func": "x"},
                 "__id__": 1,
             }
             data = json.dumps(schema).encode()
@@ -466,10 +491,18 @@ def _member_bomb(source: zipfile.ZipFile, target: zipfile.ZipFile) -> None:
 
 PREPROCESSING = [
     ("spline of degree -5", _rewrite_preprocessing(_spline_degree("-5")), "refused", r"holds an invalid B-spline"),
-    ("spline with too few knots for its degree", _rewrite_preprocessing(_spline_degree("5")), "refused",
-     r"holds an invalid B-spline"),
-    ("malformed method node", _rewrite_preprocessing(_malformed_method_node), "refused",
-     r"preprocessing.skops could not be loaded: KeyError"),
+    (
+        "spline with too few knots for its degree",
+        _rewrite_preprocessing(_spline_degree("5")),
+        "refused",
+        r"holds an invalid B-spline",
+    ),
+    (
+        "malformed method node",
+        _rewrite_preprocessing(_malformed_method_node),
+        "refused",
+        r"preprocessing.skops could not be loaded: KeyError",
+    ),
     ("member inflating past its declared size", _rewrite_preprocessing(_member_bomb), "loaded", None),
 ]
 
@@ -518,11 +551,19 @@ PYFUNC_ONLY = (mlflow.pyfunc.load_model,)
 BOTH = (mlflow_pmlearn.load_model, mlflow.pyfunc.load_model)
 
 REFUSED = [
-    ("absolute data folder on the pyfunc path", _set_python_function(data=str(REPO / "tests")), PYFUNC_ONLY,
-     r"is not inside a model's folder .* has no MLmodel"),
+    (
+        "absolute data folder on the pyfunc path",
+        _set_python_function(data=str(REPO / "tests")),
+        PYFUNC_ONLY,
+        r"is not inside a model's folder .* has no MLmodel",
+    ),
     ("code folder a link outside", _code_link_outside, BOTH, r"code folder .* leads outside .* \(it is a link to"),
-    ("5,000-digit integer in estimator.json", _long_integer_in(f"estimator/{CONFIG_FILE}"), BOTH,
-     r"estimator.json is not valid JSON: Exceeds the limit"),
+    (
+        "5,000-digit integer in estimator.json",
+        _long_integer_in(f"estimator/{CONFIG_FILE}"),
+        BOTH,
+        r"estimator.json is not valid JSON: Exceeds the limit",
+    ),
 ]
 
 
@@ -554,4 +595,6 @@ def test_a_grouped_model_reads_its_groups_only_in_its_own_folder(tmp_path):
     elsewhere.mkdir(parents=True)
     escaping = model_dir / "artifacts" / ".." / ".." / "elsewhere" / "groups"
     with pytest.raises(MlflowException, match=r"not in its folder's artifacts/groups; refusing"):
-        GroupedModel().load_context(PythonModelContext(artifacts={"groups": os.path.normpath(escaping)}, model_config={}))
+        GroupedModel().load_context(
+            PythonModelContext(artifacts={"groups": os.path.normpath(escaping)}, model_config={})
+        )
