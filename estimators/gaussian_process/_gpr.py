@@ -18,7 +18,7 @@ from estimators.base import TARGET, BayesianEstimator, BayesianRegressorMixin
 from estimators.gaussian_process._kernels import JITTER, KERNELS, covariance, gaussian_log_likelihood
 from estimators.likelihood_draws import likelihood_draw_predictor
 from estimators.modeling import location_scale, standardized, training_constant
-from estimators.predictive import PosteriorPredictor
+from estimators.predictive import PosteriorPredictor, check_precomputed_bytes
 from estimators.validation import check_finite_predictions
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
@@ -181,6 +181,10 @@ class _VarianceSubset:
         self.draws = np.sort(rng.permutation(self.n_draws)[: self.n_subset])
         self.kernel = estimator._kernel_name()
         X_train = estimator._training_parts(model)[0]
+        n_rows = len(model["X"].get_value())
+        check_precomputed_bytes(
+            self.n_subset * n_rows**2 * 8, f"{self.n_subset} Cholesky factors of the {n_rows:,} training rows"
+        )
         hyper = [model[name].type(name=name) for name in (LENGTH_SCALE, AMPLITUDE, NOISE)]
         factor = pytensor.function(hyper, _training_factor(self.kernel, X_train, *hyper))
         names = (LENGTH_SCALE, AMPLITUDE, NOISE)
@@ -454,7 +458,7 @@ class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
     heavier-tailed than the exact Normal-plus-Student-t sum far from them. The posterior
     has one latent value per training row, so this model suits hundreds of rows, not
     thousands: fitting costs ``O(n^3)`` per ADVI step, and prediction keeps one Cholesky
-    factor per draw, as :class:`GaussianProcessRegressor` does.
+    factor per draw (``n_draws * n^2`` floats).
 
     Parameters
     ----------
