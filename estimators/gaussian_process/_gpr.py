@@ -172,22 +172,17 @@ class _VarianceSubset:
 
     def __init__(self, estimator, model: pm.Model, posterior, seed: int):
         stacked = posterior.stack(sample=("chain", "draw"))
-        #: Posterior draws in all, and in the subset.
-        self.n_draws = stacked.sizes["sample"]
-        wanted = estimator.n_variance_draws
-        self.n_subset = self.n_draws if wanted is None else min(wanted, self.n_draws)
-        rng = np.random.default_rng([seed, VARIANCE_SUBSET])
+        n_draws, wanted = stacked.sizes["sample"], estimator.n_variance_draws
+        n_subset = n_draws if wanted is None else min(wanted, n_draws)
         #: Indices of the subset's draws among the stacked (chain, draw) ones.
-        self.draws = np.sort(rng.permutation(self.n_draws)[: self.n_subset])
+        self.draws = np.sort(np.random.default_rng([seed, VARIANCE_SUBSET]).permutation(n_draws)[:n_subset])
         self.kernel = estimator._kernel_name()
         X_train = estimator._training_parts(model)[0]
         n_rows = len(model["X"].get_value())
-        check_precomputed_bytes(
-            self.n_subset * n_rows**2 * 8, f"{self.n_subset} Cholesky factors of the {n_rows:,} training rows"
-        )
-        hyper = [model[name].type(name=name) for name in (LENGTH_SCALE, AMPLITUDE, NOISE)]
-        factor = pytensor.function(hyper, _training_factor(self.kernel, X_train, *hyper))
+        check_precomputed_bytes(n_subset * n_rows**2 * 8, f"{n_subset} Cholesky factors of {n_rows:,} training rows")
         names = (LENGTH_SCALE, AMPLITUDE, NOISE)
+        hyper = [model[name].type(name=name) for name in names]
+        factor = pytensor.function(hyper, _training_factor(self.kernel, X_train, *hyper))
         values = [stacked[name].transpose("sample", ...).values[self.draws] for name in names]
         self._factors = pytensor.shared(np.stack([factor(*draw) for draw in zip(*values)]), name="subset_factors")
         self._length_scales = pytensor.shared(values[0], name="subset_length_scales")
@@ -203,13 +198,16 @@ class _VarianceSubset:
             variance, {L: self._factors, length_scale: self._length_scales, amplitude: self._amplitudes}
         )
 
-    def standard_error(self, variances: np.ndarray) -> np.ndarray:
-        """Monte Carlo standard error of the subset's mean of ``variances`` (subset first) as an
-        estimate of the mean over all draws: a simple random sample without replacement."""
-        if self.n_subset == self.n_draws:
-            return np.zeros(variances.shape[1:])
-        spread = variances.std(axis=0, ddof=1) if self.n_subset > 1 else np.full(variances.shape[1:], np.inf)
-        return spread / np.sqrt(self.n_subset) * np.sqrt(1.0 - self.n_subset / self.n_draws)
+
+def _subset_mean_standard_error(values: np.ndarray, n_population: int) -> np.ndarray:
+    """Monte Carlo standard error of the mean of ``values`` (subset first) as an estimate of
+    the mean over a population of ``n_population`` draws that they are a simple random
+    sample of, without replacement (0 when they are all of it)."""
+    n_subset = len(values)
+    if n_subset == n_population:
+        return np.zeros(values.shape[1:])
+    spread = values.std(axis=0, ddof=1)
+    return spread / np.sqrt(n_subset) * np.sqrt(1.0 - n_subset / n_population)
 
 
 class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
@@ -259,8 +257,10 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         deviations of the target.
     n_variance_draws : int or None, default=8
         Posterior draws at which ``predict`` and predictive draws take the latent
-        variance (see above); None: at every draw, exactly (``n_draws / n_variance_draws``
-        times the cost).
+        variance (see above); None: every draw's own, exactly (``n_draws / n_variance_draws``
+        times the cost, and the ``n_draws * n^2`` floats of every draw's factor), with
+        the moments from the predictive draws as for the other regressors: how models saved
+        before this parameter existed predict.
     n_draws : int, default=100
         Posterior draws kept and averaged over by predictions (fewer than the base's
         default: see the cost above).
@@ -373,8 +373,17 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         latent_variances = subset.latent_variances(X_train, X_new)
         return y_location + y_scale * mean, (y_scale * noise) ** 2, y_scale**2 * latent_variances
 
+    @classmethod
+    def from_fitted_state(cls, params, state, idata):
+        """As the base's; a model saved before ``n_variance_draws`` existed predicts as it did
+        (every draw's own latent variance: ``None``)."""
+        return super().from_fitted_state({"n_variance_draws": None, **params}, state, idata)
+
     def _compile_predictor(self, model, posterior, seed):
-        """Predictive draws from each draw's Normal, its latent variance the subset's mean."""
+        """Predictive draws from each draw's Normal, its latent variance the subset's mean
+        (with ``n_variance_draws=None``, each draw's own)."""
+        if self.n_variance_draws is None:
+            return super()._compile_predictor(model, posterior, seed)
         subset = self._variance_subset(model, posterior, seed)
 
         def distribution(inputs):
@@ -392,9 +401,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         def parts(inputs, uniform):
             return list(self._predictive_parts(model, inputs, subset))
 
-        predictor = PosteriorPredictor(model, posterior, list(self.input_names), parts, seed=seed)
-        predictor.variance_subset = subset
-        return predictor
+        return PosteriorPredictor(model, posterior, list(self.input_names), parts, seed=seed)
 
     def predict_summary(
         self, X: Any, *, interval_prob: float | None = None, quantiles: Sequence[float] = ()
@@ -408,22 +415,15 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         ``n_variance_draws`` of the subset, whose mean stands for ``mean_s(v_s)``: the key
         ``std_error`` is its Monte Carlo standard error carried into ``std`` (0 when the
         subset is all draws). Interval and quantiles come from predictive draws of the
-        mixture (one per posterior draw), as for the other regressors.
+        mixture (one per posterior draw), as for the other regressors. With
+        ``n_variance_draws=None``, all of them do, each draw with its own latent variance, as
+        for the other regressors (and no ``std_error``).
 
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-        interval_prob : float, optional
-            Probability mass of the central credible interval, in (0, 1).
-        quantiles : sequence of float, optional
-            Levels of predictive quantiles, each in (0, 1).
-
-        Returns
-        -------
-        dict
-            ``mean``, ``std`` and ``std_error`` of shape (n_samples,); ``lower``, ``upper``
-            and ``quantiles`` as :meth:`BayesianRegressorMixin.predict_summary` gives them.
+        Parameters and returns as :meth:`BayesianRegressorMixin.predict_summary`'s, with
+        ``std_error`` of shape (n_samples,) besides.
         """
+        if self.n_variance_draws is None:
+            return super().predict_summary(X, interval_prob=interval_prob, quantiles=quantiles)
         summary = {}
         if interval_prob is not None or len(quantiles):
             summary = super().predict_summary(X, interval_prob=interval_prob, quantiles=quantiles)
@@ -434,7 +434,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
             mean, noise_variance, latent_variances = outputs
             variance = np.mean(noise_variance, axis=0) + latent_variances.mean(axis=0) + mean.var(axis=0)
             std = np.sqrt(variance)
-            error = predictor.variance_subset.standard_error(latent_variances)
+            error = _subset_mean_standard_error(latent_variances, len(mean))
             return {"mean": mean.mean(axis=0), "std": std, "std_error": error / (2.0 * std)}
 
         summary.update(predictor.map_rows(inputs, moments))
