@@ -60,7 +60,6 @@ from sklearn.pipeline import Pipeline
 import estimators
 from estimators.base import BayesianEstimator
 from estimators.predictive import PredictorMemoryError
-from mlflow_pmlearn.default_evaluator import support_default_evaluator
 from mlflow_pmlearn.environment import (
     add_requirement,
     get_default_conda_env,
@@ -68,7 +67,7 @@ from mlflow_pmlearn.environment import (
     release_requirement,
 )
 from mlflow_pmlearn.pipelines import final_estimator, is_pipeline_directory, load_pipeline, save_pipeline
-from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, model_signature, params_schema
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, model_signature, params_schema, probabilities_by_default
 from mlflow_pmlearn.safety import (
     MAX_MLMODEL_BYTES,
     MAX_PREDICTOR_BYTES_VARIABLE,
@@ -480,16 +479,17 @@ def _load_pyfunc(path: str) -> PmlearnModelWrapper:
     That folder is checked (:func:`_check_data_folder`) and the model's folder taken off
     ``sys.path`` before anything else is imported, so no file of the model can stand in for
     a module imported later; the model is then loaded as :func:`load_model` loads it, and
-    its predictor built under ``MLFLOW_PMLEARN_MAX_PREDICTOR_BYTES``. MLflow's default
-    evaluator is taught to read the model's frame (:mod:`mlflow_pmlearn.default_evaluator`).
+    its predictor built under ``MLFLOW_PMLEARN_MAX_PREDICTOR_BYTES``. A classifier saved
+    before 0.3.0 keeps answering its class probabilities by default
+    (:func:`~mlflow_pmlearn.pyfunc.probabilities_by_default`).
     """
     data_dir = Path(path)
     model_dir = _check_data_folder(data_dir)
     _forget_model_folder_on_sys_path(model_dir)
-    support_default_evaluator()
+    flavor_conf = _get_flavor_configuration(model_path=str(model_dir), flavor_name=FLAVOR_NAME)
     model = _load_model_data(model_dir, data_dir.name)
     try:
-        return PmlearnModelWrapper(model)
+        return PmlearnModelWrapper(model, probabilities_by_default=probabilities_by_default(flavor_conf))
     except PredictorMemoryError as error:
         raise MlflowException(
             f"The model at {model_dir} is refused: {error} Raise {MAX_PREDICTOR_BYTES_VARIABLE} if this host "

@@ -30,6 +30,7 @@ from mlflow.models import Model, ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.types.schema import Schema
 from mlflow.utils.environment import _REQUIREMENTS_FILE_NAME
+from mlflow.utils.model_utils import _get_flavor_configuration
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from sklearn.base import clone
 
@@ -37,8 +38,9 @@ import mlflow_pmlearn
 from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging.metrics import fit_metrics, predictive_checks
 from mlflow_pmlearn.autologging.runs import FIT_ERROR_TAG
-from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, probabilities_by_default
 from mlflow_pmlearn.safety import confined_path, refuse_model_code_unless_allowed
+from mlflow_pmlearn.versions import FLAVOR_NAME
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -240,7 +242,10 @@ class GroupedModel(mlflow.pyfunc.PythonModel):
     def _model(self, group: Any):
         if group not in self._models:
             folder = confined_path(self._root, self.folders[group], f"the model of {self.group_col} {group!r}")
-            self._models[group] = PmlearnModelWrapper(mlflow_pmlearn.load_model(str(folder)))
+            flavor_conf = _get_flavor_configuration(model_path=str(folder), flavor_name=FLAVOR_NAME)
+            self._models[group] = PmlearnModelWrapper(
+                mlflow_pmlearn.load_model(str(folder)), probabilities_by_default=probabilities_by_default(flavor_conf)
+            )
         return self._models[group]
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:

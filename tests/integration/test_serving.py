@@ -110,10 +110,13 @@ def test_quantiles_chosen_per_request_over_rest(served):
     ]
 
 
-def test_classifier_endpoint_returns_labels_and_probabilities(served):
+def test_classifier_endpoint_returns_labels_and_probabilities_when_asked(served):
     server, model, X = served["classifier"]
     rows = X.head(5)
-    frame = _frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))}))
+    labels = _frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))}))
+    assert list(labels.columns) == ["prediction"]
+    assert list(labels["prediction"]) == list(model.predict(rows))
+    frame = _frame(server.invoke(_split(rows, predict_proba=True)))
     assert list(frame.columns) == ["prediction", *[f"proba_{c}" for c in model.classes_]]
     np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), model.predict_proba(rows), rtol=1e-9)
     np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), logistic_regression_proba(model, rows), atol=1e-9)

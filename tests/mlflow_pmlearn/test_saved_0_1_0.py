@@ -22,11 +22,12 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.models import Model
 from pandas.api.types import is_float_dtype
 
 import estimators
 import mlflow_pmlearn
-from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, probabilities_by_default
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models_0_1_0"
@@ -49,7 +50,11 @@ BESPOKE_MODULE = "robust_regression"
 RTOL = 1e-9
 
 LOADERS = {
-    "mlflow_pmlearn.load_model": lambda path: PmlearnModelWrapper(mlflow_pmlearn.load_model(path)),
+    # Wrapped as the flavor wraps a model that 0.1.0 saved: its classifiers answer probabilities unasked.
+    "mlflow_pmlearn.load_model": lambda path: PmlearnModelWrapper(
+        mlflow_pmlearn.load_model(path),
+        probabilities_by_default=probabilities_by_default(Model.load(path).flavors[mlflow_pmlearn.FLAVOR_NAME]),
+    ),
     "mlflow.pyfunc.load_model": mlflow.pyfunc.load_model,
 }
 
