@@ -14,7 +14,7 @@ from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
 from estimators.base import BayesianEstimator
-from mlflow_pmlearn.pipelines import final_estimator, with_final_step
+from mlflow_pmlearn.pipelines import split_pipeline
 
 #: Environment variable: most rows one ``predict`` call accepts (0: no limit).
 MAX_ROWS_VARIABLE = "MLFLOW_PMLEARN_MAX_ROWS"
@@ -70,7 +70,7 @@ def model_signature(model: BayesianEstimator | Pipeline, model_input: Any) -> Mo
     model_input : DataFrame or ndarray
         A few rows of what the model takes (a pipeline's raw columns).
     """
-    estimator = final_estimator(model)[1]
+    estimator = split_pipeline(model)[1]
     every_column = PmlearnModelWrapper(model, probabilities_by_default=True).predict(
         model_input, params=estimator.all_columns_params
     )
@@ -109,9 +109,8 @@ class PmlearnModelWrapper:
 
     def __init__(self, model: BayesianEstimator | Pipeline, *, probabilities_by_default: bool = False):
         self.model = model
-        self.estimator = final_estimator(model)[1]
+        self.preprocessing, self.estimator = split_pipeline(model)
         self.probabilities_by_default = probabilities_by_default
-        self.preprocessing = with_final_step(model, "passthrough") if model is not self.estimator else None
         self.max_rows = int(os.environ.get(MAX_ROWS_VARIABLE, DEFAULT_MAX_ROWS))
         # Compile the prediction function now, so that no request pays for it.
         self.estimator.posterior_predictor()

@@ -199,7 +199,7 @@ def test_trace_reloads_with_xarray_and_equals_idata(advi_fit, tmp_path):
 
 def test_the_posterior_plot_shows_the_variables_in_the_data_units(advi_fit):
     estimator, _ = advi_fit  # not coef_std, intercept_std, noise_std: the standardised scale
-    assert autolog_plots._in_data_units(estimator.pymc_model()) == ["coef", "intercept", "sigma"]
+    assert autolog_plots.in_data_units(estimator.pymc_model()) == ["coef", "intercept", "sigma"]
 
 
 def test_plots_are_valid_png_files_drawn_off_screen(advi_fit, tmp_path):
