@@ -157,7 +157,7 @@ def test_classifier_joint_draws_are_sampled_labels(served):
     server, model, X = served["classifier"]
     rows = pd.concat([X.head(10)] * 2, ignore_index=True)  # each row twice
     k = model.n_posterior_draws_
-    frame = _frame(server.invoke(_split(rows, draws=k)))
+    frame = _frame(server.invoke(_split(rows, draws=k, predict_proba=True)))
     labels = frame[[f"draw_{j}" for j in range(k)]].to_numpy()
     np.testing.assert_array_equal(labels, model.joint_predictive_draws(rows, k).T)
     assert set(labels.ravel()) <= set(model.classes_)
