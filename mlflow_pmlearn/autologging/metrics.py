@@ -27,7 +27,8 @@ PPC_ROWS, PPC_DRAWS = 2000, 50
 _CHUNK_VALUES = 4_000_000
 
 
-def _elbo_metrics(idata: xr.DataTree, timestamp: int) -> list[Metric]:
+def elbo_metrics(idata: xr.DataTree, timestamp: int) -> list[Metric]:
+    """The ELBO history as step-indexed metrics: at most ``MAX_ELBO_POINTS`` block means."""
     loss = idata.fit_history["loss"].values
     step = max(1, int(np.ceil(len(loss) / MAX_ELBO_POINTS)))
     iterations = np.arange(0, len(loss), step)
