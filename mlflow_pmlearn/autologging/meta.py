@@ -73,12 +73,16 @@ def patched_meta_fit(original: Callable, self: BaseEstimator, X: Any, y: Any = N
     made inside is handed up to that fit's :class:`~mlflow_pmlearn.autologging.runs.TrainingSession`."""
     if not contains_bayesian(self):
         return original(self, X, y, **kwargs)
+    config = autolog_config()
+    return in_managed_run(_meta_fit_in_session, config, original, self, X, y, config, **kwargs)
+
+
+def _meta_fit_in_session(original: Callable, meta: BaseEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
     parent = TrainingSession.get_current_session()
-    with TrainingSession(self) as session:
+    with TrainingSession(meta) as session:
         if session.should_log():
-            config = autolog_config()
-            return in_managed_run(fit_and_log_meta, config, original, self, X, y, config, session, **kwargs)
-        result = original(self, X, y, **kwargs)
+            return fit_and_log_meta(original, meta, X, y, config, session, **kwargs)
+        result = original(meta, X, y, **kwargs)
         if parent is not None and session.last_fit is not None:
             parent.last_fit = session.last_fit
         return result

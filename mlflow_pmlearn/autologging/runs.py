@@ -453,15 +453,20 @@ def in_managed_run(function: Callable, config: dict[str, Any], *args, **kwargs):
 def patched_fit(original: Callable, self: BayesianEstimator, X: Any, y: Any = None, **kwargs):
     """``BayesianEstimator.fit`` under autolog: fit, then log; a fit inside another autologged fit
     logs nothing and hands itself up to that fit's :class:`TrainingSession`."""
+    config = autolog_config()
+    # MLflow's managed run starts a run only outside every training session: for the outermost fit.
+    return in_managed_run(_fit_in_session, config, original, self, X, y, config, **kwargs)
+
+
+def _fit_in_session(original: Callable, estimator: BayesianEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
     parent = TrainingSession.get_current_session()
-    with TrainingSession(self) as session:
+    with TrainingSession(estimator) as session:
         if session.should_log():
-            config = autolog_config()
-            return in_managed_run(fit_and_log, config, original, self, X, y, config, **kwargs)
+            return fit_and_log(original, estimator, X, y, config, **kwargs)
         start = time.perf_counter()
-        result = original(self, X, y, **kwargs)
+        result = original(estimator, X, y, **kwargs)
         if parent is not None:
-            parent.last_fit = Fit(self, X, y, time.perf_counter() - start)
+            parent.last_fit = Fit(estimator, X, y, time.perf_counter() - start)
         return result
 
 
