@@ -296,13 +296,13 @@ def log_fit(
     logged = estimator if whole_model is None else whole_model
     model = attempt("the model", lambda: _log_model(logged, config, raw_X)) if config["log_models"] else None
 
-    def log_metrics() -> None:
+    def log_fit_metrics() -> None:
         values = {**fit_metrics(estimator, fit_seconds, summary, checks), **(metrics or {})}
         has_history = "fit_history" in estimator.idata_.children
         history = elbo_metrics(estimator.idata_, int(time.time() * 1000)) if has_history else []
         log_metrics(values, dataset, history, model_id=model.model_id if model is not None else None)
 
-    attempt("the metrics", log_metrics)
+    attempt("the metrics", log_fit_metrics)
     # Computed once for PSIS-LOO and the prior sensitivity, when either needs it.
     log_likelihood = functools.cache(estimator.training_log_likelihood)
     if config["log_loo"] or (config["log_loo"] is None and loo_by_default(estimator)):
