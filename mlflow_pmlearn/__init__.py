@@ -597,7 +597,9 @@ def autolog(
     ``best_cv_score``, ``cv_results.csv`` and everything above for the refitted best
     estimator (its model, the estimator or pipeline, as ``model``, registered); plus a
     finished child run per candidate, the best ``max_tuning_runs`` by rank, with its
-    parameters and cross-validation scores. Fits inside these never start runs of their own.
+    parameters and cross-validation scores. Fits inside these never start runs of their own
+    (they run in MLflow's training session of the outer fit, as with ``mlflow.sklearn``; that
+    session is one per process, so a fit another thread makes meanwhile logs no run either).
 
     Parameters
     ----------
