@@ -486,10 +486,10 @@ def _load_pyfunc(path: str) -> PmlearnModelWrapper:
     data_dir = Path(path)
     model_dir = _check_data_folder(data_dir)
     _forget_model_folder_on_sys_path(model_dir)
-    flavor_conf = _get_flavor_configuration(model_path=str(model_dir), flavor_name=FLAVOR_NAME)
+    signature = Model.load(str(model_dir / MLMODEL_FILE_NAME)).signature
     model = _load_model_data(model_dir, data_dir.name)
     try:
-        return PmlearnModelWrapper(model, probabilities_by_default=probabilities_by_default(flavor_conf))
+        return PmlearnModelWrapper(model, probabilities_by_default=probabilities_by_default(signature))
     except PredictorMemoryError as error:
         raise MlflowException(
             f"The model at {model_dir} is refused: {error} Raise {MAX_PREDICTOR_BYTES_VARIABLE} if this host "

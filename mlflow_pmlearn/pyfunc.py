@@ -9,7 +9,6 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
-from packaging.version import Version
 from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
@@ -23,20 +22,22 @@ DEFAULT_MAX_ROWS = 100_000
 _PARAM_TYPES = {bool: "boolean", float: "double", int: "long", str: "string"}
 #: The pyfunc parameter that adds a classifier's class probabilities, ``proba_<class>``, to its labels.
 PROBA_PARAM = "predict_proba"
-#: The first release whose classifiers answer labels alone unless asked for :data:`PROBA_PARAM`;
-#: a model saved by an earlier one answers its probabilities as it always did.
-LABELS_BY_DEFAULT_SINCE = Version("0.3.0.dev0")
 
 
-def probabilities_by_default(flavor_conf: dict[str, Any]) -> bool:
-    """Whether a saved model's pyfunc answers class probabilities unasked: saved before :data:`LABELS_BY_DEFAULT_SINCE`.
+def probabilities_by_default(signature: ModelSignature | None) -> bool:
+    """Whether a saved classifier's pyfunc answers its class probabilities unasked.
+
+    Yes unless its signature declares :data:`PROBA_PARAM`: models saved before 0.3.0 (whose
+    signatures do not) keep the output they had, and a model saved without a signature, which
+    MLflow passes no params, answers everything it can.
 
     Parameters
     ----------
-    flavor_conf : dict
-        The ``pmlearn`` flavor of the model's ``MLmodel`` (its ``pmlearn_version``).
+    signature : ModelSignature or None
+        The signature in the model's ``MLmodel``.
     """
-    return Version(str(flavor_conf.get("pmlearn_version", "0"))) < LABELS_BY_DEFAULT_SINCE
+    params = signature.params.params if signature is not None and signature.params is not None else []
+    return PROBA_PARAM not in {spec.name for spec in params}
 
 
 def _probability_columns(estimator: BayesianEstimator) -> list[str]:
@@ -44,14 +45,15 @@ def _probability_columns(estimator: BayesianEstimator) -> list[str]:
     return [f"proba_{label}" for label in estimator.classes_] if is_classifier(estimator) else []
 
 
-def params_schema(estimator: BayesianEstimator) -> ParamSchema | None:
+def params_schema(estimator: BayesianEstimator, *, probabilities_param: bool = True) -> ParamSchema | None:
     """The inference-time parameters the wrapper accepts, as the estimator declares them.
 
     A parameter's type is that of the value that turns its columns on (or of its default,
     e.g. ``draws``'s 0); a list default (``quantiles``) makes an array of doubles. A
-    classifier also takes :data:`PROBA_PARAM` (default False).
+    classifier also takes :data:`PROBA_PARAM` (default False), unless ``probabilities_param``
+    is False: the schema of a model that answers its probabilities unasked.
     """
-    specs = [ParamSpec(PROBA_PARAM, "boolean", False)] if is_classifier(estimator) else []
+    specs = [ParamSpec(PROBA_PARAM, "boolean", False)] if probabilities_param and is_classifier(estimator) else []
     for name, default in estimator.prediction_params.items():
         if isinstance(default, list):
             specs.append(ParamSpec(name, "double", default, shape=(-1,)))
@@ -103,8 +105,7 @@ class PmlearnModelWrapper:
         Fitted; a pipeline ends in a pmlearn estimator.
     probabilities_by_default : bool, default=False
         A classifier answers its ``proba_<class>`` columns unless ``predict_proba=False`` is
-        passed: how models saved before :data:`LABELS_BY_DEFAULT_SINCE` answer
-        (:func:`probabilities_by_default`).
+        passed: how models saved before 0.3.0 answer (:func:`probabilities_by_default`).
     """
 
     def __init__(self, model: BayesianEstimator | Pipeline, *, probabilities_by_default: bool = False):

@@ -30,7 +30,6 @@ from mlflow.models import Model, ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.types.schema import Schema
 from mlflow.utils.environment import _REQUIREMENTS_FILE_NAME
-from mlflow.utils.model_utils import _get_flavor_configuration
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from sklearn.base import clone
 
@@ -40,7 +39,6 @@ from mlflow_pmlearn.autologging.metrics import fit_metrics, predictive_checks
 from mlflow_pmlearn.autologging.runs import FIT_ERROR_TAG
 from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, probabilities_by_default
 from mlflow_pmlearn.safety import confined_path, refuse_model_code_unless_allowed
-from mlflow_pmlearn.versions import FLAVOR_NAME
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -242,9 +240,9 @@ class GroupedModel(mlflow.pyfunc.PythonModel):
     def _model(self, group: Any):
         if group not in self._models:
             folder = confined_path(self._root, self.folders[group], f"the model of {self.group_col} {group!r}")
-            flavor_conf = _get_flavor_configuration(model_path=str(folder), flavor_name=FLAVOR_NAME)
+            signature = Model.load(str(folder)).signature
             self._models[group] = PmlearnModelWrapper(
-                mlflow_pmlearn.load_model(str(folder)), probabilities_by_default=probabilities_by_default(flavor_conf)
+                mlflow_pmlearn.load_model(str(folder)), probabilities_by_default=probabilities_by_default(signature)
             )
         return self._models[group]
 

@@ -274,6 +274,15 @@ def test_load_model_downloads_into_dst_path(registered, regression, tmp_path):
     np.testing.assert_array_equal(from_destination.predict(X), model.predict(X))
 
 
+def test_a_classifier_saved_without_a_signature_answers_its_probabilities(classification, tmp_path):
+    """MLflow passes no params to a model without a signature: it answers every column unasked."""
+    model, X = classification
+    mlflow_pmlearn.save_model(model, tmp_path / "unsigned", signature=False)
+    frame = mlflow.pyfunc.load_model(str(tmp_path / "unsigned")).predict(X.head(3))
+    assert list(frame.columns) == ["prediction", *[f"proba_{c}" for c in model.classes_]]
+    np.testing.assert_array_equal(frame.iloc[:, 1:].to_numpy(), model.predict_proba(X.head(3)))
+
+
 def _mlflow_functions() -> dict[tuple[str, str, str], object]:
     """Every function and class of the loaded ``mlflow`` modules, and every attribute of those classes."""
     import mlflow.models.evaluation.evaluators.classifier  # noqa: F401  (the ones 0.2.0 rebound at load)
