@@ -8,7 +8,7 @@ pmlearn (native) format
     back with :func:`load_model`.
 :py:mod:`mlflow.pyfunc`
     Serves posterior predictions as a DataFrame: mean, standard deviation, credible
-    intervals, class probabilities.
+    intervals; a classifier's labels, and its class probabilities with ``predict_proba``.
 
 Functions: :func:`save_model`, :func:`log_model`, :func:`load_model`, :func:`autolog`,
 :func:`compare`, :func:`get_default_pip_requirements`, :func:`get_default_conda_env`.
@@ -236,8 +236,8 @@ def save_model(
     signature : ModelSignature or False, optional
         Inferred from ``input_example`` (or, for an estimator, from the training data's
         schema; a pipeline needs the example) when omitted; ``False`` disables it. The
-        inference parameters (``return_std``, ``interval_prob``) are added as its
-        ``params``, to a copy of a signature given without them.
+        inference parameters (``return_std``, ``interval_prob``; a classifier's
+        ``predict_proba``) are added as its ``params``, to a copy of a signature given without them.
     input_example : DataFrame or ndarray, optional
         {{ input_example }}
     pip_requirements : iterable of str or str, optional
