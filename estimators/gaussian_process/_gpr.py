@@ -193,7 +193,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         Posterior mean noise standard deviation.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also
@@ -315,7 +315,7 @@ class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         Posterior mean degrees of freedom of the noise.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also
