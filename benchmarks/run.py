@@ -175,7 +175,7 @@ def bench_prediction(quick: bool, rows: list[dict]) -> None:
         )
 
         ours, floor = side_by_side(
-            lambda: served_classifier.predict(X_1k),
+            lambda: served_classifier.predict(X_1k, params={"predict_proba": True}),
             lambda: numpy_classifier_floor(classifier, X_1k.to_numpy()),
             repeats,
         )

@@ -8,7 +8,7 @@ pmlearn (native) format
     back with :func:`load_model`.
 :py:mod:`mlflow.pyfunc`
     Serves posterior predictions as a DataFrame: mean, standard deviation, credible
-    intervals, class probabilities.
+    intervals; a classifier's labels, and its class probabilities with ``predict_proba``.
 
 Functions: :func:`save_model`, :func:`log_model`, :func:`load_model`, :func:`autolog`,
 :func:`compare`, :func:`get_default_pip_requirements`, :func:`get_default_conda_env`.
@@ -60,7 +60,6 @@ from sklearn.pipeline import Pipeline
 import estimators
 from estimators.base import BayesianEstimator
 from estimators.predictive import PredictorMemoryError
-from mlflow_pmlearn.default_evaluator import support_default_evaluator
 from mlflow_pmlearn.environment import (
     add_requirement,
     get_default_conda_env,
@@ -68,7 +67,7 @@ from mlflow_pmlearn.environment import (
     release_requirement,
 )
 from mlflow_pmlearn.pipelines import final_estimator, is_pipeline_directory, load_pipeline, save_pipeline
-from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, model_signature, params_schema
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, model_signature, params_schema, probabilities_by_default
 from mlflow_pmlearn.safety import (
     MAX_MLMODEL_BYTES,
     MAX_PREDICTOR_BYTES_VARIABLE,
@@ -237,8 +236,8 @@ def save_model(
     signature : ModelSignature or False, optional
         Inferred from ``input_example`` (or, for an estimator, from the training data's
         schema; a pipeline needs the example) when omitted; ``False`` disables it. The
-        inference parameters (``return_std``, ``interval_prob``) are added as its
-        ``params``, to a copy of a signature given without them.
+        inference parameters (``return_std``, ``interval_prob``; a classifier's
+        ``predict_proba``) are added as its ``params``, to a copy of a signature given without them.
     input_example : DataFrame or ndarray, optional
         {{ input_example }}
     pip_requirements : iterable of str or str, optional
@@ -480,16 +479,17 @@ def _load_pyfunc(path: str) -> PmlearnModelWrapper:
     That folder is checked (:func:`_check_data_folder`) and the model's folder taken off
     ``sys.path`` before anything else is imported, so no file of the model can stand in for
     a module imported later; the model is then loaded as :func:`load_model` loads it, and
-    its predictor built under ``MLFLOW_PMLEARN_MAX_PREDICTOR_BYTES``. MLflow's default
-    evaluator is taught to read the model's frame (:mod:`mlflow_pmlearn.default_evaluator`).
+    its predictor built under ``MLFLOW_PMLEARN_MAX_PREDICTOR_BYTES``. A classifier saved
+    before 0.3.0 keeps answering its class probabilities by default
+    (:func:`~mlflow_pmlearn.pyfunc.probabilities_by_default`).
     """
     data_dir = Path(path)
     model_dir = _check_data_folder(data_dir)
     _forget_model_folder_on_sys_path(model_dir)
-    support_default_evaluator()
+    signature = Model.load(str(model_dir / MLMODEL_FILE_NAME)).signature
     model = _load_model_data(model_dir, data_dir.name)
     try:
-        return PmlearnModelWrapper(model)
+        return PmlearnModelWrapper(model, probabilities_by_default=probabilities_by_default(signature))
     except PredictorMemoryError as error:
         raise MlflowException(
             f"The model at {model_dir} is refused: {error} Raise {MAX_PREDICTOR_BYTES_VARIABLE} if this host "
@@ -597,7 +597,9 @@ def autolog(
     ``best_cv_score``, ``cv_results.csv`` and everything above for the refitted best
     estimator (its model, the estimator or pipeline, as ``model``, registered); plus a
     finished child run per candidate, the best ``max_tuning_runs`` by rank, with its
-    parameters and cross-validation scores. Fits inside these never start runs of their own.
+    parameters and cross-validation scores. Fits inside these never start runs of their own
+    (they run in MLflow's training session of the outer fit, as with ``mlflow.sklearn``; that
+    session is one per process, so a fit another thread makes meanwhile logs no run either).
 
     Parameters
     ----------

@@ -8,7 +8,8 @@ logs, for regressors, ``crps``, ``log_score`` (the mean log predictive density, 
 better), ``coverage_50``, ``coverage_90`` and ``coverage_95`` (the share of targets inside
 the central posterior predictive interval), a PIT histogram and a calibration plot; for
 classifiers ``log_loss``, ``brier_score``, ``ece`` (expected calibration error of the most
-probable class, in ``ECE_BINS`` equal-width confidence bins) and a reliability diagram.
+probable class, in ``ECE_BINS`` equal-width confidence bins) and a reliability diagram
+(:func:`mlflow_pmlearn.scoring.held_out_scores`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import arviz_stats
 import mlflow
@@ -26,174 +26,16 @@ from arviz_stats.utils import ELPDData
 from mlflow.exceptions import MlflowException
 from mlflow.models.evaluation import EvaluationResult, ModelEvaluator
 from mlflow.tracking import MlflowClient
-from sklearn.metrics import accuracy_score, log_loss
-from sklearn.pipeline import Pipeline
 
 from estimators.base import BayesianEstimator
+from mlflow_pmlearn import load_model
 from mlflow_pmlearn.autologging.loo import psis_loo
-from mlflow_pmlearn.autologging.metrics import _inside_central_interval
-from mlflow_pmlearn.autologging.plots import _figure, _png
+from mlflow_pmlearn.scoring import SCORED_KINDS, bayesian_step, held_out_scores
 
-#: Probabilities of the central intervals whose coverage the evaluator reports.
-COVERAGE_PROBS = (0.5, 0.9, 0.95)
-#: Bins of the PIT histogram, and of confidence in the expected calibration error.
-PIT_BINS = ECE_BINS = 10
 #: Artifact folder of the evaluator's plots.
 PLOTS_PATH = "pmlearn_evaluation"
 #: Artifact file of :func:`compare`'s table, logged inside an active run.
 COMPARISON_FILE = "loo_compare.csv"
-
-
-def crps(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Continuous ranked probability score of each target under its predictive samples.
-
-    Parameters
-    ----------
-    samples : ndarray of shape (n_draws, n_samples)
-    y : ndarray of shape (n_samples,)
-
-    Returns
-    -------
-    ndarray of shape (n_samples,)
-        ``E|Y - y| - E|Y - Y'| / 2``, lower is better.
-    """
-    n_draws = samples.shape[0]
-    ordered = np.sort(samples, axis=0)
-    to_target = np.abs(samples - y).mean(axis=0)
-    # Sum over pairs |x_i - x_j| of sorted draws is 2 * sum_i (2i - n - 1) x_(i).
-    weights = 2 * np.arange(1, n_draws + 1) - n_draws - 1
-    spread = 2 * (weights[:, None] * ordered).sum(axis=0) / n_draws**2
-    return to_target - spread / 2
-
-
-def probability_scores(classes: np.ndarray, proba: np.ndarray, y: Any) -> dict[str, float]:
-    """``log_loss``, ``brier_score`` (summed over classes, averaged over rows), ``accuracy``
-    and ``ece`` of class probabilities ``proba`` (columns in the order of ``classes``)."""
-    labels = np.asarray(y)
-    one_hot = (labels[:, None] == classes[None, :]).astype(float)
-    return {
-        "log_loss": float(log_loss(labels, proba, labels=classes)),
-        "brier_score": float(np.mean(np.sum((proba - one_hot) ** 2, axis=1))),
-        "accuracy": float(accuracy_score(labels, classes[np.argmax(proba, axis=1)])),
-        "ece": _expected_calibration_error(*_top_label(classes, proba, labels)),
-    }
-
-
-def _top_label(classes: np.ndarray, proba: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The probability of each row's most probable class, and whether that class is its label."""
-    return proba.max(axis=1), classes[np.argmax(proba, axis=1)] == labels
-
-
-def _confidence_bins(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per occupied bin of ``ECE_BINS`` equal-width confidence bins of [0, 1]: its share of the
-    rows, their mean confidence and their accuracy."""
-    bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
-    occupied = np.unique(bins)
-    share = np.array([np.mean(bins == b) for b in occupied])
-    return (
-        share,
-        np.array([confidence[bins == b].mean() for b in occupied]),
-        np.array([correct[bins == b].mean() for b in occupied]),
-    )
-
-
-def _expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """``sum_b n_b / n * |accuracy_b - confidence_b|`` over the confidence bins."""
-    share, mean_confidence, accuracy = _confidence_bins(confidence, correct)
-    return float(np.sum(share * np.abs(accuracy - mean_confidence)))
-
-
-def regression_scores(samples: np.ndarray, log_density: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """``log_score`` (mean log predictive density), ``crps`` and the central intervals' coverage.
-
-    Parameters
-    ----------
-    samples : ndarray of shape (n_draws, n_samples)
-        One posterior predictive draw per posterior draw and row.
-    log_density : ndarray of shape (n_samples,)
-        Log posterior predictive density of each target.
-    y : ndarray of shape (n_samples,)
-    """
-    scores = {"log_score": float(log_density.mean()), "crps": float(crps(samples, y).mean())}
-    for prob in COVERAGE_PROBS:
-        scores[f"coverage_{round(100 * prob)}"] = float(np.mean(_inside_central_interval(samples, y, prob)))
-    return scores
-
-
-def _bayesian_step(model: Any, X: Any = None) -> tuple[BayesianEstimator, Any]:
-    """The pmlearn estimator a loaded model ends in, and ``X`` as the steps before it transform it."""
-    while isinstance(model, Pipeline):
-        if X is not None:
-            X = model[:-1].transform(X)
-        model = model[-1]
-    if not isinstance(model, BayesianEstimator):
-        raise MlflowException.invalid_parameter_value(f"Not a pmlearn model: {type(model).__name__}.")
-    return model, X
-
-
-def _pit_histogram(pit: np.ndarray) -> bytes:
-    figure, ax = _figure(width=6, height=4)
-    ax.hist(pit, bins=PIT_BINS, range=(0, 1), density=True, color="C0", alpha=0.7, label="observed")
-    ax.axhline(1.0, color="k", lw=1, label="calibrated (uniform)")
-    ax.set(xlabel="PIT: predictive CDF at the target", ylabel="density", title="PIT histogram")
-    ax.legend()
-    return _png(figure)
-
-
-def _against_diagonal(expected: np.ndarray, observed: np.ndarray, xlabel: str, ylabel: str, title: str) -> bytes:
-    """Observed against expected frequencies, with the diagonal of perfect calibration."""
-    figure, ax = _figure(width=5, height=5)
-    ax.plot([0, 1], [0, 1], color="k", lw=1, label="calibrated")
-    ax.plot(expected, observed, "o-", color="C0", label="observed")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1))
-    ax.legend()
-    return _png(figure)
-
-
-def _calibration_plot(samples: np.ndarray, y: np.ndarray) -> bytes:
-    nominal = np.linspace(0.05, 0.95, 19)
-    observed = [np.mean(_inside_central_interval(samples, y, prob)) for prob in nominal]
-    return _against_diagonal(
-        nominal,
-        observed,
-        "central interval probability",
-        "share of targets inside",
-        "calibration of the predictive intervals",
-    )
-
-
-def _reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> bytes:
-    _, mean_confidence, accuracy = _confidence_bins(confidence, correct)
-    return _against_diagonal(
-        mean_confidence,
-        accuracy,
-        "probability of the predicted class",
-        "share predicted correctly",
-        "reliability diagram",
-    )
-
-
-def _evaluate_regressor(
-    estimator: BayesianEstimator, X: Any, y: np.ndarray
-) -> tuple[dict[str, float], dict[str, bytes]]:
-    target = np.asarray(y, dtype=np.float64).ravel()
-    samples = estimator.sample_posterior_predictive(X)
-    scores = regression_scores(samples, estimator.log_predictive_density(X, target), target)
-    pit = (samples < target).mean(axis=0)
-    return scores, {"pit_histogram.png": _pit_histogram(pit), "calibration.png": _calibration_plot(samples, target)}
-
-
-def _evaluate_classifier(
-    estimator: BayesianEstimator, X: Any, y: np.ndarray
-) -> tuple[dict[str, float], dict[str, bytes]]:
-    proba = estimator.predict_proba(X)
-    scores = probability_scores(estimator.classes_, proba, y)
-    diagram = _reliability_diagram(*_top_label(estimator.classes_, proba, np.asarray(y)))
-    return scores, {"reliability_diagram.png": diagram}
-
-
-#: The evaluation of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
-_EVALUATIONS = {"regressor": _evaluate_regressor, "classifier": _evaluate_classifier}
 
 
 class PmlearnEvaluator(ModelEvaluator):
@@ -201,7 +43,7 @@ class PmlearnEvaluator(ModelEvaluator):
 
     @classmethod
     def can_evaluate(cls, *, model_type, evaluator_config, **kwargs) -> bool:
-        return model_type in _EVALUATIONS
+        return model_type in SCORED_KINDS
 
     def evaluate(self, *, model_type, dataset, run_id, evaluator_config, model=None, **kwargs) -> EvaluationResult:
         """Score the model on ``dataset``; log the metrics and plots to the run ``run_id``."""
@@ -213,13 +55,13 @@ class PmlearnEvaluator(ModelEvaluator):
                 "The pmlearn evaluator scores a pmlearn model's predictive distribution; pass the model "
                 "(a pmlearn model URI or its loaded pyfunc), not predictions."
             )
-        estimator, X = _bayesian_step(raw, dataset.features_data)
+        estimator, X = bayesian_step(raw, dataset.features_data)
         kind = estimator.__sklearn_tags__().estimator_type
         if kind != model_type:
             raise MlflowException.invalid_parameter_value(
                 f"model_type={model_type!r}, but {type(estimator).__name__} is a {kind}."
             )
-        metrics, plots = _EVALUATIONS[kind](estimator, X, np.asarray(dataset.labels_data))
+        metrics, plots = held_out_scores(estimator, X, np.asarray(dataset.labels_data), plots=True)
         mlflow.log_metrics(metrics, run_id=run_id, model_id=kwargs.get("model_id"))
         artifacts = {}
         with tempfile.TemporaryDirectory() as directory:
@@ -295,9 +137,7 @@ def compare(model_uris: Sequence[str]) -> pd.DataFrame:
     >>> table = mlflow_pmlearn.compare(["models:/sales/1", "models:/sales/2"])  # doctest: +SKIP
     >>> table.loc[:, ["elpd_loo", "elpd_diff", "dse", "weight"]]  # doctest: +SKIP
     """
-    import mlflow_pmlearn
-
-    estimators = {uri: _bayesian_step(mlflow_pmlearn.load_model(uri))[0] for uri in model_uris}
+    estimators = {uri: bayesian_step(load_model(uri))[0] for uri in model_uris}
     table = loo_comparison(estimators)
     table.index.name = "model_uri"
     if mlflow.active_run() is not None:

@@ -16,12 +16,13 @@ From the shell::
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model
+from mlflow.models import Model, ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.store.artifact.utils.models import get_model_name_and_version
 from mlflow.tracking.artifact_utils import _download_artifact_from_uri
@@ -29,6 +30,7 @@ from mlflow.tracking.artifact_utils import _download_artifact_from_uri
 import mlflow_pmlearn
 from mlflow_pmlearn.environment import IMPORT_PACKAGES
 from mlflow_pmlearn.pipelines import final_estimator
+from mlflow_pmlearn.pyfunc import params_schema
 from mlflow_pmlearn.versions import FLAVOR_NAME
 
 #: The tag a migrated model version carries: the URI it was migrated from.
@@ -42,6 +44,20 @@ def _bespoke_code(model_dir: Path, model: object) -> list[str] | None:
     if type(estimator).__module__.partition(".")[0] in IMPORT_PACKAGES or not code.is_dir():
         return None
     return [str(path) for path in sorted(code.iterdir()) if path.name not in (*IMPORT_PACKAGES, "__pycache__")] or None
+
+
+def _kept_signature(signature: ModelSignature | None, model: object) -> ModelSignature | None:
+    """The saved signature; one without params gets this release's, less ``predict_proba``.
+
+    So a classifier keeps answering its class probabilities unasked, as a signature without
+    ``predict_proba`` says it does (:func:`~mlflow_pmlearn.pyfunc.probabilities_by_default`);
+    a signature with params (0.2.0's) is kept as it is, and says so already.
+    """
+    if signature is None or signature.params is not None:
+        return signature
+    kept = copy.copy(signature)
+    kept.params = params_schema(final_estimator(model)[1], probabilities_param=False)
+    return kept
 
 
 def migrate(model_uri: str, output_path: str | os.PathLike | None = None) -> ModelInfo | Path:
@@ -68,7 +84,8 @@ def migrate(model_uri: str, output_path: str | os.PathLike | None = None) -> Mod
             f"{model_uri} is not a pmlearn model (its flavors: {list(saved.flavors)})."
         )
     model = mlflow_pmlearn.load_model(str(local))
-    keep = {"signature": saved.signature, "metadata": saved.metadata, "code_paths": _bespoke_code(local, model)}
+    keep = {"signature": _kept_signature(saved.signature, model), "metadata": saved.metadata}
+    keep["code_paths"] = _bespoke_code(local, model)
     if output_path is not None:
         mlflow_pmlearn.save_model(model, output_path, **keep)
         return Path(output_path)

@@ -88,6 +88,24 @@ def with_final_step(pipeline: Pipeline, final: Any) -> Pipeline:
     return copied
 
 
+def split_pipeline(model: Any) -> tuple[Pipeline | None, BayesianEstimator | None]:
+    """The preprocessing before the pmlearn estimator that ``model`` ends in, and that estimator.
+
+    Returns
+    -------
+    preprocessing : Pipeline or None
+        For a ``Pipeline``, a shallow copy whose final estimator (through nested pipelines) is
+        ``"passthrough"``: its ``transform`` gives the rows the estimator takes. None for an
+        estimator.
+    estimator : BayesianEstimator or None
+        None when ``model`` does not end in a pmlearn estimator.
+    """
+    estimator = final_estimator(model)[1]
+    if estimator is None or model is estimator:
+        return None, estimator
+    return with_final_step(model, "passthrough"), estimator
+
+
 def final_step_feature_names(pipeline: Pipeline) -> list[str] | None:
     """Names of the columns the final pmlearn step of ``pipeline`` is given.
 
@@ -96,7 +114,7 @@ def final_step_feature_names(pipeline: Pipeline) -> list[str] | None:
     ``feature_names_out``).
     """
     try:
-        names = with_final_step(pipeline, "passthrough").get_feature_names_out()
+        names = split_pipeline(pipeline)[0].get_feature_names_out()
     except (AttributeError, TypeError, ValueError):
         return None
     return [str(name) for name in names]
@@ -144,8 +162,9 @@ def save_pipeline(pipeline: Pipeline, directory: str | os.PathLike, serializatio
     import skops.io
 
     directory = Path(directory)
-    path, estimator = final_estimator(pipeline)
-    skops.io.dump(with_final_step(pipeline, "passthrough"), directory / PREPROCESSING_FILE)
+    path = final_estimator(pipeline)[0]
+    preprocessing, estimator = split_pipeline(pipeline)
+    skops.io.dump(preprocessing, directory / PREPROCESSING_FILE)
     _refuse_untrusted(directory / PREPROCESSING_FILE, _untrusted_types((directory / PREPROCESSING_FILE).read_bytes()))
     (directory / FINAL_STEP_FOLDER).mkdir()
     save_estimator(estimator, directory / FINAL_STEP_FOLDER, serialization_format=serialization_format)

@@ -25,38 +25,27 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from arviz_stats.utils import ELPDData
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from estimators.base import BayesianEstimator
+from mlflow_pmlearn import load_model
 from mlflow_pmlearn.autologging.loo import loo_metrics, psis_loo
-from mlflow_pmlearn.evaluation import _bayesian_step, loo_comparison, probability_scores, regression_scores
+from mlflow_pmlearn.evaluation import loo_comparison
+from mlflow_pmlearn.scoring import SCORED_KINDS, bayesian_step, held_out_scores
 
 #: Standard errors of the ``elpd_loo`` difference by which a candidate must beat the champion.
 LOO_SE_MULTIPLE = 2.0
 
 
-def _classification_scores(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
-    return probability_scores(estimator.classes_, estimator.predict_proba(X), y)
+#: Promotion's names of the held-out regression scores it records (:func:`~mlflow_pmlearn.scoring.regression_scores`).
+_REGRESSION_RULES = {"log_score": "log_predictive_density", "crps": "crps", "coverage_90": "coverage_90"}
 
 
-def _regression_scores(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
-    target = np.asarray(y, dtype=np.float64).ravel()
-    scores = regression_scores(
-        estimator.sample_posterior_predictive(X), estimator.log_predictive_density(X, target), target
-    )
-    return {"log_predictive_density": scores["log_score"], "crps": scores["crps"], "coverage_90": scores["coverage_90"]}
-
-
-#: The proper scoring rules of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
-_SCORING_RULES = {"classifier": _classification_scores, "regressor": _regression_scores}
-
-
-def scoring_rules(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
-    """Proper scoring rules of ``estimator`` on held-out ``X, y``.
+def scoring_rules(model: Any, X: Any, y: Any) -> dict[str, float]:
+    """Proper scoring rules of ``model`` (an estimator, or a pipeline ending in one) on held-out ``X, y``.
 
     Returns
     -------
@@ -70,12 +59,16 @@ def scoring_rules(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, flo
     MlflowException
         For an estimator that is neither (a density model has no target to score).
     """
+    estimator, rows = bayesian_step(model, X)
     kind = estimator.__sklearn_tags__().estimator_type
-    if kind not in _SCORING_RULES:
+    if kind not in SCORED_KINDS:
         raise MlflowException.invalid_parameter_value(
             f"{type(estimator).__name__} is a {kind}; promotion compares regressors or classifiers on held-out targets."
         )
-    return _SCORING_RULES[kind](estimator, X, y)
+    scores = held_out_scores(estimator, rows, y)[0]
+    if "log_score" not in scores:
+        return scores
+    return {name: scores[key] for key, name in _REGRESSION_RULES.items()}
 
 
 #: The rule that decides, and whether higher is better.
@@ -147,8 +140,6 @@ def promote(
         Scores of both versions and the decision, also written to the candidate version's
         tags (``pmlearn.promotion.*``) and description.
     """
-    import mlflow_pmlearn
-
     client = client or MlflowClient()
     candidate_version = str(candidate_version)
     if (X is None) != (y is None):
@@ -156,7 +147,7 @@ def promote(
             "Give both held-out X and y, or neither (to compare by PSIS-LOO)."
         )
     by_loo = X is None
-    candidate = mlflow_pmlearn.load_model(f"models:/{name}/{candidate_version}")
+    candidate = load_model(f"models:/{name}/{candidate_version}")
     if by_loo:
         candidate, candidate_loo = _with_loo(candidate)
         candidate_scores = loo_metrics(candidate_loo)
@@ -171,7 +162,7 @@ def promote(
     loo_difference: dict[str, float] = {}
     promoted = champion_version is None
     if champion_version is not None and champion_version != candidate_version:
-        champion = mlflow_pmlearn.load_model(f"models:/{name}/{champion_version}")
+        champion = load_model(f"models:/{name}/{champion_version}")
         if by_loo:
             champion, champion_loo = _with_loo(champion)
             champion_scores = loo_metrics(champion_loo)
@@ -208,7 +199,7 @@ def promote(
 
 def _with_loo(model: Any) -> tuple[BayesianEstimator, ELPDData]:
     """The pmlearn estimator a loaded model ends in, and its PSIS-LOO."""
-    estimator = _bayesian_step(model)[0]
+    estimator = bayesian_step(model)[0]
     return estimator, psis_loo(estimator)
 
 

@@ -37,7 +37,7 @@ import mlflow_pmlearn
 from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging.metrics import fit_metrics, predictive_checks
 from mlflow_pmlearn.autologging.runs import FIT_ERROR_TAG
-from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, probabilities_by_default
 from mlflow_pmlearn.safety import confined_path, refuse_model_code_unless_allowed
 
 if TYPE_CHECKING:
@@ -240,7 +240,10 @@ class GroupedModel(mlflow.pyfunc.PythonModel):
     def _model(self, group: Any):
         if group not in self._models:
             folder = confined_path(self._root, self.folders[group], f"the model of {self.group_col} {group!r}")
-            self._models[group] = PmlearnModelWrapper(mlflow_pmlearn.load_model(str(folder)))
+            signature = Model.load(str(folder)).signature
+            self._models[group] = PmlearnModelWrapper(
+                mlflow_pmlearn.load_model(str(folder)), probabilities_by_default=probabilities_by_default(signature)
+            )
         return self._models[group]
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:

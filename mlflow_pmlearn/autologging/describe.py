@@ -16,7 +16,7 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.op import RandomVariable
 
 from estimators.base import BayesianEstimator
-from mlflow_pmlearn.autologging._failures import _warn
+from mlflow_pmlearn.autologging.failures import warn
 from mlflow_pmlearn.versions import DISTRIBUTION, library_versions
 
 
@@ -126,5 +126,5 @@ def model_graph(model: pm.Model) -> tuple[str, bytes]:
         try:
             return "model_graph.png", pm.model_to_graphviz(model).pipe(format="png")
         except Exception as error:  # a graphviz that fails: the text below still describes the model
-            _warn("the model graph as PNG (logged as text instead)", error)
+            warn("the model graph as PNG (logged as text instead)", error)
     return "model_graph.txt", str(model.str_repr()).encode()

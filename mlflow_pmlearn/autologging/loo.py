@@ -15,7 +15,7 @@ import xarray as xr
 from arviz_stats.utils import ELPDData
 
 from estimators.base import BayesianEstimator
-from mlflow_pmlearn.autologging.plots import _arviz_png
+from mlflow_pmlearn.scoring import arviz_png
 
 #: Pareto k above which a row's importance-sampling estimate is unreliable (Vehtari et al., 2024).
 PARETO_K_THRESHOLD = 0.7
@@ -135,5 +135,5 @@ def log_loo(
     if plot:
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "pareto_k.png"
-            path.write_bytes(_arviz_png(arviz_plots.plot_khat, elpd, threshold=PARETO_K_THRESHOLD))
+            path.write_bytes(arviz_png(arviz_plots.plot_khat, elpd, threshold=PARETO_K_THRESHOLD))
             mlflow.log_artifact(str(path), "plots")

@@ -2,8 +2,8 @@
 
 A ``Pipeline`` or a parameter search (``GridSearchCV``, ``RandomizedSearchCV``) whose
 estimator ends in a pmlearn estimator logs once, as a whole: the fits inside it only hand
-their data and timing up to it (``runs._Session``) and create no run of their own; a
-search adds a finished child run per candidate.
+their data and timing up to it (:class:`~mlflow_pmlearn.autologging.runs.TrainingSession`)
+and create no run of their own; a search adds a finished child run per candidate.
 """
 
 from __future__ import annotations
@@ -27,24 +27,21 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 
 from estimators.inference.progress import watching
-from mlflow_pmlearn.autologging._failures import _attempt
+from mlflow_pmlearn.autologging.failures import attempt
 from mlflow_pmlearn.autologging.runs import (
     LOGGED_MODEL_TAG,
-    _config,
-    _Fit,
-    _in_managed_run,
-    _is_meta_fit_worker,
-    _log_dataset,
-    _log_metrics,
-    _log_params,
-    _loggable,
-    _meta_fits_running,
-    _run_tags,
-    _Session,
-    _session,
-    _timed_fit,
+    Fit,
+    TrainingSession,
+    autolog_config,
+    in_managed_run,
+    log_dataset,
     log_fit,
+    log_metrics,
+    log_params,
+    loggable,
     run_progress,
+    run_tags,
+    timed_fit,
 )
 from mlflow_pmlearn.pipelines import final_estimator
 
@@ -72,34 +69,50 @@ def contains_bayesian(meta: BaseEstimator) -> bool:
 
 def patched_meta_fit(original: Callable, self: BaseEstimator, X: Any, y: Any = None, **kwargs):
     """``Pipeline.fit`` and ``BaseSearchCV.fit`` under autolog: one run when they hold a pmlearn
-    estimator (nothing otherwise, and nothing for one inside another autologged fit)."""
-    if _session.get() is not None or _is_meta_fit_worker() or not contains_bayesian(self):
+    estimator (nothing otherwise); inside another autologged fit, nothing, and the pmlearn fit
+    made inside is handed up to that fit's :class:`~mlflow_pmlearn.autologging.runs.TrainingSession`."""
+    if not contains_bayesian(self):
         return original(self, X, y, **kwargs)
-    config = _config()
-    return _in_managed_run(_fit_and_log_meta, config, original, self, X, y, config, **kwargs)
+    config = autolog_config()
+    return in_managed_run(_meta_fit_in_session, config, original, self, X, y, config, **kwargs)
 
 
-def _fit_and_log_meta(original: Callable, meta: BaseEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
-    session = _Session()
-    token = _session.set(session)
-    _meta_fits_running.append(meta)
+def _meta_fit_in_session(original: Callable, meta: BaseEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
+    parent = TrainingSession.get_current_session()
+    with TrainingSession(meta) as session:
+        if session.should_log():
+            return fit_and_log_meta(original, meta, X, y, config, session, **kwargs)
+        result = original(meta, X, y, **kwargs)
+        if parent is not None and session.last_fit is not None:
+            parent.last_fit = session.last_fit
+        return result
+
+
+def fit_and_log_meta(
+    original: Callable,
+    meta: BaseEstimator,
+    X: Any,
+    y: Any,
+    config: dict[str, Any],
+    session: TrainingSession,
+    **kwargs,
+):
+    """Fit a pipeline or search in the active run, then log it with the pmlearn fit ``session`` saw."""
     # A pipeline's run shows its pmlearn step's fit as it runs; a search's many fits are not watched.
     step = final_estimator(meta)[1] if isinstance(meta, Pipeline) else None
     progress = run_progress(step, meta.get_params(deep=True), X) if step is not None else None
     try:
         with watching(progress) if progress is not None else contextlib.nullcontext():
-            result, seconds = _timed_fit(original, meta, X, y, kwargs)
+            result, seconds = timed_fit(original, meta, X, y, kwargs)
     finally:
         if progress is not None:
             progress.wait()
-        _meta_fits_running.remove(meta)
-        _session.reset(token)
     if isinstance(meta, BaseSearchCV):
         log = functools.partial(log_search_fit, meta, X, y, seconds, session.last_fit, config)
     else:
         params_logged = progress is not None and progress.settings_logged
         log = functools.partial(log_pipeline_fit, meta, X, y, seconds, session.last_fit, config, params_logged)
-    _attempt(f"the {type(meta).__name__} fit", log)
+    attempt(f"the {type(meta).__name__} fit", log)
     return result
 
 
@@ -108,9 +121,9 @@ def _log_without_posterior(
 ) -> None:
     """A meta-estimator's run when no pmlearn fit can be reported (e.g. a search with refit=False)."""
     mlflow.set_tag(LOGGED_MODEL_TAG, f"none: {reason}")
-    _attempt("the hyper-parameters", lambda: _log_params(params))
-    dataset = _attempt("the training dataset", lambda: _log_dataset(X, y)) if config["log_datasets"] else None
-    _attempt("the metrics", lambda: _log_metrics(metrics, dataset))
+    attempt("the hyper-parameters", lambda: log_params(params))
+    dataset = attempt("the training dataset", lambda: log_dataset(X, y)) if config["log_datasets"] else None
+    attempt("the metrics", lambda: log_metrics(metrics, dataset))
 
 
 def log_pipeline_fit(
@@ -118,7 +131,7 @@ def log_pipeline_fit(
     X: Any,
     y: Any,
     fit_seconds: float,
-    fit: _Fit | None,
+    fit: Fit | None,
     config: dict[str, Any],
     params_logged: bool = False,
 ) -> None:
@@ -151,7 +164,7 @@ def log_pipeline_fit(
 
 
 def log_search_fit(
-    search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit: _Fit | None, config: dict[str, Any]
+    search: BaseSearchCV, X: Any, y: Any, fit_seconds: float, fit: Fit | None, config: dict[str, Any]
 ) -> None:
     """The parent run of a parameter search, with the refitted best estimator; a child run per
     candidate (the best ``max_tuning_runs``) with its parameters and cross-validation scores."""
@@ -159,8 +172,8 @@ def log_search_fit(
     params.update({f"best_{key}": value for key, value in (getattr(search, "best_params_", None) or {}).items()})
     metrics = {"best_cv_score": float(search.best_score_)} if hasattr(search, "best_score_") else {}
     if hasattr(search, "cv_results_"):
-        _attempt("the search results (cv_results.csv)", lambda: _log_cv_results(search))
-        _attempt("the candidates' child runs", lambda: _log_child_runs(search, config))
+        attempt("the search results (cv_results.csv)", lambda: _log_cv_results(search))
+        attempt("the candidates' child runs", lambda: _log_child_runs(search, config))
     best = getattr(search, "best_estimator_", None)
     path, step = final_estimator(best)
     if step is None or fit is None or fit.estimator is not step:
@@ -198,7 +211,7 @@ def _log_child_runs(search: BaseSearchCV, config: dict[str, Any]) -> None:
     parent = mlflow.active_run()
     client = MlflowClient()
     base = search.estimator.get_params(deep=True)
-    tags = resolve_tags({**_run_tags(config), MLFLOW_PARENT_RUN_ID: parent.info.run_id})
+    tags = resolve_tags({**run_tags(config), MLFLOW_PARENT_RUN_ID: parent.info.run_id})
     now = int(time.time() * 1000)
     for index, row in chosen.iterrows():
         name = f"candidate {index}" + (f" (rank {row[rank]})" if rank else "")
@@ -211,7 +224,7 @@ def _log_child_runs(search: BaseSearchCV, config: dict[str, Any]) -> None:
         client.log_batch(
             run.info.run_id,
             metrics=[Metric(key, value, now, 0) for key, value in scores.items()],
-            params=[Param(key, value) for key, value in _loggable({**base, **row["params"]}).items()],
+            params=[Param(key, value) for key, value in loggable({**base, **row["params"]}).items()],
         )
         client.set_terminated(run.info.run_id, end_time=now)
     mlflow.set_tag("pmlearn.child_runs", f"{len(chosen)} of {len(results)} candidates (max_tuning_runs={limit})")

@@ -15,6 +15,7 @@ from sklearn.metrics import r2_score
 
 from estimators.base import DEFAULT_INTERVAL_PROB, BayesianEstimator
 from estimators.inference import final_loss
+from mlflow_pmlearn.scoring import inside_central_interval
 
 #: Most points of the ELBO curve logged as a metric history.
 MAX_ELBO_POINTS = 1000
@@ -26,7 +27,8 @@ PPC_ROWS, PPC_DRAWS = 2000, 50
 _CHUNK_VALUES = 4_000_000
 
 
-def _elbo_metrics(idata: xr.DataTree, timestamp: int) -> list[Metric]:
+def elbo_metrics(idata: xr.DataTree, timestamp: int) -> list[Metric]:
+    """The ELBO history as step-indexed metrics: at most ``MAX_ELBO_POINTS`` block means."""
     loss = idata.fit_history["loss"].values
     step = max(1, int(np.ceil(len(loss) / MAX_ELBO_POINTS)))
     iterations = np.arange(0, len(loss), step)
@@ -94,33 +96,11 @@ def _rows(X: Any, rows: slice | np.ndarray) -> Any:
     return X.iloc[rows] if isinstance(X, pd.DataFrame) else np.asarray(X)[rows]
 
 
-def _plot_rows(n_rows: int) -> np.ndarray:
+def plot_rows(n_rows: int) -> np.ndarray:
     """The (seeded, sorted) training rows drawn in the posterior predictive check plot."""
     if n_rows <= PPC_ROWS:
         return np.arange(n_rows)
     return np.sort(np.random.default_rng(0).choice(n_rows, PPC_ROWS, replace=False))
-
-
-def _inside_central_interval(samples: np.ndarray, target: np.ndarray, prob: float) -> np.ndarray:
-    """Whether each target lies in the central ``prob`` interval of its column of draws.
-
-    The same verdict as comparing with ``np.quantile(samples, [tail, 1 - tail], axis=0)``
-    (as ``predict_interval`` does), without sorting every column: a bound interpolates
-    between two neighbouring order statistics, so counting the draws below a target decides
-    every column but the few where the target falls between those two; only those are sorted.
-    """
-    tail = (1.0 - prob) / 2.0
-    low, high = np.floor((len(samples) - 1) * np.array([tail, 1.0 - tail])).astype(int)
-    strictly_below = (samples < target).sum(axis=0)
-    at_or_below = (samples <= target).sum(axis=0)
-    above_lower = strictly_below >= low + 2  # beyond the upper neighbour of the lower bound
-    below_upper = at_or_below <= high  # short of the lower neighbour of the upper bound
-    undecided = ~((above_lower | (at_or_below <= low)) & (below_upper | (strictly_below >= high + 2)))
-    inside = above_lower & below_upper
-    if undecided.any():
-        lower, upper = np.quantile(samples[:, undecided], [tail, 1.0 - tail], axis=0)
-        inside[undecided] = (lower <= target[undecided]) & (target[undecided] <= upper)
-    return inside
 
 
 def _regressor_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
@@ -131,7 +111,7 @@ def _regressor_checks(estimator: BayesianEstimator, X: Any, y: Any) -> Predictiv
     and their central interval is the one ``predict_interval`` gives.
     """
     target = np.asarray(y).ravel()
-    shown = _plot_rows(len(target))
+    shown = plot_rows(len(target))
     checks = PredictiveChecks(observed=target[shown], n_rows=len(target))
     target = target.astype(np.float64)
     chunk = max(1, _CHUNK_VALUES // estimator.n_posterior_draws_)
@@ -140,7 +120,7 @@ def _regressor_checks(estimator: BayesianEstimator, X: Any, y: Any) -> Predictiv
         rows = slice(start, start + chunk)
         samples = estimator.sample_posterior_predictive(_rows(X, rows))
         mean[rows] = samples.mean(axis=0)
-        inside[rows] = _inside_central_interval(samples, target[rows], COVERAGE_PROB)
+        inside[rows] = inside_central_interval(samples, target[rows], COVERAGE_PROB)
         draws.append(samples[:PPC_DRAWS, shown[(shown >= start) & (shown < start + chunk)] - start])
     checks.coverage = float(np.mean(inside))
     checks.draws = np.concatenate(draws, axis=1)
@@ -154,7 +134,7 @@ def _regressor_checks(estimator: BayesianEstimator, X: Any, y: Any) -> Predictiv
 def _classifier_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
     """Accuracy, and the check plot's draws of the predicted classes."""
     target = np.asarray(y).ravel()
-    shown = _plot_rows(len(target))
+    shown = plot_rows(len(target))
     checks = PredictiveChecks(score=float(estimator.score(X, y)), observed=target[shown], n_rows=len(target))
     checks.draws = estimator.sample_posterior_predictive(_rows(X, shown))[:PPC_DRAWS]
     return checks

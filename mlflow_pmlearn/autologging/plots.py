@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
-
 import arviz_plots
 import numpy as np
 import xarray as xr
@@ -12,6 +9,7 @@ import xarray as xr
 from estimators.base import BayesianEstimator
 from estimators.inference import PLATEAU_WINDOW, final_loss
 from mlflow_pmlearn.autologging.metrics import COVERAGE_PROB, PredictiveChecks
+from mlflow_pmlearn.scoring import arviz_png, figure, png
 
 #: Most panels (scalar components) in the rank plot.
 MAX_RANK_PANELS = 12
@@ -19,41 +17,10 @@ MAX_RANK_PANELS = 12
 MAX_FOREST_ROWS = 60
 
 
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _arviz_png(plot: Callable, idata: xr.DataTree, title: str | None = None, **kwargs) -> bytes:
-    """PNG of an ``arviz_plots`` plot, drawn with matplotlib; its figure is then closed
-    (``arviz_plots`` creates figures through pyplot, which would otherwise keep them)."""
-    from matplotlib import pyplot
-
-    collection = plot(idata, backend="matplotlib", **kwargs)
-    if title is not None:
-        collection.add_title(title)
-    figure = collection.viz["figure"].item()
-    try:
-        return _png(figure)
-    finally:
-        pyplot.close(figure)
-
-
-def _figure(*, width: float = 8.0, height: float = 3.0, panels: int = 1):
-    """A figure of ``panels`` side by side, drawn off-screen (no pyplot state, no window), and its axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(1, panels)
-
-
 def _elbo_plot(loss: np.ndarray) -> bytes:
     """The whole ELBO curve beside its last 90% (zoomed to its range), with the
     final ELBO that the console and the ``elbo_final`` metric report."""
-    figure, (whole, end) = _figure(width=10, panels=2)
+    drawn, (whole, end) = figure(width=10, panels=2)
     iterations, elbo, final = np.arange(1, len(loss) + 1), -loss, -final_loss(loss)
     whole.plot(iterations, elbo, lw=0.6)
     whole.set(xlabel="iteration", ylabel="ELBO", title="ADVI evidence lower bound: the whole fit")
@@ -66,7 +33,7 @@ def _elbo_plot(loss: np.ndarray) -> bytes:
     )
     end.set(xlabel="iteration", title=f"from iteration {start + 1:,}")
     end.legend(loc="lower right")
-    return _png(figure)
+    return png(drawn)
 
 
 def _forest_variables(idata: xr.DataTree, names: list[str]) -> tuple[list[str], list[str]]:
@@ -82,7 +49,7 @@ def _forest_variables(idata: xr.DataTree, names: list[str]) -> tuple[list[str], 
     return shown, left_out
 
 
-def _in_data_units(model) -> list[str]:
+def in_data_units(model) -> list[str]:
     """The variables the posterior plot shows: the free ones not on the standardised scale
     (the built-ins name those ``*_std``) and the deterministics, where the built-ins keep
     each quantity in the data's units, labelled by the model's coordinates (feature names,
@@ -112,7 +79,7 @@ def fit_plots(
     if "fit_history" in idata.children:
         plots["elbo.png"] = _elbo_plot(idata.fit_history["loss"].values)
     if "sample_stats" in idata.children:
-        plots["trace.png"] = _arviz_png(arviz_plots.plot_trace_dist, idata, var_names=free, compact=True)
+        plots["trace.png"] = arviz_png(arviz_plots.plot_trace_dist, idata, var_names=free, compact=True)
         ranked, n_panels = [], 0
         for name in free:  # rank plots of the first dozen scalar components
             size = int(np.prod(idata.posterior[name].shape[2:]))
@@ -121,15 +88,15 @@ def fit_plots(
             ranked.append(name)
             n_panels += size
         if ranked:
-            plots["rank.png"] = _arviz_png(arviz_plots.plot_rank, idata, var_names=ranked)
-    shown, left_out = _forest_variables(idata, _in_data_units(model))
+            plots["rank.png"] = arviz_png(arviz_plots.plot_rank, idata, var_names=ranked)
+    shown, left_out = _forest_variables(idata, in_data_units(model))
     if shown:
         title = "posterior"
         if left_out:
             title += f"\nnot shown (too many components): {', '.join(left_out)}"
-        plots["posterior.png"] = _arviz_png(arviz_plots.plot_forest, idata, title, var_names=shown, combined=True)
+        plots["posterior.png"] = arviz_png(arviz_plots.plot_forest, idata, title, var_names=shown, combined=True)
     if checks is not None and checks.draws is not None:
-        plots["posterior_predictive_check.png"] = _ppc_plot(estimator, checks)
+        plots["posterior_predictive_check.png"] = ppc_plot(estimator, checks)
     return plots
 
 
@@ -174,13 +141,13 @@ def _target_histograms(ax, estimator: BayesianEstimator, checks: PredictiveCheck
 _PPC_PANELS = {"regressor": _target_histograms, "classifier": _class_shares}
 
 
-def _ppc_plot(estimator: BayesianEstimator, checks: PredictiveChecks) -> bytes:
+def ppc_plot(estimator: BayesianEstimator, checks: PredictiveChecks) -> bytes:
     """The check plot of ``checks``' draws (posterior or prior predictive) against the training targets."""
-    figure, ax = _figure(width=7, height=4)
+    drawn, ax = figure(width=7, height=4)
     _PPC_PANELS[estimator.__sklearn_tags__().estimator_type](ax, estimator, checks)
     title = f"{checks.draws_from} check on the training data"
     if len(checks.observed) < checks.n_rows:
         title += f" ({len(checks.observed):,} of {checks.n_rows:,} rows)"
     ax.set_title(title)
     ax.legend()
-    return _png(figure)
+    return png(drawn)

@@ -30,13 +30,9 @@ import xarray as xr
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from estimators.base import BayesianEstimator
-from mlflow_pmlearn.autologging.metrics import PPC_DRAWS, PredictiveChecks, _plot_rows
-from mlflow_pmlearn.autologging.plots import (
-    MAX_RANK_PANELS,
-    _arviz_png,
-    _in_data_units,
-    _ppc_plot,
-)
+from mlflow_pmlearn.autologging.metrics import PPC_DRAWS, PredictiveChecks, plot_rows
+from mlflow_pmlearn.autologging.plots import MAX_RANK_PANELS, in_data_units, ppc_plot
+from mlflow_pmlearn.scoring import arviz_png
 
 #: Training rows times posterior draws up to which autolog runs the prior checks by default
 #: (``log_prior_checks=None``): the sensitivity needs every row's log-likelihood under every
@@ -167,7 +163,7 @@ def prior_plots(
     if kind in ("regressor", "classifier") and "prior_predictive" in prior.children:
         (observed,) = estimator.idata_.observed_data.data_vars.values()
         (predicted,) = prior.prior_predictive.data_vars.values()
-        shown = _plot_rows(observed.size)
+        shown = plot_rows(observed.size)
         draws = predicted.values.reshape(-1, observed.size)[:PPC_DRAWS, shown]
         target = observed.values.ravel()[shown]
         if kind == "classifier":  # the likelihood's values are class indices
@@ -179,9 +175,9 @@ def prior_plots(
             target_name=target_name,
             draws_from="prior predictive",
         )
-        plots["prior_predictive_check.png"] = _ppc_plot(estimator, checks)
+        plots["prior_predictive_check.png"] = ppc_plot(estimator, checks)
     names, panels = [], 0
-    for name in _in_data_units(estimator.pymc_model()):
+    for name in in_data_units(estimator.pymc_model()):
         size = int(np.prod(idata.posterior[name].shape[2:]))
         if name in prior.prior and panels + size <= MAX_RANK_PANELS:
             names.append(name)
@@ -193,7 +189,7 @@ def prior_plots(
                 "prior": _like(prior.prior, idata)[names],
             }
         )
-        plots["prior_posterior.png"] = _arviz_png(
+        plots["prior_posterior.png"] = arviz_png(
             arviz_plots.plot_prior_posterior,
             both,
             "prior and posterior",

@@ -29,7 +29,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from estimators.settings import InferenceSettings
-from mlflow_pmlearn.autologging._failures import _attempt, _warn
+from mlflow_pmlearn.autologging.failures import attempt, warn
 
 #: Least seconds between two progress logs of one fit: at most one metric batch a second,
 #: and one at least every second while the engine reports (every draw for PyMC's sampler,
@@ -53,7 +53,7 @@ def describe_engine(settings: InferenceSettings) -> str:
 
 def set_status(run_id: str, status: str) -> None:
     """Set the run's :data:`STATUS_TAG`; a failure becomes a warning."""
-    _attempt("the status tag", lambda: MlflowClient().set_tag(run_id, STATUS_TAG, status))
+    attempt("the status tag", lambda: MlflowClient().set_tag(run_id, STATUS_TAG, status))
 
 
 class RunProgress:
@@ -93,7 +93,7 @@ class RunProgress:
             self.log_settings(model, settings)
             self.settings_logged = True
         except Exception as error:  # logged after the fit instead
-            _warn("the settings before the fit", error)
+            warn("the settings before the fit", error)
         set_status(self.run_id, f"fitting: {describe_engine(settings)}")
 
     def progress(self, step: int, values: dict[str, float]) -> None:
@@ -106,10 +106,10 @@ class RunProgress:
             self._pending.append(MlflowClient().log_batch(self.run_id, metrics=metrics, synchronous=False))
         except Exception as error:  # the fit goes on; the run gets no more progress
             self._failed = True
-            _warn("the fit's progress", error)
+            warn("the fit's progress", error)
 
     def wait(self) -> None:
         """Wait until the progress logged so far is stored (before the run goes on or ends)."""
         pending, self._pending = self._pending, []
         for operations in pending:
-            _attempt("the fit's progress", operations.wait)
+            attempt("the fit's progress", operations.wait)

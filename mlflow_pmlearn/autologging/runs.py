@@ -9,7 +9,6 @@ warning, the other parts are still logged, and the fit and its result are never 
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import sys
 import tempfile
@@ -25,12 +24,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import xarray as xr
-from joblib.parallel import get_active_backend
 from mlflow.entities import Metric, RunStatus
 from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
+from mlflow.utils.autologging_utils import _get_new_training_session_class, get_autologging_config, with_managed_run
 from mlflow.utils.mlflow_tags import MLFLOW_AUTOLOGGING
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from sklearn.base import BaseEstimator
@@ -38,12 +37,13 @@ from sklearn.base import BaseEstimator
 from estimators.base import BayesianEstimator
 from estimators.inference.progress import watching
 from estimators.settings import InferenceSettings, settings_that_do_not_apply
-from mlflow_pmlearn.autologging._failures import _attempt, _warn
+from mlflow_pmlearn import log_model
 from mlflow_pmlearn.autologging.describe import bayesian_params, model_graph
+from mlflow_pmlearn.autologging.failures import attempt, warn
 from mlflow_pmlearn.autologging.loo import log_loo, loo_by_default
 from mlflow_pmlearn.autologging.metrics import (
     PredictiveChecks,
-    _elbo_metrics,
+    elbo_metrics,
     fit_metrics,
     posterior_summary,
     predictive_checks,
@@ -56,20 +56,20 @@ from mlflow_pmlearn.pyfunc import model_signature
 from mlflow_pmlearn.serialization import NETCDF_ENGINE
 from mlflow_pmlearn.versions import FLAVOR_NAME
 
-#: Settings of :func:`mlflow_pmlearn.autolog` that the logging reads, with their defaults.
-_CONFIG_DEFAULTS = {
-    "log_models": True,
-    "log_input_examples": False,
-    "log_model_signatures": True,
-    "log_traces": True,
-    "log_plots": True,
-    "log_datasets": True,
-    "registered_model_name": None,
-    "max_tuning_runs": 5,
-    "extra_tags": None,
-    "log_loo": None,
-    "log_prior_checks": None,
-}
+#: Settings of :func:`mlflow_pmlearn.autolog` that the logging reads (their defaults are autolog's own).
+AUTOLOG_SETTINGS = (
+    "log_models",
+    "log_input_examples",
+    "log_model_signatures",
+    "log_traces",
+    "log_plots",
+    "log_datasets",
+    "registered_model_name",
+    "max_tuning_runs",
+    "extra_tags",
+    "log_loo",
+    "log_prior_checks",
+)
 #: Rows of the training data saved as the model's input example (``log_input_examples``).
 INPUT_EXAMPLE_ROWS = 5
 #: Rows of the training data from which its dataset's column types are inferred.
@@ -83,7 +83,7 @@ RUN_ID_ATTR = "mlflow_run_id"
 
 
 @dataclass
-class _Fit:
+class Fit:
     """One pmlearn fit inside an autologged meta-estimator: what it was given and how long it took."""
 
     estimator: BayesianEstimator
@@ -92,19 +92,24 @@ class _Fit:
     seconds: float
 
 
-class _Session:
-    """The autologged fit in progress in this context; nested fits report to it and log nothing."""
+class TrainingSession(_get_new_training_session_class()):
+    """An autologged fit in progress, on MLflow's training-session stack (as ``mlflow.sklearn`` keeps its own).
 
-    last_fit: _Fit | None = None
+    The outermost session logs; the fits inside it (a pipeline's steps, a search's
+    candidates and refit, an estimator's own nested fit) log nothing and hand the pmlearn fit
+    they made up to the session they run in, as :attr:`last_fit`. MLflow's stack is one per
+    process: a fit in a joblib worker thread of an autologged search is inside it, and so is a
+    fit that another thread makes meanwhile.
+    """
+
+    def __init__(self, estimator: BaseEstimator):
+        super().__init__(estimator, allow_children=False)
+        self.last_fit: Fit | None = None
 
 
-_session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("pmlearn_autolog", default=None)
-
-
-def _config() -> dict[str, Any]:
-    from mlflow.utils.autologging_utils import get_autologging_config
-
-    return {key: get_autologging_config(FLAVOR_NAME, key, default) for key, default in _CONFIG_DEFAULTS.items()}
+def autolog_config() -> dict[str, Any]:
+    """The settings of the last :func:`mlflow_pmlearn.autolog` call that the logging reads."""
+    return {key: get_autologging_config(FLAVOR_NAME, key) for key in AUTOLOG_SETTINGS}
 
 
 def _readable(value: Any) -> Any:
@@ -119,7 +124,7 @@ def _readable(value: Any) -> Any:
     return value
 
 
-def _loggable(params: dict[str, Any]) -> dict[str, str]:
+def loggable(params: dict[str, Any]) -> dict[str, str]:
     """Parameters as MLflow stores them: strings within its length limit."""
     result = {}
     for key, value in params.items():
@@ -128,7 +133,7 @@ def _loggable(params: dict[str, Any]) -> dict[str, str]:
     return result
 
 
-def _log_params(params: dict[str, Any]) -> None:
+def log_params(params: dict[str, Any]) -> None:
     """Log ``params`` on the active run, keeping any value the run already has.
 
     MLflow parameters are written once, and ``mlflow run`` logs its entry point's
@@ -136,11 +141,11 @@ def _log_params(params: dict[str, Any]) -> None:
     differently (``-P prior_scale=1`` against the estimator's ``1.0``). MLflow would refuse
     the whole batch for that one value; here the others are logged and a warning names it.
     """
-    loggable = _loggable(params)
+    values = loggable(params)
     existing = MlflowClient().get_run(mlflow.active_run().info.run_id).data.params
     differing = [
         f"{key}={existing[key]!r} (fit: {value!r})"
-        for key, value in loggable.items()
+        for key, value in values.items()
         if existing.get(key, value) != value
     ]
     if differing:
@@ -149,7 +154,7 @@ def _log_params(params: dict[str, Any]) -> None:
             "parameters are written once.",
             stacklevel=3,
         )
-    mlflow.log_params({key: value for key, value in loggable.items() if key not in existing})
+    mlflow.log_params({key: value for key, value in values.items() if key not in existing})
 
 
 def hyperparameters(estimator: BayesianEstimator) -> dict[str, Any]:
@@ -165,8 +170,8 @@ def run_progress(estimator: BayesianEstimator, params: dict[str, Any] | None, ra
     status when the engine starts, then the progress."""
 
     def log_settings(model, settings: InferenceSettings) -> None:
-        _log_params(params if params is not None else hyperparameters(estimator))
-        _log_params(bayesian_params(estimator, model, settings.random_seed, raw_X))
+        log_params(params if params is not None else hyperparameters(estimator))
+        log_params(bayesian_params(estimator, model, settings.random_seed, raw_X))
 
     return RunProgress(mlflow.active_run().info.run_id, estimator, log_settings)
 
@@ -206,13 +211,14 @@ def dataset_schema(frame: pd.DataFrame) -> Schema | None:
     return Schema([ColSpec(spec.type, spec.name, required=not missing[spec.name]) for spec in sample_schema.inputs])
 
 
-def _log_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset:
+def log_dataset(X: Any, y: Any) -> mlflow.data.pandas_dataset.PandasDataset:
+    """Log the training data as the active run's ``training`` input (:func:`training_dataset`)."""
     dataset = training_dataset(X, y)
     mlflow.log_input(dataset, context="training")
     return dataset
 
 
-def _log_metrics(
+def log_metrics(
     values: dict[str, float], dataset=None, history: list[Metric] = (), model_id: str | None = None
 ) -> None:
     """One ``log_batch`` (MLflow splits it into batches of its limit).
@@ -255,7 +261,7 @@ def log_fit(
     fit_seconds : float
         Wall time of the fit (of the whole meta-estimator's fit, for one).
     config : dict
-        The autolog settings (``_config()``).
+        The autolog settings (:func:`autolog_config`).
     params : dict, optional
         Hyper-parameters to log; by default :func:`hyperparameters`; a meta-estimator passes its own.
     metrics : dict, optional
@@ -275,33 +281,33 @@ def log_fit(
     raw_X, raw_y = data if data is not None else (X, y)
     estimator.idata_.attrs[RUN_ID_ATTR] = run_id  # before the trace and the model are logged
     if not params_logged:  # a search's refit, or a fit whose params failed to log when it started
-        _attempt("the hyper-parameters", lambda: _log_params(hyperparameters(estimator) if params is None else params))
+        attempt("the hyper-parameters", lambda: log_params(hyperparameters(estimator) if params is None else params))
         seed = estimator.idata_.posterior.attrs.get("pmlearn_seed")
-        _attempt(
+        attempt(
             "the priors and model structure",
-            lambda: _log_params(bayesian_params(estimator, estimator.pymc_model(), seed, raw_X)),
+            lambda: log_params(bayesian_params(estimator, estimator.pymc_model(), seed, raw_X)),
         )
-    dataset = _attempt("the training dataset", lambda: _log_dataset(raw_X, raw_y)) if config["log_datasets"] else None
+    dataset = attempt("the training dataset", lambda: log_dataset(raw_X, raw_y)) if config["log_datasets"] else None
     idata = _labelled_trace(estimator, whole_model)
-    summary = _attempt("the posterior summary", lambda: posterior_summary(idata))
-    checks = _attempt("the posterior predictive checks", lambda: predictive_checks(estimator, X, y))
+    summary = attempt("the posterior summary", lambda: posterior_summary(idata))
+    checks = attempt("the posterior predictive checks", lambda: predictive_checks(estimator, X, y))
 
     # The model first, so that the metrics can name it (as MLflow's scikit-learn autolog does).
     logged = estimator if whole_model is None else whole_model
-    model = _attempt("the model", lambda: _log_model(logged, config, raw_X)) if config["log_models"] else None
+    model = attempt("the model", lambda: _log_model(logged, config, raw_X)) if config["log_models"] else None
 
-    def log_metrics() -> None:
+    def log_fit_metrics() -> None:
         values = {**fit_metrics(estimator, fit_seconds, summary, checks), **(metrics or {})}
         has_history = "fit_history" in estimator.idata_.children
-        history = _elbo_metrics(estimator.idata_, int(time.time() * 1000)) if has_history else []
-        _log_metrics(values, dataset, history, model_id=model.model_id if model is not None else None)
+        history = elbo_metrics(estimator.idata_, int(time.time() * 1000)) if has_history else []
+        log_metrics(values, dataset, history, model_id=model.model_id if model is not None else None)
 
-    _attempt("the metrics", log_metrics)
+    attempt("the metrics", log_fit_metrics)
     # Computed once for PSIS-LOO and the prior sensitivity, when either needs it.
     log_likelihood = functools.cache(estimator.training_log_likelihood)
     if config["log_loo"] or (config["log_loo"] is None and loo_by_default(estimator)):
         model_id = model.model_id if model is not None else None
-        _attempt(
+        attempt(
             "PSIS-LOO",
             lambda: log_loo(
                 estimator, model_id=model_id, dataset=dataset, plot=config["log_plots"], log_likelihood=log_likelihood
@@ -309,16 +315,16 @@ def log_fit(
         )
     if config["log_prior_checks"] or (config["log_prior_checks"] is None and prior_checks_by_default(estimator)):
         target_name = checks.target_name if checks is not None else "target"
-        _attempt(
+        attempt(
             "the prior checks",
             lambda: log_prior_checks(
                 estimator, idata, log_likelihood=log_likelihood, plot=config["log_plots"], target_name=target_name
             ),
         )
     if config["log_traces"]:
-        _attempt("the trace", lambda: _log_trace(idata, summary))
+        attempt("the trace", lambda: _log_trace(idata, summary))
     if config["log_plots"]:
-        _attempt("the plots", lambda: _log_plots(estimator, checks, idata))
+        attempt("the plots", lambda: _log_plots(estimator, checks, idata))
     set_status(run_id, "finished")
 
 
@@ -356,10 +362,6 @@ def _log_model(model: BaseEstimator, config: dict[str, Any], raw_X: Any) -> Mode
 
     A pipeline's input example and signature come from the raw rows it was fitted on.
     """
-    # Imported here, when a model is logged: loading this module never needs the flavor's
-    # __init__ to have finished, and that __init__ imports this package only inside autolog().
-    from mlflow_pmlearn import log_model
-
     estimator = final_estimator(model)[1]
     if model is estimator:
         example, signature = estimator.training_sample(INPUT_EXAMPLE_ROWS), None
@@ -402,7 +404,8 @@ def _log_trace(idata: xr.DataTree, summary: pd.DataFrame | None) -> None:
         mlflow.log_artifacts(directory, "trace")
 
 
-def _run_tags(config: dict[str, Any]) -> dict[str, str]:
+def run_tags(config: dict[str, Any]) -> dict[str, str]:
+    """The tags of a run that autolog starts: the user's ``extra_tags`` and MLflow's autologging tag."""
     return {**(config["extra_tags"] or {}), MLFLOW_AUTOLOGGING: FLAVOR_NAME}
 
 
@@ -416,10 +419,11 @@ def _record_fit_error(error: BaseException) -> None:
         if mlflow.active_run() is not None:
             mlflow.set_tags({FIT_ERROR_TAG: traceback.format_exc()[-MAX_TAG_VAL_LENGTH:], STATUS_TAG: status})
     except Exception as logging_error:
-        _warn("the fit's error", logging_error)
+        warn("the fit's error", logging_error)
 
 
-def _timed_fit(original: Callable, estimator: BaseEstimator, X: Any, y: Any, kwargs: dict) -> tuple[Any, float]:
+def timed_fit(original: Callable, estimator: BaseEstimator, X: Any, y: Any, kwargs: dict) -> tuple[Any, float]:
+    """``original(estimator, X, y, **kwargs)`` and its wall time; an error it raises is recorded in the run."""
     start = time.perf_counter()
     try:
         result = original(estimator, X, y, **kwargs)
@@ -429,7 +433,7 @@ def _timed_fit(original: Callable, estimator: BaseEstimator, X: Any, y: Any, kwa
     return result, time.perf_counter() - start
 
 
-def _in_managed_run(function: Callable, config: dict[str, Any], *args, **kwargs):
+def in_managed_run(function: Callable, config: dict[str, Any], *args, **kwargs):
     """``function(*args, **kwargs)`` in the run MLflow's ``with_managed_run`` starts if none is active.
 
     That run ends FINISHED, or FAILED on an exception or a KeyboardInterrupt. A
@@ -437,62 +441,43 @@ def _in_managed_run(function: Callable, config: dict[str, Any], *args, **kwargs)
     until MLflow's exit hook ended it FINISHED; it is ended KILLED instead. No signal handler
     is installed: a library must not take over the process's signals.
     """
-    from mlflow.utils.autologging_utils import with_managed_run
-
     starts_run = mlflow.active_run() is None
     try:
-        return with_managed_run(FLAVOR_NAME, function, tags=_run_tags(config))(*args, **kwargs)
+        return with_managed_run(FLAVOR_NAME, function, tags=run_tags(config))(*args, **kwargs)
     except SystemExit:
         if starts_run and mlflow.active_run() is not None:
             mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
 
 
-#: Autologged meta-estimator fits running, in any thread; see ``_is_meta_fit_worker``.
-_meta_fits_running: list[BaseEstimator] = []
-
-
-def _is_meta_fit_worker() -> bool:
-    """Whether a fit outside any session is taken for a worker of a meta-estimator's autologged fit.
-
-    A search's candidate fits on joblib's threading backend run in joblib's threads, where the
-    search's session (a context variable) is not visible. A fit is taken for such a worker
-    when it runs inside a joblib task (joblib's active backend is then a nested one) while an
-    autologged meta-estimator fit runs; a fit started in any other thread is not.
-    """
-    return bool(_meta_fits_running) and bool(get_active_backend()[0].nesting_level)
-
-
 def patched_fit(original: Callable, self: BayesianEstimator, X: Any, y: Any = None, **kwargs):
-    """``BayesianEstimator.fit`` under autolog: fit, then log; a fit inside another logs nothing.
+    """``BayesianEstimator.fit`` under autolog: fit, then log; a fit inside another autologged fit
+    logs nothing and hands itself up to that fit's :class:`TrainingSession`."""
+    config = autolog_config()
+    # MLflow's managed run starts a run only outside every training session: for the outermost fit.
+    return in_managed_run(_fit_in_session, config, original, self, X, y, config, **kwargs)
 
-    Inside an autologged fit in this context (a pipeline's, a search's, or an estimator's
-    own nested fit) the fit reports its data and time to that fit's session. Inside a joblib
-    task while a meta-estimator's autologged fit runs, it is taken for a worker of that fit
-    (joblib's threading backend) and logs nothing either. A fit in any other thread logs its
-    own run, whatever runs in other threads.
-    """
-    session = _session.get()
-    if session is not None:
+
+def _fit_in_session(original: Callable, estimator: BayesianEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
+    parent = TrainingSession.get_current_session()
+    with TrainingSession(estimator) as session:
+        if session.should_log():
+            return fit_and_log(original, estimator, X, y, config, **kwargs)
         start = time.perf_counter()
-        result = original(self, X, y, **kwargs)
-        session.last_fit = _Fit(self, X, y, time.perf_counter() - start)
+        result = original(estimator, X, y, **kwargs)
+        if parent is not None:
+            parent.last_fit = Fit(estimator, X, y, time.perf_counter() - start)
         return result
-    if _is_meta_fit_worker():
-        return original(self, X, y, **kwargs)
-    config = _config()
-    return _in_managed_run(_fit_and_log, config, original, self, X, y, config, **kwargs)
 
 
-def _fit_and_log(original: Callable, estimator: BayesianEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
-    token = _session.set(_Session())
+def fit_and_log(original: Callable, estimator: BayesianEstimator, X: Any, y: Any, config: dict[str, Any], **kwargs):
+    """Fit ``estimator`` in the active run, showing its progress, then log the fit."""
     progress = run_progress(estimator, None, X)
     try:
         with watching(progress):
-            result, seconds = _timed_fit(original, estimator, X, y, kwargs)
+            result, seconds = timed_fit(original, estimator, X, y, kwargs)
     finally:
-        _session.reset(token)
         progress.wait()
     # Whatever fails while logging is a warning: the run still ends FINISHED, as the fit did.
-    _attempt("the fit", lambda: log_fit(estimator, X, y, seconds, config, params_logged=progress.settings_logged))
+    attempt("the fit", lambda: log_fit(estimator, X, y, seconds, config, params_logged=progress.settings_logged))
     return result

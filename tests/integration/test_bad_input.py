@@ -678,7 +678,7 @@ def test_unseen_groups_get_the_population_distribution(hierarchical):
     new = pd.DataFrame({"x": [0.5, 0.5, 0.5], "store": ["never-seen", "also-new", "east"]})
     for where, proba in {
         "predict": model.predict_proba(new),
-        "pyfunc": pyfunc.predict(new)[["proba_buy", "proba_skip"]].to_numpy(),
+        "pyfunc": pyfunc.predict(new, params={"predict_proba": True})[["proba_buy", "proba_skip"]].to_numpy(),
     }.items():
         np.testing.assert_array_equal(proba[0], proba[1], err_msg=where)
         assert not np.allclose(proba[0], proba[2]), where

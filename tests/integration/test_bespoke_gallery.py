@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from model_server import ModelServer
 from scipy import stats
-from sklearn.base import is_regressor
+from sklearn.base import is_classifier, is_regressor
 from sklearn.linear_model import LogisticRegression
 
 import mlflow_pmlearn
@@ -116,6 +116,11 @@ def fitted() -> dict[str, Fitted]:
 def _params(model: BayesianEstimator) -> dict:
     """The summary params: interval, quantiles and std for regressors, none for classifiers (draws: test_serving)."""
     return {"return_std": True, "interval_prob": INTERVAL_PROB, "quantiles": QUANTILES} if is_regressor(model) else {}
+
+
+def _pyfunc_params(model: BayesianEstimator) -> dict:
+    """:func:`_params` as the pyfunc takes them: a classifier asked for the probabilities ``predict_frame`` gives."""
+    return {**_params(model), "predict_proba": True} if is_classifier(model) else _params(model)
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +221,7 @@ def test_save_load_and_pyfunc_give_identical_predictions(fitted, saved, name):
     assert type(loaded).__name__ == CASES[name].estimator
     pd.testing.assert_frame_equal(loaded.predict_frame(rows, **params), expected, check_exact=True)
     pyfunc = mlflow.pyfunc.load_model(str(saved[name]))
-    pd.testing.assert_frame_equal(pyfunc.predict(rows, params=params), expected, check_exact=True)
+    pd.testing.assert_frame_equal(pyfunc.predict(rows, params=_pyfunc_params(fit.model)), expected, check_exact=True)
 
 
 def test_every_gallery_model_is_served_over_rest_with_params(fitted, saved, tmp_path):
@@ -227,14 +232,14 @@ def test_every_gallery_model_is_served_over_rest_with_params(fitted, saved, tmp_
             server.wait_until_ready()
         for name, server in servers.items():
             rows = fitted[name].X.head(N_COMPARED)
-            params = _params(fitted[name].model)
+            params = _pyfunc_params(fitted[name].model)
             # json writes each float's repr, which reads back as the same float: the rows arrive
             # as they are here (pandas' to_json rounds them, and forward draws are keyed by a row's bytes).
             split = {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}
             response = server.invoke({"dataframe_split": split, **({"params": params} if params else {})})
             assert response.status_code == 200, (name, response.text)
             served = pd.DataFrame(response.json()["predictions"])
-            expected = fitted[name].model.predict_frame(rows, **params)
+            expected = fitted[name].model.predict_frame(rows, **_params(fitted[name].model))
             # The server compiles its own functions, with the same floats whatever its compile
             # cache holds (estimators/compilation.py): the same answer to the last bit.
             pd.testing.assert_frame_equal(served, expected, check_exact=True, check_dtype=False, obj=name)

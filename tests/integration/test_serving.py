@@ -108,10 +108,13 @@ def test_quantiles_chosen_per_request_over_rest(served):
     assert list(_frame(server.invoke({"dataframe_split": rows.to_dict(orient="split")})).columns) == ["prediction"]
 
 
-def test_classifier_endpoint_returns_labels_and_probabilities(served):
+def test_classifier_endpoint_returns_labels_and_probabilities_when_asked(served):
     server, model, X = served["classifier"]
     rows = X.head(5)
-    frame = _frame(server.invoke({"dataframe_split": rows.to_dict(orient="split")}))
+    labels = _frame(server.invoke({"dataframe_split": rows.to_dict(orient="split")}))
+    assert list(labels.columns) == ["prediction"]
+    assert list(labels["prediction"]) == list(model.predict(rows))
+    frame = _frame(server.invoke(_split(rows, predict_proba=True)))
     assert list(frame.columns) == ["prediction", *[f"proba_{c}" for c in model.classes_]]
     np.testing.assert_array_equal(frame.iloc[:, 1:].to_numpy(), model.predict_proba(rows))
     np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), logistic_regression_proba(model, rows), atol=1e-9)
@@ -152,7 +155,7 @@ def test_classifier_joint_draws_are_sampled_labels(served):
     server, model, X = served["classifier"]
     rows = pd.concat([X.head(10)] * 2, ignore_index=True)  # each row twice
     k = model.n_posterior_draws_
-    frame = _frame(server.invoke(_split(rows, draws=k)))
+    frame = _frame(server.invoke(_split(rows, draws=k, predict_proba=True)))
     labels = frame[[f"draw_{j}" for j in range(k)]].to_numpy()
     np.testing.assert_array_equal(labels, model.joint_predictive_draws(rows, k).T)
     assert set(labels.ravel()) <= set(model.classes_)

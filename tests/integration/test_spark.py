@@ -63,12 +63,22 @@ def test_classifier_labels_and_probabilities_equal_pyfunc(spark, mlflow_experime
     X, y, _ = binary_data
     model = LogisticRegression(**FAST).fit(X, y)
     uri = _champion(model, "spark-classifier", X.head(3))
+    # By default the labels, one string column; the probabilities with predict_proba.
+    labels = mlflow.pyfunc.spark_udf(spark, uri, result_type="string", env_manager="local")
     result_type = "prediction string, " + ", ".join(f"proba_{c} double" for c in model.classes_)
-    udf = mlflow.pyfunc.spark_udf(spark, uri, result_type=result_type, env_manager="local")
+    udf = mlflow.pyfunc.spark_udf(
+        spark, uri, result_type=result_type, env_manager="local", params={"predict_proba": True}
+    )
     table = spark.createDataFrame(X).repartition(3)
-    scored = table.withColumn("scores", udf(*X.columns)).select(*X.columns, "scores.*").toPandas()
-    expected = mlflow.pyfunc.load_model(uri).predict(scored[X.columns])
-    assert list(scored["prediction"]) == list(expected["prediction"])
+    scored = (
+        table.withColumn("scores", udf(*X.columns))
+        .withColumn("label", labels(*X.columns))
+        .select(*X.columns, "label", "scores.*")
+        .toPandas()
+    )
+    expected = mlflow.pyfunc.load_model(uri).predict(scored[X.columns], params={"predict_proba": True})
+    assert list(scored["prediction"]) == list(expected["prediction"]) == list(scored["label"])
+    assert list(scored["label"]) == list(model.predict(scored[X.columns]))
     probabilities = [f"proba_{c}" for c in model.classes_]
     np.testing.assert_allclose(scored[probabilities], expected[probabilities], rtol=1e-9)
     np.testing.assert_allclose(scored[probabilities], logistic_regression_proba(model, scored[X.columns]), atol=1e-9)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -199,7 +198,7 @@ def test_trace_reloads_with_xarray_and_equals_idata(advi_fit, tmp_path):
 
 def test_the_posterior_plot_shows_the_variables_in_the_data_units(advi_fit):
     estimator, _ = advi_fit  # not coef_std, intercept_std, noise_std: the standardised scale
-    assert autolog_plots._in_data_units(estimator.pymc_model()) == ["coef", "intercept", "sigma"]
+    assert autolog_plots.in_data_units(estimator.pymc_model()) == ["coef", "intercept", "sigma"]
 
 
 def test_plots_are_valid_png_files_drawn_off_screen(advi_fit, tmp_path):
@@ -638,49 +637,24 @@ def test_grid_search_over_a_pipeline_logs_no_runs_for_the_inner_fits(tracking_ur
     assert model.name == "model" and autolog_runs.LOGGED_MODEL_TAG not in parent.data.tags
 
 
-def test_a_search_in_one_thread_leaves_a_fit_in_another_its_own_run(tracking_uri, tmp_path_factory, regression_data):
-    """The search's candidates, fitted in joblib's threads, log nothing; a fit that another
-    thread makes while the search runs is logged as a run of its own."""
+def test_a_search_on_joblib_threads_logs_no_run_for_its_candidates(tracking_uri, tmp_path_factory, regression_data):
+    """The search's candidates, fitted in joblib's worker threads, are inside the search's
+    training session (MLflow's, one per process): they log nothing, and the refitted best
+    estimator is the one the search's run describes."""
     X, y, _ = regression_data
     X, y = X.iloc[:100], y.iloc[:100]
-    search_running, other_fit_done = threading.Event(), threading.Event()
-
-    def waiting_score(estimator, X_test, y_test):  # each candidate waits here for the other fit
-        search_running.set()
-        other_fit_done.wait(timeout=600)
-        return estimator.score(X_test, y_test)
-
-    search = GridSearchCV(LinearRegression(**QUICK), {"prior_scale_coef": [1.0]}, cv=2, n_jobs=2, scoring=waiting_score)
-    errors = []
-
-    def fit_search():
-        try:
-            with joblib.parallel_config(backend="threading"):
-                search.fit(X, y)
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            search_running.set()
-
+    search = GridSearchCV(LinearRegression(**QUICK), {"prior_scale_coef": [1.0, 2.0]}, cv=2, n_jobs=2)
     experiment_id = _new_experiment(tmp_path_factory, "threads")
     mlflow_pmlearn.autolog(log_models=False, log_plots=False, log_traces=False)
-    searching = threading.Thread(target=fit_search)
-    searching.start()
-    try:
-        assert search_running.wait(timeout=600)
-        other = LinearRegression(**QUICK).fit(X, y)
-    finally:
-        other_fit_done.set()
-        searching.join(timeout=600)
-    assert not errors and not searching.is_alive()
+    with joblib.parallel_config(backend="threading"):
+        search.fit(X, y)
     runs = _runs(experiment_id)
-    assert len(runs) == 3  # the search, its candidate, and the other fit: none for the search's fits
-    (parent,) = [r for r in runs if "best_cv_score" in r.data.metrics]
-    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    (own,) = [r for r in runs if r.info.run_id not in {parent.info.run_id, child.info.run_id}]
-    assert own.info.status == "FINISHED" and "mlflow.parentRunId" not in own.data.tags
-    assert own.data.params["prior.coef_std"] == "Normal(loc=0.0, scale=2.5)"
-    assert own.data.metrics["training_score"] == pytest.approx(other.score(X, y), rel=1e-9)
+    assert len(runs) == 3  # the search and its two candidates: none for the search's five fits
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.metrics["best_cv_score"] == pytest.approx(search.best_score_)
+    assert parent.data.metrics["training_score"] == pytest.approx(search.best_estimator_.score(X, y), rel=1e-9)
+    best = search.best_params_["prior_scale_coef"]
+    assert parent.data.params["prior.coef_std"] == f"Normal(loc=0.0, scale={float(best)})"
 
 
 def test_max_tuning_runs_must_be_non_negative():

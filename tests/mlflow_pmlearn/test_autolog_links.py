@@ -14,6 +14,7 @@ from test_autolog import QUICK, _autologged_fit, _logged_models, _new_experiment
 
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression
+from mlflow_pmlearn.autologging import runs as autolog_runs
 
 #: The metrics computed on the training data: those linked to the training dataset.
 #: Metrics of the training data (PSIS-LOO's among them: this fit's rows x draws are within
@@ -88,7 +89,7 @@ def test_a_model_that_fails_to_log_leaves_the_metrics_on_the_run(
     def refuse(*args, **kwargs):
         raise RuntimeError("model logging broke on purpose")
 
-    monkeypatch.setattr(mlflow_pmlearn, "log_model", refuse)
+    monkeypatch.setattr(autolog_runs, "log_model", refuse)
     X, y, _ = regression_data
     _, run = _autologged_fit(
         tmp_path_factory,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -189,7 +190,7 @@ def test_hierarchical_round_trip_with_unseen_group(hierarchical, saved):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(loaded.predict(X_new), model.predict(X_new))
     # The pyfunc face takes the same DataFrame (string group column, unseen group included).
-    frame = mlflow.pyfunc.load_model(str(saved["hierarchical"])).predict(X_new)
+    frame = mlflow.pyfunc.load_model(str(saved["hierarchical"])).predict(X_new, params={"predict_proba": True})
     assert list(frame.columns) == ["prediction", "proba_buy", "proba_skip"]
     np.testing.assert_array_equal(frame[["proba_buy", "proba_skip"]].to_numpy(), proba)
 
@@ -234,9 +235,13 @@ def test_registered_regressor_serves_the_documented_frame(registered, regression
     assert_linear_regression_frame_within_monte_carlo_error(served_frame, model, X, interval_prob=0.9)
 
 
-def test_registered_classifier_serves_labels_and_probabilities(registered, classification):
+def test_registered_classifier_serves_labels_and_probabilities_when_asked(registered, classification):
     model, X = classification
-    frame = mlflow.pyfunc.load_model(f"models:/{registered['names']['logistic']}/1").predict(X)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{registered['names']['logistic']}/1")
+    labels = pyfunc.predict(X)
+    assert isinstance(labels, pd.Series) and labels.name == "prediction"
+    np.testing.assert_array_equal(labels.to_numpy(), model.predict(X))
+    frame = pyfunc.predict(X, params={"predict_proba": True})
     assert list(frame.columns) == ["prediction", "proba_no", "proba_yes"]
     proba = frame[["proba_no", "proba_yes"]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -269,6 +274,45 @@ def test_load_model_downloads_into_dst_path(registered, regression, tmp_path):
     np.testing.assert_array_equal(from_destination.predict(X), model.predict(X))
 
 
+def test_a_classifier_saved_without_a_signature_answers_its_probabilities(classification, tmp_path):
+    """MLflow passes no params to a model without a signature: it answers every column unasked."""
+    model, X = classification
+    mlflow_pmlearn.save_model(model, tmp_path / "unsigned", signature=False)
+    frame = mlflow.pyfunc.load_model(str(tmp_path / "unsigned")).predict(X.head(3))
+    assert list(frame.columns) == ["prediction", *[f"proba_{c}" for c in model.classes_]]
+    np.testing.assert_array_equal(frame.iloc[:, 1:].to_numpy(), model.predict_proba(X.head(3)))
+
+
+def _mlflow_functions() -> dict[tuple[str, str, str], object]:
+    """Every function and class of the loaded ``mlflow`` modules, and every attribute of those classes."""
+    import mlflow.models.evaluation.evaluators.classifier  # noqa: F401  (the ones 0.2.0 rebound at load)
+    import mlflow.models.evaluation.evaluators.shap  # noqa: F401
+
+    found = {}
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not (module_name == "mlflow" or module_name.startswith("mlflow.")):
+            continue
+        for name, value in list(vars(module).items()):
+            if inspect.isfunction(value) or inspect.isclass(value):
+                found[module_name, name, ""] = value
+            if inspect.isclass(value) and value.__module__ == module_name:
+                for attribute, member in vars(value).items():
+                    found[module_name, name, attribute] = member
+    return found
+
+
+def test_loading_a_model_leaves_mlflow_untouched(saved, classification):
+    """Loading (natively or as pyfunc, model servers included) rebinds no function or class of MLflow."""
+    model, X = classification
+    before = _mlflow_functions()
+    mlflow.pyfunc.load_model(str(saved["logistic"])).predict(X.head(2))
+    mlflow_pmlearn.load_model(str(saved["logistic"]))
+    after = _mlflow_functions()
+    changed = [key for key, value in before.items() if key in after and after[key] is not value]
+    assert not changed
+    assert len(before) > 1000  # the evaluator's modules among them
+
+
 # -- what is in the saved model -----------------------------------------------------------
 
 
@@ -288,8 +332,9 @@ def test_signature_is_inferred_with_inference_params(saved, registered):
     assert [spec.name for spec in regressor.outputs.inputs] == ["prediction", "std", "lower", "upper"]
 
     classifier = Model.load(str(saved["logistic"])).signature
-    assert [(spec.name, spec.default) for spec in classifier.params.params] == [("draws", 0)]
-    assert [spec.name for spec in classifier.outputs.inputs] == ["prediction", "proba_no", "proba_yes"]
+    assert [(spec.name, spec.default) for spec in classifier.params.params] == [("predict_proba", False), ("draws", 0)]
+    outputs = {spec.name: spec.required for spec in classifier.outputs.inputs}
+    assert outputs == {"prediction": True, "proba_no": False, "proba_yes": False}
 
     hierarchical = Model.load(str(saved["hierarchical"])).signature
     types = {spec.name: spec.type.name for spec in hierarchical.inputs.inputs}

@@ -22,11 +22,12 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.models import Model
 from pandas.api.types import is_float_dtype
 
 import estimators
 import mlflow_pmlearn
-from mlflow_pmlearn.pyfunc import PmlearnModelWrapper
+from mlflow_pmlearn.pyfunc import PmlearnModelWrapper, probabilities_by_default
 from mlflow_pmlearn.serialization import BUILTIN_ESTIMATORS, CONFIG_FILE
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models_0_1_0"
@@ -49,7 +50,11 @@ BESPOKE_MODULE = "robust_regression"
 RTOL = 1e-9
 
 LOADERS = {
-    "mlflow_pmlearn.load_model": lambda path: PmlearnModelWrapper(mlflow_pmlearn.load_model(path)),
+    # Wrapped as the flavor wraps a model that 0.1.0 saved: its classifiers answer probabilities unasked.
+    "mlflow_pmlearn.load_model": lambda path: PmlearnModelWrapper(
+        mlflow_pmlearn.load_model(path),
+        probabilities_by_default=probabilities_by_default(Model.load(path).signature),
+    ),
     "mlflow.pyfunc.load_model": mlflow.pyfunc.load_model,
 }
 
@@ -260,6 +265,22 @@ def test_migrating_a_registered_version_registers_the_next_one(saved_model, mlfl
         _frame(_read_json(saved_model / "input.json")), params=stored["params"]
     )
     np.testing.assert_allclose(frame.to_numpy(dtype=float), stored["predictions"]["data"], rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("name", ["LogisticRegression"])
+def test_a_migrated_classifier_keeps_answering_its_probabilities(saved_model, tmp_path):
+    """0.1.0's classifiers answered labels and probabilities unasked: migrated, they still do."""
+    from mlflow_pmlearn.migration import migrate
+
+    migrated = migrate(str(saved_model / "model"), output_path=tmp_path / "migrated")
+    params = Model.load(str(migrated)).signature.params
+    assert [spec.name for spec in params.params] == ["draws"]
+    stored = _read_json(saved_model / "predictions.json")
+    frame = mlflow.pyfunc.load_model(str(migrated)).predict(_frame(_read_json(saved_model / "input.json")))
+    expected = _frame(stored["predictions"])
+    assert list(frame.columns) == list(expected.columns)
+    assert frame["prediction"].tolist() == expected["prediction"].tolist()
+    np.testing.assert_allclose(frame.iloc[:, 1:], expected.iloc[:, 1:], rtol=RTOL, atol=0)
 
 
 @pytest.mark.slow

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _warn(what: str, error: BaseException) -> None:
+def warn(what: str, error: BaseException) -> None:
+    """Warn that ``what`` could not be logged, and why."""
     # Inside safe_patch, warnings go to MLflow's autologging logger (and silent=True mutes them).
     warnings.warn(f"pmlearn autologging could not log {what}: {type(error).__name__}: {error}", stacklevel=3)
 
 
-def _attempt(what: str, action: Callable[[], Any]) -> Any:
+def attempt(what: str, action: Callable[[], Any]) -> Any:
     """``action()``, or None and a warning if it raises: one part failing never stops the others."""
     try:
         return action()
     except Exception as error:
-        _warn(what, error)
+        warn(what, error)
         return None
