@@ -70,15 +70,21 @@ class ProgressReporter:
     def __init__(self) -> None:
         self.watcher = _watcher.get()
         self._next = 0.0  # the first report is due at once
+        self._last_step = -1
 
     def due(self) -> bool:
         """Whether a report now would be passed on (a watcher, and its interval has passed)."""
         return self.watcher is not None and time.monotonic() >= self._next
 
     def report(self, step: int, **values: float) -> None:
-        """Pass ``values`` at ``step`` to the watcher (call it when :meth:`due`)."""
-        if self.watcher is None:
+        """Pass ``values`` at ``step`` to the watcher (call it when :meth:`due`).
+
+        A step no further than the last one passed on is not passed again: a sampler that is
+        still starting (nutpie, before its first draw) reports zero draws at every tick.
+        """
+        if self.watcher is None or step <= self._last_step:
             return
+        self._last_step = int(step)
         self._next = time.monotonic() + self.watcher.interval_s
         self.watcher.progress(int(step), {name: float(value) for name, value in values.items()})
 

@@ -42,6 +42,15 @@ def test_reports_come_at_most_once_per_interval():
     assert gaps.min() >= 0.049  # the interval, less the clock's reading between report and record
 
 
+def test_a_step_no_further_than_the_last_is_not_reported_again():
+    recorder = _Recorder()
+    with watching(recorder):
+        reporter = ProgressReporter()
+    for step in (0, 0, 0, 5, 5, 3, 8):  # a sampler still starting, then drawing
+        reporter.report(step, draws=step)
+    assert [step for _, step, _ in recorder.reports] == [0, 5, 8]
+
+
 def test_without_a_watcher_nothing_is_due():
     reporter = ProgressReporter()
     assert reporter.watcher is None and not reporter.due()
