@@ -27,7 +27,12 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from estimators.fitted import FittedModel
 from estimators.inference import fit_posterior, resolve_progressbar
 from estimators.inference.progress import fit_starting
-from estimators.likelihood_draws import conditional_likelihood, derive_given_draw, likelihood_draw_predictor
+from estimators.likelihood_draws import (
+    conditional_likelihood,
+    derive_given_draw,
+    likelihood_draw_predictor,
+    predictive_mean_predictor,
+)
 from estimators.predictive import PosteriorPredictor, likelihood_of, select_rows
 from estimators.settings import INIT_PARAMETERS, PARAMETER_CONSTRAINTS, SETTING_NAMES, InferenceSettings, parameters_doc
 from estimators.validation import (
@@ -679,7 +684,9 @@ class BayesianRegressorMixin(RegressorMixin):
 
     The predictive distribution at each row is represented by one draw per posterior
     draw (the likelihood's inverse CDF at a fixed stratified uniform), so a row's
-    prediction does not depend on the other rows it is predicted with.
+    prediction does not depend on the other rows it is predicted with. The mean draws
+    nothing where PyMC knows the likelihood's mean in closed form (Normal, Poisson,
+    Binomial, mixtures of them, ...): it is that mean averaged over the posterior draws.
 
     :meth:`predict_frame` gives ``prediction`` (the posterior predictive mean), plus
     ``std`` with ``return_std=True``, ``lower``, ``upper`` with ``interval_prob=p``,
@@ -706,6 +713,26 @@ class BayesianRegressorMixin(RegressorMixin):
             lambda inputs: self.predictive_distribution(model, inputs),
             seed=seed,
         )
+
+    def _exact_means(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The posterior predictive mean of each row from the likelihood's mean in closed form
+        (:func:`~estimators.likelihood_draws.predictive_mean_predictor`); None where PyMC has none."""
+
+        def compile_means(model, posterior, seed):
+            return predictive_mean_predictor(
+                model,
+                posterior,
+                list(self.input_names),
+                lambda inputs: self.predictive_distribution(model, inputs),
+                seed=seed,
+            )
+
+        predictor = self._cached_predictor("mean", compile_means)
+        if predictor is None:
+            return None
+        summary = predictor.map_rows(inputs, lambda outputs: {"mean": outputs[0].mean(axis=0)})
+        check_finite_predictions(summary, inputs)
+        return summary["mean"]
 
     def sample_posterior_predictive(self, X: Any) -> np.ndarray:
         """One posterior predictive draw per posterior draw and row.
@@ -823,6 +850,8 @@ class BayesianRegressorMixin(RegressorMixin):
 
         summary = self.posterior_predictor().map_rows(inputs, summarize)
         check_finite_predictions(summary, inputs)
+        if (means := self._exact_means(inputs)) is not None:
+            summary["mean"] = means
         return summary
 
     def predict(self, X: Any, return_std: bool = False):
@@ -841,6 +870,8 @@ class BayesianRegressorMixin(RegressorMixin):
             Only when ``return_std`` is True.
         """
         check_flag(return_std, "return_std")
+        if not return_std and (means := self._exact_means(self._inputs(X))) is not None:
+            return means  # no predictive draws needed
         summary = self.predict_summary(X)
         return (summary["mean"], summary["std"]) if return_std else summary["mean"]
 

@@ -131,12 +131,13 @@ def test_predictive_means_match_bambis_predict_on_our_posterior(fitted):
     if case == "bernoulli":  # probabilities are means over the draws: no predictive noise
         np.testing.assert_allclose(ours.predict_proba(rows)[:, 1], means.mean(axis=0), rtol=1e-9)
         return
+    # Our predictive mean is the likelihood's mean averaged over the draws: bambi's, exactly.
+    np.testing.assert_allclose(ours.predict(rows), means.mean(axis=0), rtol=1e-9)
     draws = ours.sample_posterior_predictive(rows)
     assert draws.shape == means.shape
-    # Our predictive mean scatters around bambi's mean of the per-draw means by at most the
-    # Monte Carlo error of one predictive draw per posterior draw.
+    # The predictive draws scatter around it by the Monte Carlo error of one draw per posterior draw.
     standard_error = draws.std(axis=0) / np.sqrt(len(draws))
-    assert np.all(np.abs(ours.predict(rows) - means.mean(axis=0)) < 4.5 * standard_error + 1e-9)
+    assert np.all(np.abs(draws.mean(axis=0) - means.mean(axis=0)) < 4.5 * standard_error + 1e-9)
 
 
 def test_unseen_group_is_predicted_from_the_population(poisson_fit):

@@ -66,6 +66,29 @@ def test_served_model_answers_like_the_estimator_and_names_bad_rows(champion, tr
         server.stop()
 
 
+def test_served_binomial_model_takes_each_rows_trials_from_the_request(tmp_path):
+    from tests.estimators.test_formula import binomial_data
+
+    X, y = binomial_data()
+    model = BambiRegressor("p(k, n) ~ x + (1|g)", family="binomial", **FAST).fit(X, y)
+    mlflow_pmlearn.save_model(model, tmp_path / "model", input_example=X.head(3))
+    rows = X.head(4).assign(n=[1, 10, 10, 100], g=["a", "b", "never seen", "c"])
+    server = ModelServer(str(tmp_path / "model"), tmp_path)
+    try:
+        server.wait_until_ready()
+        response = server.invoke(_split(rows, params={"return_std": True, "interval_prob": 0.9}))
+        assert response.status_code == 200, response.text
+        frame = pd.DataFrame(response.json()["predictions"])
+        expected = model.predict_frame(rows, return_std=True, interval_prob=0.9)
+        pd.testing.assert_frame_equal(frame, expected, check_dtype=False, rtol=1e-12)
+        assert np.all(frame["upper"] <= rows["n"].to_numpy())
+        bad = server.invoke(_split(rows.assign(n=[1, -2, 3, 4])))
+        assert bad.status_code == 400, bad.text
+        assert "'n'" in bad.json()["message"] and "row 1" in bad.json()["message"]
+    finally:
+        server.stop()
+
+
 def test_spark_udf_scores_like_pyfunc(champion, spark):
     pytest.importorskip("pyspark")
     from tests.integration.test_spark import _regressor_scores
