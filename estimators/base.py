@@ -705,8 +705,9 @@ class BayesianRegressorMixin(RegressorMixin):
     def _observed_target(self, y: Any) -> np.ndarray:
         return regression_target(self, y)
 
-    def _compile_predictor(self, model, posterior, seed):
-        return likelihood_draw_predictor(
+    def _compile_predictor(self, model, posterior, seed, build=likelihood_draw_predictor):
+        """The predictor ``build`` makes of :meth:`predictive_distribution` (by default its draws)."""
+        return build(
             model,
             posterior,
             list(self.input_names),
@@ -717,17 +718,10 @@ class BayesianRegressorMixin(RegressorMixin):
     def _exact_means(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
         """The posterior predictive mean of each row from the likelihood's mean in closed form
         (:func:`~estimators.likelihood_draws.predictive_mean_predictor`); None where PyMC has none."""
-
-        def compile_means(model, posterior, seed):
-            return predictive_mean_predictor(
-                model,
-                posterior,
-                list(self.input_names),
-                lambda inputs: self.predictive_distribution(model, inputs),
-                seed=seed,
-            )
-
-        predictor = self._cached_predictor("mean", compile_means)
+        predictor = self._cached_predictor(
+            "mean",
+            lambda model, posterior, seed: self._compile_predictor(model, posterior, seed, predictive_mean_predictor),
+        )
         if predictor is None:
             return None
         summary = predictor.map_rows(inputs, lambda outputs: {"mean": outputs[0].mean(axis=0)})

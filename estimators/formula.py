@@ -17,8 +17,9 @@ A group level not seen in training is predicted from the population: each group-
 term has one extra effect, ``<term>_new_level``, drawn per posterior draw from the fitted
 group distribution (a standard normal offset times the group scale for Normal priors), as
 brms's ``sample_new_levels="gaussian"`` does. (bambi 0.21 instead borrows the effect of a
-randomly chosen training group.) A level of a categorical predictor not seen in training is
-an error naming the column and the level.
+randomly chosen training group.) Within one posterior draw, all unseen levels of a term share
+that effect, so joint draws of two different new groups are correlated. A level of a
+categorical predictor not seen in training is an error naming the column and the level.
 
 Binomial families take bambi's ``p(successes, trials) ~ x``: ``y`` is the successes, and the
 trials a column of ``X`` (an input of the PyMC model of its own, so new rows bring theirs) or
