@@ -684,9 +684,13 @@ class BayesianRegressorMixin(RegressorMixin):
 
     The predictive distribution at each row is represented by one draw per posterior
     draw (the likelihood's inverse CDF at a fixed stratified uniform), so a row's
-    prediction does not depend on the other rows it is predicted with. The mean draws
-    nothing where PyMC knows the likelihood's mean in closed form (Normal, Poisson,
-    Binomial, mixtures of them, ...): it is that mean averaged over the posterior draws.
+    prediction does not depend on the other rows it is predicted with.
+
+    With :attr:`closed_form_mean` True, the mean draws nothing where PyMC knows the
+    likelihood's mean in closed form (Normal, Poisson, Binomial, Gamma, ...): it is that
+    mean averaged over the posterior draws, exact given them. It is off by default, so
+    that a model saved by an earlier release predicts exactly the mean it predicted then
+    (the draws' mean, which differs by Monte Carlo error); formula models turn it on.
 
     :meth:`predict_frame` gives ``prediction`` (the posterior predictive mean), plus
     ``std`` with ``return_std=True``, ``lower``, ``upper`` with ``interval_prob=p``,
@@ -698,6 +702,8 @@ class BayesianRegressorMixin(RegressorMixin):
     prediction_params = {"return_std": False, "interval_prob": None, "quantiles": [], "draws": 0}
     all_columns_params = {"return_std": True, "interval_prob": DEFAULT_INTERVAL_PROB}
     optional_columns = ("std", "lower", "upper")
+    #: Predict the mean from the likelihood's closed-form mean, drawing nothing (see above).
+    closed_form_mean = False
 
     def _target(self, y: Any) -> tuple[np.ndarray, dict[str, Any]]:
         return regression_target(self, y), {}
@@ -717,7 +723,10 @@ class BayesianRegressorMixin(RegressorMixin):
 
     def _exact_means(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
         """The posterior predictive mean of each row from the likelihood's mean in closed form
-        (:func:`~estimators.likelihood_draws.predictive_mean_predictor`); None where PyMC has none."""
+        (:func:`~estimators.likelihood_draws.predictive_mean_predictor`); None where PyMC has none
+        or :attr:`closed_form_mean` is off."""
+        if not self.closed_form_mean:
+            return None
         predictor = self._cached_predictor(
             "mean",
             lambda model, posterior, seed: self._compile_predictor(model, posterior, seed, predictive_mean_predictor),

@@ -232,6 +232,8 @@ class _BambiFormulaModel(BayesianEstimator):
     }
     input_names = ("X", "Z", "group", "offset", "trials")
     required_packages = ("bambi",)
+    #: A regressor's mean is the likelihood's, averaged over the draws (as bambi's ``response_params``).
+    closed_form_mean = True
 
     def __init__(
         self,

@@ -77,8 +77,11 @@ def test_regression_summaries_match_pymc_within_monte_carlo_error(regressor, reg
     assert np.all(pymc_summary["std"] - sigma.mean() > 2 * 4 * np.sqrt(2) * errors["std"])
 
 
-def test_predictive_mean_is_the_likelihoods_closed_form_mean_averaged_over_draws(regressor, regression_data):
+def test_predictive_mean_is_the_likelihoods_closed_form_mean_averaged_over_draws(
+    regressor, regression_data, monkeypatch
+):
     X, _, _ = regression_data
+    monkeypatch.setattr(regressor, "closed_form_mean", True)
     mu, _ = linear_regression_draws(regressor, X.iloc[:40])
     # Exact given the posterior draws (PyMC's mean of the Normal likelihood), where a mean of
     # one predictive draw per posterior draw would miss it by Monte Carlo error.
