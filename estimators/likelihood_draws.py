@@ -39,6 +39,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
+from pymc.distributions.continuous import ExGaussianRV
 from pymc.distributions.distribution import support_point
 from pymc.distributions.moments import mean as distribution_mean
 from pymc.distributions.shape_utils import change_dist_size
@@ -437,6 +438,11 @@ def likelihood_draw_predictor(
     )
 
 
+#: Distributions whose mean PyMC 6.3 gets wrong: ExGaussian's reads its parameters in the
+#: wrong order (``mu + sigma`` instead of ``mu + nu``). Their means come from the draws.
+_MEANS_PYMC_GETS_WRONG = (ExGaussianRV,)
+
+
 def predictive_mean_predictor(
     model: pm.Model,
     posterior: xr.Dataset,
@@ -456,17 +462,22 @@ def predictive_mean_predictor(
     -------
     PosteriorPredictor or None
         None where PyMC has no mean of the distribution (a truncated, censored or custom
-        one) or it is undefined (Cauchy), and where the mean would need its own arrays
+        one), gets it wrong (ExGaussian) or it is undefined (Cauchy), and where the mean would need its own arrays
         computed per posterior draw (a Gaussian process's factor of its training
         covariance, which the draws' predictor holds already): the predictive draws'
         mean stands in for it.
     """
     probe = distribution_at({model[name]: model[name].type() for name in input_names})
+    free = set(model.free_RVs)
+    if any(
+        isinstance(node.op, _MEANS_PYMC_GETS_WRONG) and not set(node.outputs) & free
+        for node in apply_ancestors([probe])
+    ):
+        return None
     try:
         probe_mean = derive_given_draw(distribution_mean, model, probe)
     except (NotImplementedError, UndefinedMomentException):
         return None
-    free = set(model.free_RVs)
     if any(
         isinstance(node.op, RandomVariable) and not set(node.outputs) & free for node in apply_ancestors([probe_mean])
     ):
