@@ -69,6 +69,16 @@ def precomputed_bytes_limit(max_bytes: int | None) -> Iterator[None]:
 OutputBuilder = Callable[[Mapping[TensorVariable, TensorVariable], TensorVariable], list[TensorVariable]]
 
 
+def check_precomputed_bytes(needed: int, what: str) -> None:
+    """Refuse, within a :func:`precomputed_bytes_limit`, a predictor that would precompute
+    ``needed`` bytes (``what`` says of which arrays) over the limit."""
+    limit = _PRECOMPUTED_BYTES_LIMIT.get()
+    if limit is not None and needed > limit:
+        raise PredictorMemoryError(
+            f"The predictor would precompute {needed:,} bytes ({what}), over the limit of {limit:,} bytes."
+        )
+
+
 def stratified_uniforms(n_draws: int, seed: int) -> np.ndarray:
     """One uniform per posterior draw, one in each of ``n_draws`` equal strata, shuffled.
 
@@ -197,18 +207,14 @@ def _evaluate_per_draw(parts, draw_inputs, draws: list[np.ndarray]) -> list[np.n
     values: dict = {part: draws[index[part]] for part in parts if part in index}
     if computed:
         n_draws = len(draws[0]) if draws else 1
-        if (limit := _PRECOMPUTED_BYTES_LIMIT.get()) is not None:
+        if _PRECOMPUTED_BYTES_LIMIT.get() is not None:
             shapes = pytensor.function(list(draw_inputs), [part.shape for part in computed], on_unused_input="ignore")
             first = shapes(*(values_[0] for values_ in draws))
             needed = n_draws * sum(
                 math.prod(shape) * np.dtype(part.dtype).itemsize for shape, part in zip(first, computed)
             )
-            if needed > limit:
-                raise PredictorMemoryError(
-                    f"The predictor would precompute {needed:,} bytes ({n_draws:,} posterior draws of arrays "
-                    f"shaped {', '.join(str(tuple(int(n) for n in shape)) for shape in first)}), over the limit "
-                    f"of {limit:,} bytes."
-                )
+            described = ", ".join(str(tuple(int(n) for n in shape)) for shape in first)
+            check_precomputed_bytes(needed, f"{n_draws:,} posterior draws of arrays shaped {described}")
         function = pytensor.function(list(draw_inputs), computed, on_unused_input="ignore")
         stacked = None
         for draw in range(n_draws):

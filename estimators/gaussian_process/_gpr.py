@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from numbers import Real
+from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
+from pytensor.graph.replace import vectorize_graph
 from pytensor.tensor.linalg import cho_solve, cholesky, solve_triangular
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from estimators.base import TARGET, BayesianEstimator, BayesianRegressorMixin
 from estimators.gaussian_process._kernels import JITTER, KERNELS, covariance, gaussian_log_likelihood
+from estimators.likelihood_draws import likelihood_draw_predictor
 from estimators.modeling import location_scale, standardized, training_constant
+from estimators.predictive import PosteriorPredictor, check_precomputed_bytes
+from estimators.validation import check_finite_predictions
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
 #: Model variables of the kernel hyper-parameters, in standardised units.
 LENGTH_SCALE, AMPLITUDE, NOISE = "length_scale_std", "amplitude_std", "noise_std"
+#: Spawn key of the seeded subset of posterior draws that predictions take the latent variance at.
+VARIANCE_SUBSET = 3
 
 
 class _GaussianProcessMixin:
@@ -110,20 +119,95 @@ class _GaussianProcessMixin:
         return self.posterior_mean("noise")
 
 
-def _gaussian_conditional(kernel, X_train, X_new, target, length_scale, amplitude, noise):
-    """Mean and variance of the latent function at ``X_new`` given noisy targets at ``X_train``.
-
-    For one draw of the hyper-parameters: ``K = k(X, X) + noise^2 I = L L^T``; mean
-    ``k(X_new, X) K^-1 y`` and variance ``amplitude^2 - |L^-1 k(X, X_new)|^2`` (the
-    kernels are stationary). ``L`` and ``K^-1 y`` depend on the draw only, so the
-    prediction function computes them once per draw, not per call.
-    """
+def _training_factor(kernel, X_train, length_scale, amplitude, noise):
+    """Lower Cholesky factor ``L`` of ``k(X, X) + noise^2 I`` (plus the jitter) for one draw."""
     K = covariance(kernel, X_train, X_train, length_scale, amplitude)
-    L = cholesky(K + (noise**2 + JITTER) * pt.eye(X_train.shape[0]), lower=True)
-    alpha = cho_solve((L, True), target)
-    K_cross = covariance(kernel, X_train, X_new, length_scale, amplitude)
-    V = solve_triangular(L, K_cross, lower=True)
-    return K_cross.T @ alpha, pt.maximum(amplitude**2 - pt.sum(V**2, axis=0), 0.0)
+    return cholesky(K + (noise**2 + JITTER) * pt.eye(X_train.shape[0]), lower=True)
+
+
+def _latent_mean(kernel, X_train, X_new, target, L, length_scale, amplitude):
+    """Mean ``k(X_new, X) K^-1 y`` of the latent function at ``X_new`` for one draw (``K = L L^T``).
+
+    ``K^-1 y`` depends on the draw only, so the prediction function computes it once per
+    draw, not per call.
+    """
+    return covariance(kernel, X_train, X_new, length_scale, amplitude).T @ cho_solve((L, True), target)
+
+
+def _latent_variance(kernel, X_train, X_new, L, length_scale, amplitude):
+    """Variance ``amplitude^2 - |L^-1 k(X, X_new)|^2`` of the latent function at ``X_new`` for one
+    draw (the kernels are stationary): a triangular solve with the ``n x n`` factor per row."""
+    V = solve_triangular(L, covariance(kernel, X_train, X_new, length_scale, amplitude), lower=True)
+    return pt.maximum(amplitude**2 - pt.sum(V**2, axis=0), 0.0)
+
+
+def _gaussian_conditional(kernel, X_train, X_new, target, length_scale, amplitude, noise):
+    """Mean and variance of the latent function at ``X_new`` given noisy targets at ``X_train``, for one draw."""
+    L = _training_factor(kernel, X_train, length_scale, amplitude, noise)
+    return (
+        _latent_mean(kernel, X_train, X_new, target, L, length_scale, amplitude),
+        _latent_variance(kernel, X_train, X_new, L, length_scale, amplitude),
+    )
+
+
+class _VarianceSubset:
+    """The latent variance at new rows for a seeded subset of the posterior draws.
+
+    The latent mean costs ``O(n)`` per row and draw, the latent variance ``O(n^2)`` (a
+    triangular solve): predictions take the mean at every draw and the variance at
+    ``n_variance_draws`` of them, drawn without replacement. The subset's Cholesky factors
+    are computed once, here, and kept (``n_subset * n^2`` floats).
+
+    Parameters
+    ----------
+    estimator : GaussianProcessRegressor
+        The fitted estimator (kernel, ``n_variance_draws``).
+    model : pm.Model
+        Its fitted model.
+    posterior : xr.Dataset
+        Its posterior.
+    seed : int
+        The fit's seed, from which the subset is drawn.
+    """
+
+    def __init__(self, estimator, model: pm.Model, posterior, seed: int):
+        stacked = posterior.stack(sample=("chain", "draw"))
+        n_draws, wanted = stacked.sizes["sample"], estimator.n_variance_draws
+        n_subset = n_draws if wanted is None else min(wanted, n_draws)
+        #: Indices of the subset's draws among the stacked (chain, draw) ones.
+        self.draws = np.sort(np.random.default_rng([seed, VARIANCE_SUBSET]).permutation(n_draws)[:n_subset])
+        self.kernel = estimator._kernel_name()
+        X_train = estimator._training_parts(model)[0]
+        n_rows = len(model["X"].get_value())
+        check_precomputed_bytes(n_subset * n_rows**2 * 8, f"{n_subset} Cholesky factors of {n_rows:,} training rows")
+        names = (LENGTH_SCALE, AMPLITUDE, NOISE)
+        hyper = [model[name].type(name=name) for name in names]
+        factor = pytensor.function(hyper, _training_factor(self.kernel, X_train, *hyper))
+        values = [stacked[name].transpose("sample", ...).values[self.draws] for name in names]
+        self._factors = pytensor.shared(np.stack([factor(*draw) for draw in zip(*values)]), name="subset_factors")
+        self._length_scales = pytensor.shared(values[0], name="subset_length_scales")
+        self._amplitudes = pytensor.shared(values[1], name="subset_amplitudes")
+        self._hyper = hyper
+
+    def latent_variances(self, X_train, X_new) -> pt.TensorVariable:
+        """The latent variance at ``X_new`` under each draw of the subset, shape ``(n_subset, n_new)``."""
+        length_scale, amplitude, _ = self._hyper
+        L = pt.matrix("factor", dtype="float64")
+        variance = _latent_variance(self.kernel, X_train, X_new, L, length_scale, amplitude)
+        return vectorize_graph(
+            variance, {L: self._factors, length_scale: self._length_scales, amplitude: self._amplitudes}
+        )
+
+
+def _subset_mean_standard_error(values: np.ndarray, n_population: int) -> np.ndarray:
+    """Monte Carlo standard error of the mean of ``values`` (subset first) as an estimate of
+    the mean over a population of ``n_population`` draws that they are a simple random
+    sample of, without replacement (0 when they are all of it)."""
+    n_subset = len(values)
+    if n_subset == n_population:
+        return np.zeros(values.shape[1:])
+    spread = values.std(axis=0, ddof=1)
+    return spread / np.sqrt(n_subset) * np.sqrt(1.0 - n_subset / n_population)
 
 
 class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
@@ -136,16 +220,22 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
     the model; the mean function is the training mean of the target.
 
     A prediction is, for each posterior draw, the GP conditioned on the training data
-    (kept in ``idata_``): ``Normal(mu*, sqrt(var* + noise^2))``; the draws are averaged.
+    (kept in ``idata_``): ``Normal(mu*, sqrt(var* + noise^2))``; the draws are mixed.
     Its cost grows with the training rows ``n``: fitting factorises an ``n x n`` matrix
     at every gradient or Hessian-vector product (``O(n^3)``; a few dozen of them for a
     Laplace fit: a retraining fit at 1,000 rows took 1.7 times scikit-learn's on two cores,
-    where ADVI takes about 1,900); the prediction
-    function factorises it once per posterior draw when first built and keeps the factors
-    (``n_draws * n^2`` floats: 800 MB for 100 draws of 1,000 rows, 32 MB for 200 rows),
-    and a call then costs ``O(n_draws * n^2)`` per row (1,000 rows: 35 ms for one row,
-    5 s for 1,000). Hence ``n_draws=100`` by default. For more than about a thousand rows
-    use :class:`SparseGaussianProcessRegressor`.
+    where ADVI takes about 1,900). The prediction function factorises it once per
+    posterior draw when first built and keeps ``K^-1 y`` of each draw: the mean ``mu*``
+    then costs ``O(n)`` per row and draw, and is taken at every draw. The latent variance
+    ``var*`` costs ``O(n^2)`` per row and draw (a triangular solve), so ``predict`` takes
+    it at a seeded subset of ``n_variance_draws`` draws, whose factors it keeps
+    (``n_variance_draws * n^2`` floats: 64 MB at 1,000 rows), and uses their mean at
+    every draw: the mixture's mean is exact, its standard deviation has a Monte Carlo
+    error that :meth:`predict_summary` reports (``std_error``; the latent variance varies
+    little between draws next to the rest, 0.1 to 1 % of the standard deviation here).
+    The log predictive density, CDF and likelihood parameters take every draw's own
+    variance. For more than about a thousand rows use
+    :class:`SparseGaussianProcessRegressor`.
 
     Parameters
     ----------
@@ -165,6 +255,12 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
     prior_scale_noise : float, default=1.0
         Scale of the HalfNormal prior of the noise standard deviation, in standard
         deviations of the target.
+    n_variance_draws : int or None, default=8
+        Posterior draws at which ``predict`` and predictive draws take the latent
+        variance (see above); None: every draw's own, exactly (``n_draws / n_variance_draws``
+        times the cost, and the ``n_draws * n^2`` floats of every draw's factor), with
+        the moments from the predictive draws as for the other regressors: how models saved
+        before this parameter existed predict.
     n_draws : int, default=100
         Posterior draws kept and averaged over by predictions (fewer than the base's
         default: see the cost above).
@@ -193,7 +289,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         Posterior mean noise standard deviation.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also
@@ -225,6 +321,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         prior_length_scale: float = 1.0,
         prior_scale_amplitude: float = 1.0,
         prior_scale_noise: float = 1.0,
+        n_variance_draws: int | None = 8,
         n_draws: int = 100,
         inference: str = "laplace",
         **inference_params,
@@ -235,6 +332,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         self.prior_length_scale = prior_length_scale
         self.prior_scale_amplitude = prior_scale_amplitude
         self.prior_scale_noise = prior_scale_noise
+        self.n_variance_draws = n_variance_draws
 
     def build_model(self, X, y):
         X_std, _, x_scale = standardized(X)
@@ -249,13 +347,99 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
 
         pm.CustomDist("y_obs", K, logp=logp, observed=y, signature="(n,n)->(n)")
 
+    _parameter_constraints = {
+        **_GaussianProcessMixin._parameter_constraints,
+        "n_variance_draws": [Interval(Integral, 2, None, closed="left"), None],
+    }
+
     def predictive_distribution(self, model, inputs):
+        """Each draw's exact predictive distribution (the log density, CDF and likelihood
+        parameters use it; ``predict`` and predictive draws use :meth:`_predictive_parts`)."""
         X_train, X_new, target, y_location, y_scale = self._training_parts(model, inputs)
         length_scale, amplitude, noise = (model[name] for name in (LENGTH_SCALE, AMPLITUDE, NOISE))
         mean, variance = _gaussian_conditional(
             self._kernel_name(), X_train, X_new, target, length_scale, amplitude, noise
         )
         return pm.Normal.dist(y_location + y_scale * mean, y_scale * pt.sqrt(variance + noise**2))
+
+    def _predictive_parts(self, model, inputs, subset: _VarianceSubset):
+        """Per draw, the predictive mean and noise variance at the new rows; and the latent
+        variance at each draw of ``subset`` (not per draw), all in the target's units."""
+        X_train, X_new, target, y_location, y_scale = self._training_parts(model, inputs)
+        length_scale, amplitude, noise = (model[name] for name in (LENGTH_SCALE, AMPLITUDE, NOISE))
+        kernel = self._kernel_name()
+        L = _training_factor(kernel, X_train, length_scale, amplitude, noise)
+        mean = _latent_mean(kernel, X_train, X_new, target, L, length_scale, amplitude)
+        latent_variances = subset.latent_variances(X_train, X_new)
+        return y_location + y_scale * mean, (y_scale * noise) ** 2, y_scale**2 * latent_variances
+
+    @classmethod
+    def from_fitted_state(cls, params, state, idata):
+        """As the base's; a model saved before ``n_variance_draws`` existed predicts as it did
+        (every draw's own latent variance: ``None``)."""
+        return super().from_fitted_state({"n_variance_draws": None, **params}, state, idata)
+
+    def _compile_predictor(self, model, posterior, seed):
+        """Predictive draws from each draw's Normal, its latent variance the subset's mean
+        (with ``n_variance_draws=None``, each draw's own)."""
+        if self.n_variance_draws is None:
+            return super()._compile_predictor(model, posterior, seed)
+        subset = self._variance_subset(model, posterior, seed)
+
+        def distribution(inputs):
+            mean, noise_variance, latent_variances = self._predictive_parts(model, inputs, subset)
+            return pm.Normal.dist(mean, pt.sqrt(noise_variance + latent_variances.mean(axis=0)))
+
+        return likelihood_draw_predictor(model, posterior, list(self.input_names), distribution, seed=seed)
+
+    def _variance_subset(self, model, posterior, seed) -> _VarianceSubset:
+        return self._fitted_model.predictor("variance_subset", lambda _: _VarianceSubset(self, model, posterior, seed))
+
+    def _compile_moments(self, model, posterior, seed) -> PosteriorPredictor:
+        subset = self._variance_subset(model, posterior, seed)
+
+        def parts(inputs, uniform):
+            return list(self._predictive_parts(model, inputs, subset))
+
+        return PosteriorPredictor(model, posterior, list(self.input_names), parts, seed=seed)
+
+    def predict_summary(
+        self, X: Any, *, interval_prob: float | None = None, quantiles: Sequence[float] = ()
+    ) -> dict[str, np.ndarray]:
+        """Posterior predictive mean and standard deviation in closed form (and interval, quantiles).
+
+        The predictive distribution is the mixture over posterior draws ``s`` of
+        ``Normal(mu_s, sqrt(v_s + noise_s^2))``: its mean ``mean_s(mu_s)`` and variance
+        ``mean_s(v_s + noise_s^2) + var_s(mu_s)``. ``mu_s`` and ``noise_s`` are taken at every
+        draw; the latent variance ``v_s`` (a triangular solve per row and draw) at the
+        ``n_variance_draws`` of the subset, whose mean stands for ``mean_s(v_s)``: the key
+        ``std_error`` is its Monte Carlo standard error carried into ``std`` (0 when the
+        subset is all draws). Interval and quantiles come from predictive draws of the
+        mixture (one per posterior draw), as for the other regressors. With
+        ``n_variance_draws=None``, all of them do, each draw with its own latent variance, as
+        for the other regressors (and no ``std_error``).
+
+        Parameters and returns as :meth:`BayesianRegressorMixin.predict_summary`'s, with
+        ``std_error`` of shape (n_samples,) besides.
+        """
+        if self.n_variance_draws is None:
+            return super().predict_summary(X, interval_prob=interval_prob, quantiles=quantiles)
+        summary = {}
+        if interval_prob is not None or len(quantiles):
+            summary = super().predict_summary(X, interval_prob=interval_prob, quantiles=quantiles)
+        inputs = self._inputs(X)
+        predictor = self._cached_predictor("moments", self._compile_moments)
+
+        def moments(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+            mean, noise_variance, latent_variances = outputs
+            variance = np.mean(noise_variance, axis=0) + latent_variances.mean(axis=0) + mean.var(axis=0)
+            std = np.sqrt(variance)
+            error = _subset_mean_standard_error(latent_variances, len(mean))
+            return {"mean": mean.mean(axis=0), "std": std, "std_error": error / (2.0 * std)}
+
+        summary.update(predictor.map_rows(inputs, moments))
+        check_finite_predictions(summary, inputs)
+        return summary
 
 
 class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
@@ -274,7 +458,7 @@ class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
     heavier-tailed than the exact Normal-plus-Student-t sum far from them. The posterior
     has one latent value per training row, so this model suits hundreds of rows, not
     thousands: fitting costs ``O(n^3)`` per ADVI step, and prediction keeps one Cholesky
-    factor per draw, as :class:`GaussianProcessRegressor` does.
+    factor per draw (``n_draws * n^2`` floats).
 
     Parameters
     ----------
@@ -315,7 +499,7 @@ class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         Posterior mean degrees of freedom of the noise.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also

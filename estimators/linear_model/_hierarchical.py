@@ -52,7 +52,7 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
         Group labels seen in training.
     n_features_in_ : int
         Number of columns of ``X``, the group column included.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen during fit, when X was a DataFrame with string columns.
 
     Examples

@@ -59,7 +59,7 @@ class LinearRegression(_CoefficientsMixin, BayesianRegressorMixin, BayesianEstim
         Posterior mean of the intercept.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also
@@ -140,7 +140,7 @@ class LogisticRegression(_CoefficientsMixin, BayesianClassifierMixin, BayesianEs
         Posterior mean intercepts.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also

@@ -246,7 +246,7 @@ class GaussianMixture(_GaussianComponentsMixin, BayesianDensityMixin, BayesianEs
         ``"full"``, (n_components, n_features) for ``"diag"``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also
@@ -357,7 +357,7 @@ class DirichletProcessMixture(_GaussianComponentsMixin, BayesianDensityMixin, Ba
         Components whose posterior mean weight exceeds ``weight_threshold``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also

@@ -68,7 +68,7 @@ class GaussianNB(BayesianClassifierMixin, BayesianEstimator):
         Posterior mean of the class variances.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when X was a DataFrame with string columns.
 
     See Also

@@ -383,14 +383,16 @@ def _more_gp_rows(rows: int) -> Callable[[Path], None]:
 
 
 def test_a_gaussian_process_whose_predictor_would_exhaust_memory_is_refused_at_serving_load(saved_gp, tmp_path):
-    """3,000 training rows make 100 per-draw factors of 72 MB: 7.2 GB, over the 2 GiB predictor budget."""
-    model_dir = _hostile_copy(saved_gp, tmp_path, _more_gp_rows(3_000))
+    """6,000 training rows make the 8 Cholesky factors of predict's variance subset 288 MB each:
+    2.3 GB, over the 2 GiB predictor budget."""
+    model_dir = _hostile_copy(saved_gp, tmp_path, _more_gp_rows(6_000))
     rows = pd.DataFrame({"x": [0.0, 0.5]})
     report = _load_in_child(model_dir, rows)
     # The flavor's loader builds no predictor at load; its first prediction refuses (a ValueError), where
     # the pyfunc's load refuses with the setting named.
+    refusal = "The predictor would precompute 2,304,000,000 bytes"
     for outcome in report["outcomes"]:
-        assert outcome.startswith("refused: ") and "The predictor would precompute 7,20" in outcome, report
+        assert outcome.startswith("refused: ") and refusal in outcome, report
     assert "MLFLOW_PMLEARN_MAX_PREDICTOR_BYTES" in report["outcomes"][1], report
 
 
