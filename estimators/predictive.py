@@ -23,7 +23,6 @@ from contextvars import ContextVar
 
 import numpy as np
 import pymc as pm
-import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
@@ -36,6 +35,8 @@ from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.shape import Reshape
 from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.variable import TensorVariable
+
+from estimators.compilation import compile_function
 
 #: Spawn key that sets the random streams apart from other uses of the fit's seed.
 RANDOM_STREAMS = 1
@@ -208,14 +209,14 @@ def _evaluate_per_draw(parts, draw_inputs, draws: list[np.ndarray]) -> list[np.n
     if computed:
         n_draws = len(draws[0]) if draws else 1
         if _PRECOMPUTED_BYTES_LIMIT.get() is not None:
-            shapes = pytensor.function(list(draw_inputs), [part.shape for part in computed], on_unused_input="ignore")
+            shapes = compile_function(list(draw_inputs), [part.shape for part in computed], on_unused_input="ignore")
             first = shapes(*(values_[0] for values_ in draws))
             needed = n_draws * sum(
                 math.prod(shape) * np.dtype(part.dtype).itemsize for shape, part in zip(first, computed)
             )
             described = ", ".join(str(tuple(int(n) for n in shape)) for shape in first)
             check_precomputed_bytes(needed, f"{n_draws:,} posterior draws of arrays shaped {described}")
-        function = pytensor.function(list(draw_inputs), computed, on_unused_input="ignore")
+        function = compile_function(list(draw_inputs), computed, on_unused_input="ignore")
         stacked = None
         for draw in range(n_draws):
             results = function(*(values_[draw] for values_ in draws))
@@ -337,7 +338,7 @@ class PosteriorPredictor:
                 **dict(zip(arguments, batched_arguments)),
             },
         )
-        self._function = pytensor.function(
+        self._function = compile_function(
             [*new_inputs, *batched_parts, uniforms, *batched_arguments, *generators],
             batched_outputs,
             on_unused_input="ignore",

@@ -276,8 +276,8 @@ def run_load(
 ) -> LoadReport:
     """Send ``n_requests`` from ``concurrency`` threads (a share of them bad), within ``time_limit``.
 
-    Each good answer is compared with its expected records (labels exactly, numbers to
-    :data:`ANSWER_RTOL`); each bad request must get a 4xx. The server's resident memory is sampled
+    Each good answer is compared with its expected records (labels exactly, numbers to the
+    last bit); each bad request must get a 4xx. The server's resident memory is sampled
     every ``rss_every`` seconds. No request is sent once ``time_limit`` has passed, so the
     report may count fewer than ``n_requests``.
 
@@ -402,20 +402,14 @@ def _problem(request: LoadRequest, response: requests.Response) -> str | None:
     )
 
 
-#: How close a served number must be to this process's. JSON carries floats losslessly, but
-#: the server compiles its own functions, and PyTensor may compile the same graph into
-#: another variant in another process (pymc-devs/pytensor#1581): on CI's machine the served
-#: answers differed from this process's in the last bit (about 1e-16 relative) on most
-#: requests (not seen here). Another row's or another setting's answer differs by far more.
-ANSWER_RTOL = 1e-12
-
-
 def _same_records(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
-    """Whether ``got`` has ``expected``'s records: the same columns, equal labels, numbers to :data:`ANSWER_RTOL`."""
+    """Whether ``got`` has ``expected``'s records: the same columns, equal labels and numbers.
+
+    Numbers to the last bit: JSON carries floats losslessly, and the server compiles the same
+    functions as this process, with the same results whatever its compile cache holds
+    (``estimators/compilation.py``)."""
     try:
-        pd.testing.assert_frame_equal(
-            pd.DataFrame(got), pd.DataFrame(expected), check_dtype=False, rtol=ANSWER_RTOL, atol=ANSWER_RTOL
-        )
+        pd.testing.assert_frame_equal(pd.DataFrame(got), pd.DataFrame(expected), check_dtype=False, check_exact=True)
     except AssertionError:
         return False
     return True

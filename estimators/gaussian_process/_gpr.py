@@ -15,6 +15,7 @@ from pytensor.tensor.linalg import cho_solve, cholesky, solve_triangular
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from estimators.base import TARGET, BayesianEstimator, BayesianRegressorMixin
+from estimators.compilation import compile_function
 from estimators.gaussian_process._kernels import JITTER, KERNELS, covariance, gaussian_log_likelihood
 from estimators.likelihood_draws import likelihood_draw_predictor
 from estimators.modeling import location_scale, standardized, training_constant
@@ -182,7 +183,7 @@ class _VarianceSubset:
         check_precomputed_bytes(n_subset * n_rows**2 * 8, f"{n_subset} Cholesky factors of {n_rows:,} training rows")
         names = (LENGTH_SCALE, AMPLITUDE, NOISE)
         hyper = [model[name].type(name=name) for name in names]
-        factor = pytensor.function(hyper, _training_factor(self.kernel, X_train, *hyper))
+        factor = compile_function(hyper, _training_factor(self.kernel, X_train, *hyper))
         values = [stacked[name].transpose("sample", ...).values[self.draws] for name in names]
         self._factors = pytensor.shared(np.stack([factor(*draw) for draw in zip(*values)]), name="subset_factors")
         self._length_scales = pytensor.shared(values[0], name="subset_length_scales")

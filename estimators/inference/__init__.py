@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import pymc as pm
 import xarray as xr
 
+from estimators.compilation import reproducible_compilation
 from estimators.inference._shared import COMPILE_NOTICE, compile_notice, resolve_progressbar
 from estimators.inference.advi import PLATEAU_WINDOW, final_loss, fit_advi
 from estimators.inference.approximations import fit_laplace, fit_pathfinder
@@ -49,5 +50,5 @@ def fit_posterior(
     the ones that minibatches of ``batch_size`` rows slice (None: the full data, which is
     all that engines other than ADVI accept).
     """
-    with compile_notice(enabled=settings.progressbar):
+    with reproducible_compilation(), compile_notice(enabled=settings.progressbar):
         return ENGINES[settings.inference](model, settings, row_data, batch_size)

@@ -51,4 +51,4 @@ def test_example_registers_a_pipeline_served_over_rest_like_pyfunc(tmp_path):
         server.stop()
     assert response.status_code == 200, response.text
     served = pd.DataFrame(response.json()["predictions"])
-    pd.testing.assert_frame_equal(served, expected, rtol=1e-12)
+    pd.testing.assert_frame_equal(served, expected, check_exact=True)

@@ -1,17 +1,21 @@
 """The same data, hyper-parameters and ``random_seed`` give bit-identical posteriors and
-predictions in two separate Python processes, with ADVI and with NUTS; and the predictions
-are those of the posterior draws.
+predictions in two separate Python processes, with ADVI and with NUTS, the first on an empty
+compile cache and the second on the cache the first filled; and the predictions are those of
+the posterior draws.
 
 Each process fits both, and writes every posterior variable, the predictive summaries of
 new rows and the per-draw mean and noise scale of those rows (computed with NumPy from the
 posterior draws, see ``tests/references.py``) to ``.npy`` files; the processes get different
-``PYTHONHASHSEED`` values and no ``MLFLOW_*`` variables.
+``PYTHONHASHSEED`` values, no ``MLFLOW_*`` variables, and a compile cache of their own
+(PyTensor's ``base_compiledir``, which holds Numba's cache): empty when the first starts, so
+that it compiles everything afresh, and warm when the second starts, so that it compiles
+nothing it can load (the test checks both). With Numba's fast-math flags, the two differed
+(see ``estimators/compilation.py``).
 
 They run twice: with the suite's build (one BLAS/OpenMP thread, see ``tests/conftest.py``)
 and, marked ``user_build``, with the build users run: as many BLAS/OpenMP threads as the
-libraries choose. Both compile with PyTensor 3's default backend, Numba, with its default
-settings (the user's build checks that its processes ran Numba): the suite sets no compiler
-flags, since it compiles no C code.
+libraries choose. Both compile with PyTensor 3's default backend, Numba (checked), with its
+default settings: the suite sets no compiler flags, since it compiles no C code.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ y = 1.0 + X.to_numpy() @ [2.0, -1.0, 0.5] + rng.normal(scale=0.5, size=120)
 # Far outside the training rows: parameter uncertainty is most of the predictive spread there.
 X_new = pd.DataFrame(rng.normal(scale=10.0, size=(20, 3)), columns=["x0", "x1", "x2"])
 (out / "linker.txt").write_text(type(pytensor.compile.mode.get_default_mode().linker).__name__)
+(out / "compiledir.txt").write_text(str(pytensor.config.base_compiledir))
 for method, settings in methods.items():
     model = LinearRegression(random_seed=1234, progressbar=False, **settings).fit(X, y)
     folder = out / method
@@ -73,24 +78,29 @@ def _environment(build: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module", params=["test_build", pytest.param("user_build", marks=pytest.mark.user_build)])
 def two_processes(request, tmp_path_factory) -> list[Path]:
-    """Output folders of two fresh processes that fit the same models, with the ``request.param`` build."""
-    outputs = []
+    """Output folders of two fresh processes that fit the same models, with the ``request.param``
+    build: the first on an empty compile cache, the second on the cache the first filled."""
+    compile_cache = tmp_path_factory.mktemp(f"{request.param}-compile-cache")
+    environment = _environment(request.param)
+    flags = ",".join(filter(None, [environment.get("PYTENSOR_FLAGS"), f"base_compiledir={compile_cache}"]))
+    outputs, cached = [], []
     for hash_seed in ("1", "2"):
         out = tmp_path_factory.mktemp(f"{request.param}-process-{hash_seed}")
         result = subprocess.run(
             [sys.executable, "-c", FIT_AND_WRITE, json.dumps(METHODS), str(INTERVAL_PROB), str(out)],
             cwd=REPO,
-            env={**_environment(request.param), "PYTHONHASHSEED": hash_seed},
+            env={**environment, "PYTHONHASHSEED": hash_seed, "PYTENSOR_FLAGS": flags},
             capture_output=True,
             text=True,
             timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        if request.param == "user_build":
-            assert (out / "linker.txt").read_text() == "NumbaLinker", (
-                "the user's build is not PyTensor's default, Numba"
-            )
+        assert (out / "compiledir.txt").read_text() == str(compile_cache)
+        assert (out / "linker.txt").read_text() == "NumbaLinker", "the build is not PyTensor's default, Numba"
+        cached.append(sorted(path.name for path in (compile_cache / "numba").iterdir()))
         outputs.append(out)
+    assert cached[0], "the first process cached no compiled function"
+    assert cached[1] == cached[0], "the second process compiled functions the first had cached"
     return outputs
 
 

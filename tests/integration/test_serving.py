@@ -71,7 +71,7 @@ def test_every_documented_input_format_gives_the_posterior_frame(served):
     params = {"return_std": True, "interval_prob": 0.9}
     expected = model.predict_summary(rows, interval_prob=0.9)
     bodies = {
-        "dataframe_split": {"dataframe_split": json.loads(rows.to_json(orient="split")), "params": params},
+        "dataframe_split": {"dataframe_split": rows.to_dict(orient="split"), "params": params},
         "dataframe_records": {"dataframe_records": rows.to_dict(orient="records"), "params": params},
         "instances": {"instances": rows.to_dict(orient="records"), "params": params},
         "inputs": {"inputs": rows.to_dict(orient="list"), "params": params},
@@ -79,16 +79,16 @@ def test_every_documented_input_format_gives_the_posterior_frame(served):
     for name, body in bodies.items():
         frame = _frame(server.invoke(body))
         assert list(frame.columns) == ["prediction", "std", "lower", "upper"], name
-        np.testing.assert_allclose(frame["prediction"], expected["mean"], rtol=1e-9, err_msg=name)
-        np.testing.assert_allclose(frame["std"], expected["std"], rtol=1e-9, err_msg=name)
-        np.testing.assert_allclose(
-            frame[["lower", "upper"]], np.column_stack([expected["lower"], expected["upper"]]), rtol=1e-9
+        np.testing.assert_array_equal(frame["prediction"], expected["mean"], err_msg=name)
+        np.testing.assert_array_equal(frame["std"], expected["std"], err_msg=name)
+        np.testing.assert_array_equal(
+            frame[["lower", "upper"]], np.column_stack([expected["lower"], expected["upper"]])
         )
     # And the served numbers are the posterior predictive's, computed independently from the draws.
     assert_linear_regression_frame_within_monte_carlo_error(frame, model, rows, interval_prob=0.9)
     csv = _frame(server.invoke(rows.to_csv(index=False), content_type="text/csv"))
     assert list(csv.columns) == ["prediction"]
-    np.testing.assert_allclose(csv["prediction"], expected["mean"], rtol=1e-9)
+    np.testing.assert_array_equal(csv["prediction"], expected["mean"])
 
 
 def test_quantiles_chosen_per_request_over_rest(served):
@@ -98,30 +98,28 @@ def test_quantiles_chosen_per_request_over_rest(served):
     rows = X.head(4)
     for levels in ([0.05, 0.5, 0.95], [0.1, 0.9]):
         body = {
-            "dataframe_split": json.loads(rows.to_json(orient="split")),
+            "dataframe_split": rows.to_dict(orient="split"),
             "params": {"quantiles": levels, "return_std": True},
         }
         frame = _frame(server.invoke(body))
         columns = [f"quantile_{level:g}" for level in levels]
         assert list(frame.columns) == ["prediction", "std", *columns]
-        np.testing.assert_allclose(frame[columns].to_numpy(), model.predict_quantiles(rows, levels), rtol=1e-9)
-    assert list(_frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))})).columns) == [
-        "prediction"
-    ]
+        np.testing.assert_array_equal(frame[columns].to_numpy(), model.predict_quantiles(rows, levels))
+    assert list(_frame(server.invoke({"dataframe_split": rows.to_dict(orient="split")})).columns) == ["prediction"]
 
 
 def test_classifier_endpoint_returns_labels_and_probabilities(served):
     server, model, X = served["classifier"]
     rows = X.head(5)
-    frame = _frame(server.invoke({"dataframe_split": json.loads(rows.to_json(orient="split"))}))
+    frame = _frame(server.invoke({"dataframe_split": rows.to_dict(orient="split")}))
     assert list(frame.columns) == ["prediction", *[f"proba_{c}" for c in model.classes_]]
-    np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), model.predict_proba(rows), rtol=1e-9)
+    np.testing.assert_array_equal(frame.iloc[:, 1:].to_numpy(), model.predict_proba(rows))
     np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), logistic_regression_proba(model, rows), atol=1e-9)
     assert list(frame["prediction"]) == list(model.predict(rows))
 
 
 def _split(rows: pd.DataFrame, **params) -> dict:
-    return {"dataframe_split": json.loads(rows.to_json(orient="split", double_precision=15)), "params": params}
+    return {"dataframe_split": rows.to_dict(orient="split"), "params": params}
 
 
 def test_joint_draws_over_rest_add_up_to_draws_of_the_total(served):
@@ -141,13 +139,13 @@ def test_joint_draws_over_rest_add_up_to_draws_of_the_total(served):
     draws = frame[columns].to_numpy().T
     # Seeded: the same request gives the same draws, those of the model in this process.
     pd.testing.assert_frame_equal(_frame(server.invoke(_split(rows, draws=k, return_std=True))), frame)
-    np.testing.assert_allclose(draws, model.joint_predictive_draws(rows, k), rtol=1e-9)
+    np.testing.assert_array_equal(draws, model.joint_predictive_draws(rows, k))
     mu, sigma = linear_regression_draws(model, rows)
     total_variance = mu.sum(axis=1).var(ddof=1) + (len(rows) * sigma[:, 0] ** 2).mean()
     assert 0.75 < draws.sum(axis=1).var(ddof=1) / total_variance < 1.33
     # Fewer draws are the first columns of more: draw j is the same posterior draw whatever k.
     first = _frame(server.invoke(_split(rows.head(1), draws=3)))
-    np.testing.assert_allclose(first[["draw_0", "draw_1", "draw_2"]].to_numpy()[0], draws[:3, 0], rtol=1e-9)
+    np.testing.assert_array_equal(first[["draw_0", "draw_1", "draw_2"]].to_numpy()[0], draws[:3, 0])
 
 
 def test_classifier_joint_draws_are_sampled_labels(served):
@@ -246,16 +244,14 @@ def test_bad_requests_get_400_and_the_server_keeps_answering(served, case, body,
     # The message itself names the problem (the answer's stack_trace field, if any, does not count).
     assert message.lower() in response.json()["message"].lower(), (case, response.text)
     good = _frame(server.invoke({"dataframe_records": X.head(2).to_dict(orient="records")}))
-    np.testing.assert_allclose(good["prediction"], model.predict(X.head(2)), rtol=1e-9)
+    np.testing.assert_array_equal(good["prediction"], model.predict(X.head(2)))
 
 
 def test_mlflow_models_predict_gives_the_same_answers(served, tracking_uri, tmp_path):
     _, model, X = served["regressor"]
     rows = X.head(5)
     input_path, output_path = tmp_path / "input.json", tmp_path / "output.json"
-    input_path.write_text(
-        json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split")), "params": {"return_std": True}})
-    )
+    input_path.write_text(json.dumps({"dataframe_split": rows.to_dict(orient="split"), "params": {"return_std": True}}))
     subprocess.run(
         [
             sys.executable,
@@ -279,5 +275,5 @@ def test_mlflow_models_predict_gives_the_same_answers(served, tracking_uri, tmp_
     )
     frame = pd.DataFrame(json.loads(output_path.read_text())["predictions"])
     mean, std = model.predict(rows, return_std=True)
-    np.testing.assert_allclose(frame["prediction"], mean, rtol=1e-9)
-    np.testing.assert_allclose(frame["std"], std, rtol=1e-9)
+    np.testing.assert_array_equal(frame["prediction"], mean)
+    np.testing.assert_array_equal(frame["std"], std)

@@ -591,12 +591,12 @@ def test_bespoke_model_logs_and_loads_in_a_fresh_process(bespoke_logged, robust,
     frame = robust_out["frame"]
     assert list(frame) == ["prediction", "std", "lower", "upper"]
     for column, key in [("prediction", "mean"), ("std", "std"), ("lower", "lower"), ("upper", "upper")]:
-        np.testing.assert_allclose(frame[column], summary[key], rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(frame[column], summary[key])
 
     # The cloudpickled class travelled by value: its module is not importable there.
     assert out["pickled"]["class_module"] == PickledRegression.__module__
     assert out["pickled"]["class_file"] is None
-    np.testing.assert_allclose(out["pickled"]["frame"]["prediction"], pickled_model.predict(X_reg), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(out["pickled"]["frame"]["prediction"], pickled_model.predict(X_reg))
 
 
 def test_bespoke_model_loads_in_the_process_that_logged_it(bespoke_logged, robust):
