@@ -232,8 +232,6 @@ class _BambiFormulaModel(BayesianEstimator):
     }
     input_names = ("X", "Z", "group", "offset", "trials")
     required_packages = ("bambi",)
-    #: A regressor's mean is the likelihood's, averaged over the draws (as bambi's ``response_params``).
-    closed_form_mean = True
 
     def __init__(
         self,
@@ -686,6 +684,9 @@ class BambiRegressor(BayesianRegressorMixin, _BambiFormulaModel):
     >>> model.predict(pd.DataFrame({"x": [0.0], "g": ["new"]})).shape
     (1,)
     """
+
+    #: The mean is the likelihood's, averaged over the draws (as bambi's ``response_params``).
+    closed_form_mean = True
 
     def __init__(
         self,
