@@ -27,7 +27,12 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from estimators.fitted import FittedModel
 from estimators.inference import fit_posterior, resolve_progressbar
 from estimators.inference.progress import fit_starting
-from estimators.likelihood_draws import conditional_likelihood, derive_given_draw, likelihood_draw_predictor
+from estimators.likelihood_draws import (
+    conditional_likelihood,
+    derive_given_draw,
+    likelihood_draw_predictor,
+    predictive_mean_predictor,
+)
 from estimators.predictive import PosteriorPredictor, likelihood_of, select_rows
 from estimators.settings import INIT_PARAMETERS, PARAMETER_CONSTRAINTS, SETTING_NAMES, InferenceSettings, parameters_doc
 from estimators.validation import (
@@ -681,6 +686,12 @@ class BayesianRegressorMixin(RegressorMixin):
     draw (the likelihood's inverse CDF at a fixed stratified uniform), so a row's
     prediction does not depend on the other rows it is predicted with.
 
+    With :attr:`closed_form_mean` True, the mean draws nothing where PyMC knows the
+    likelihood's mean in closed form (Normal, Poisson, Binomial, Gamma, ...): it is that
+    mean averaged over the posterior draws, exact given them. It is off by default, so
+    that a model saved by an earlier release predicts exactly the mean it predicted then
+    (the draws' mean, which differs by Monte Carlo error); formula models turn it on.
+
     :meth:`predict_frame` gives ``prediction`` (the posterior predictive mean), plus
     ``std`` with ``return_std=True``, ``lower``, ``upper`` with ``interval_prob=p``,
     one column per level with ``quantiles=[...]``, named by :func:`quantile_column`
@@ -691,6 +702,8 @@ class BayesianRegressorMixin(RegressorMixin):
     prediction_params = {"return_std": False, "interval_prob": None, "quantiles": [], "draws": 0}
     all_columns_params = {"return_std": True, "interval_prob": DEFAULT_INTERVAL_PROB}
     optional_columns = ("std", "lower", "upper")
+    #: Predict the mean from the likelihood's closed-form mean, drawing nothing (see above).
+    closed_form_mean = False
 
     def _target(self, y: Any) -> tuple[np.ndarray, dict[str, Any]]:
         return regression_target(self, y), {}
@@ -698,14 +711,31 @@ class BayesianRegressorMixin(RegressorMixin):
     def _observed_target(self, y: Any) -> np.ndarray:
         return regression_target(self, y)
 
-    def _compile_predictor(self, model, posterior, seed):
-        return likelihood_draw_predictor(
+    def _compile_predictor(self, model, posterior, seed, build=likelihood_draw_predictor):
+        """The predictor ``build`` makes of :meth:`predictive_distribution` (by default its draws)."""
+        return build(
             model,
             posterior,
             list(self.input_names),
             lambda inputs: self.predictive_distribution(model, inputs),
             seed=seed,
         )
+
+    def _exact_means(self, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The posterior predictive mean of each row from the likelihood's mean in closed form
+        (:func:`~estimators.likelihood_draws.predictive_mean_predictor`); None where PyMC has none
+        or :attr:`closed_form_mean` is off."""
+        if not self.closed_form_mean:
+            return None
+        predictor = self._cached_predictor(
+            "mean",
+            lambda model, posterior, seed: self._compile_predictor(model, posterior, seed, predictive_mean_predictor),
+        )
+        if predictor is None:
+            return None
+        summary = predictor.map_rows(inputs, lambda outputs: {"mean": outputs[0].mean(axis=0)})
+        check_finite_predictions(summary, inputs)
+        return summary["mean"]
 
     def sample_posterior_predictive(self, X: Any) -> np.ndarray:
         """One posterior predictive draw per posterior draw and row.
@@ -823,6 +853,8 @@ class BayesianRegressorMixin(RegressorMixin):
 
         summary = self.posterior_predictor().map_rows(inputs, summarize)
         check_finite_predictions(summary, inputs)
+        if (means := self._exact_means(inputs)) is not None:
+            summary["mean"] = means
         return summary
 
     def predict(self, X: Any, return_std: bool = False):
@@ -841,6 +873,8 @@ class BayesianRegressorMixin(RegressorMixin):
             Only when ``return_std`` is True.
         """
         check_flag(return_std, "return_std")
+        if not return_std and (means := self._exact_means(self._inputs(X))) is not None:
+            return means  # no predictive draws needed
         summary = self.predict_summary(X)
         return (summary["mean"], summary["std"]) if return_std else summary["mean"]
 

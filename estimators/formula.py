@@ -17,8 +17,14 @@ A group level not seen in training is predicted from the population: each group-
 term has one extra effect, ``<term>_new_level``, drawn per posterior draw from the fitted
 group distribution (a standard normal offset times the group scale for Normal priors), as
 brms's ``sample_new_levels="gaussian"`` does. (bambi 0.21 instead borrows the effect of a
-randomly chosen training group.) A level of a categorical predictor not seen in training is
-an error naming the column and the level.
+randomly chosen training group.) Within one posterior draw, all unseen levels of a term share
+that effect, so joint draws of two different new groups are correlated. A level of a
+categorical predictor not seen in training is an error naming the column and the level.
+
+Binomial families take bambi's ``p(successes, trials) ~ x``: ``y`` is the successes, and the
+trials a column of ``X`` (an input of the PyMC model of its own, so new rows bring theirs) or
+a number. Ordinal families (``cumulative``, ``sratio``) are classifiers over ordered levels,
+with bambi's ``threshold``.
 
 Saving keeps everything as data: the formula, family, link and priors as JSON parameters, and
 the training columns in the trace's ``formula_data`` group, from which loading rebuilds the
@@ -27,6 +33,7 @@ same bambi model (its default priors and design information depend on the traini
 
 from __future__ import annotations
 
+import re
 from numbers import Real
 from typing import Any
 
@@ -46,17 +53,18 @@ from estimators.modeling import training_constant
 
 #: The group of the trace that keeps the training columns.
 FORMULA_DATA = "formula_data"
-#: Families whose response needs more than one column (trials), and ordinal families.
+#: Families whose response has more than one column.
 _UNSUPPORTED_FAMILIES = {
-    "binomial": "needs the number of trials on the left-hand side",
-    "beta_binomial": "needs the number of trials on the left-hand side",
-    "zero_inflated_binomial": "needs the number of trials on the left-hand side",
-    "cumulative": "is ordinal",
-    "sratio": "is ordinal",
     "multinomial": "is multivariate",
     "dirichlet_multinomial": "is multivariate",
 }
-_CLASSIFIER_FAMILIES = ("bernoulli", "categorical")
+#: Families of a count of successes out of a number of trials: ``p(successes, trials) ~ ...``.
+_BINOMIAL_FAMILIES = ("binomial", "beta_binomial", "zero_inflated_binomial")
+#: Families of ordered classes.
+_ORDINAL_FAMILIES = ("cumulative", "sratio")
+_CLASSIFIER_FAMILIES = ("bernoulli", "categorical", *_ORDINAL_FAMILIES)
+#: bambi's left-hand side of a binomial family: successes and trials (a column or a number).
+_TRIALS_RESPONSE = re.compile(r"^(?:p|prop)\(\s*([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*|\d+)\s*\)$")
 
 
 def _bambi():
@@ -222,7 +230,7 @@ class _BambiFormulaModel(BayesianEstimator):
         "priors": [dict, None],
         "noncentered": ["boolean"],
     }
-    input_names = ("X", "Z", "group", "offset")
+    input_names = ("X", "Z", "group", "offset", "trials")
     required_packages = ("bambi",)
 
     def __init__(
@@ -244,15 +252,59 @@ class _BambiFormulaModel(BayesianEstimator):
 
     # -- the bambi model --------------------------------------------------------------------
 
-    def response_name(self) -> str:
-        """The response column the formula's left-hand side names."""
+    def _left_hand_side(self) -> tuple[str, str | int | None]:
+        """The response the formula's left-hand side names, and the trials of a binomial family.
+
+        The trials are a column of ``X`` (``p(successes, trials) ~ x``) or a number
+        (``p(successes, 10) ~ x``); None for the other families.
+        """
         lhs = self.formula.split("~", 1)[0].strip() if "~" in self.formula else ""
+        trials_response = _TRIALS_RESPONSE.match(lhs)
+        if self.family in _BINOMIAL_FAMILIES:
+            if trials_response is None:
+                raise ValueError(
+                    f"The family {self.family!r} needs the number of trials on the formula's left-hand side: "
+                    "p(successes, trials) ~ x, with y the successes and trials a column of X (or a number); "
+                    f"got {self.formula!r}."
+                )
+            successes, trials = trials_response.groups()
+            return successes, int(trials) if trials.isdigit() else trials
         if not lhs.isidentifier():
             raise ValueError(
                 f"The formula {self.formula!r} must name the response column on its left-hand side "
-                "(y ~ x + (1|g)); transformed, censored or multi-column responses are not supported."
+                "(y ~ x + (1|g), or p(successes, trials) ~ x with a binomial family); transformed, censored or "
+                "multi-column responses are not supported."
             )
-        return lhs
+        return lhs, None
+
+    def response_name(self) -> str:
+        """The response column the formula's left-hand side names (the successes of ``p(successes, trials)``)."""
+        return self._left_hand_side()[0]
+
+    def _trials(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each row's number of trials (a binomial family), checked; ones for other families."""
+        trials = self._left_hand_side()[1]
+        if trials is None:
+            return np.ones(len(frame), dtype=np.int64)
+        if isinstance(trials, int):
+            return np.full(len(frame), trials, dtype=np.int64)
+        if trials not in frame.columns:
+            raise ValueError(
+                f"X has no column {trials!r}, the number of trials that the formula {self.formula!r} names."
+            )
+        values = frame[trials].to_numpy()
+        if values.dtype.kind not in "biuf":
+            raise ValueError(
+                f"Column {trials!r} of X (the number of trials) must be numeric; got dtype {values.dtype}."
+            )
+        values = values.astype(np.float64)
+        bad = np.flatnonzero((values < 0) | (values != np.round(values)))
+        if bad.size:
+            raise ValueError(
+                f"Column {trials!r} of X (the number of trials) has the value {values[bad[0]]:g} at row {int(bad[0])}; "
+                "trials are whole numbers, 0 or more."
+            )
+        return values.astype(np.int64)
 
     def _check_family(self) -> None:
         if self.family in _UNSUPPORTED_FAMILIES:
@@ -332,6 +384,14 @@ class _BambiFormulaModel(BayesianEstimator):
         target, _ = self._target(y)
         if len(target) != len(frame):
             raise ValueError(f"X has {len(frame)} rows but y has {len(target)}; they must match.")
+        if self.family in _BINOMIAL_FAMILIES:
+            trials = self._trials(frame)
+            bad = np.flatnonzero((target < 0) | (target > trials) | (target != np.round(target)))
+            if bad.size:
+                raise ValueError(
+                    f"y (the successes) has the value {target[bad[0]]:g} at row {int(bad[0])}, with "
+                    f"{trials[bad[0]]:g} trials; successes are whole numbers from 0 to the trials."
+                )
         self.__dict__.pop("idata_", None)
         self._bambi_spec = self._bambi_model(frame, self._response_for_bambi(target))
         return super().fit(frame, y)
@@ -348,18 +408,20 @@ class _BambiFormulaModel(BayesianEstimator):
 
     def model_inputs(self, X: Any) -> dict[str, np.ndarray]:
         frame = _check_frame(X)
+        # formulae reads a categorical column value by value: from NumPy objects, not from
+        # pandas' Arrow-backed strings (which it would iterate four times slower).
+        strings = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype)]
+        frame = frame.astype(dict.fromkeys(strings, object))
         component = self._component()
         n_rows = len(frame)
         common_columns, offsets = [], np.zeros(n_rows)
         if component.design.common:
             try:
-                matrix = np.asarray(
-                    component.design.common.evaluate_new_data(frame).design_matrix,
-                    dtype=np.float64,
-                )
+                common = component.design.common.evaluate_new_data(frame)
             except ValueError as error:  # formulae names the column and the unseen level
                 raise ValueError(f"X cannot be used with the formula: {error}") from None
-            slices = component.design.common.slices
+            matrix = np.asarray(common.design_matrix, dtype=np.float64)
+            slices = _contiguous_slices(common)
             common_columns = [matrix[:, slices[name]] for name in component.common_terms]
             for name in component.offset_terms:
                 offsets = offsets + matrix[:, slices[name]].sum(axis=1)
@@ -379,6 +441,7 @@ class _BambiFormulaModel(BayesianEstimator):
             "Z": np.column_stack(predictors) if predictors else np.zeros((n_rows, 0)),
             "group": np.column_stack(groups).astype(np.int64) if groups else np.zeros((n_rows, 0), dtype=np.int64),
             "offset": offsets,
+            "trials": self._trials(frame),
         }
 
     @staticmethod
@@ -402,7 +465,7 @@ class _BambiFormulaModel(BayesianEstimator):
 
     # -- the PyMC model ---------------------------------------------------------------------
 
-    def build_model(self, X, Z, group, offset, y):
+    def build_model(self, X, Z, group, offset, trials, y):
         from bambi.backend.model_components import ConstantComponent
         from bambi.backend.pymc import PyMCModel
         from bambi.backend.utils import get_distribution_from_likelihood, get_linkinv
@@ -424,10 +487,20 @@ class _BambiFormulaModel(BayesianEstimator):
         eta = eta + self._common_part(spec, backend, X) + self._group_part(spec, backend, Z, group)
         if family.name == "categorical":  # the reference level's linear predictor is 0
             eta = pt.concatenate([pt.zeros((eta.shape[0], 1)), eta], axis=1)
+        elif family.name in _ORDINAL_FAMILIES:  # threshold_k - eta, one column per threshold
+            eta = family.transform_backend_eta(eta, kwargs)
         kwargs[parent] = get_linkinv(family.link[parent], PyMCModel.INVLINKS)(eta)
-        kwargs["observed"] = y
-        if hasattr(family, "transform_backend_kwargs"):
-            kwargs = family.transform_backend_kwargs(kwargs)
+        if family.name in _BINOMIAL_FAMILIES:
+            # bambi's own transform takes successes and trials as one observed matrix; here the
+            # trials are an input of their own, so that new rows bring theirs.
+            kwargs["n"] = trials
+            kwargs["observed"] = y
+            if hasattr(family, "transform_kwargs"):
+                kwargs = family.transform_kwargs(kwargs)
+        else:
+            kwargs["observed"] = y
+            if hasattr(family, "transform_backend_kwargs"):
+                kwargs = family.transform_backend_kwargs(kwargs)
         distribution = get_distribution_from_likelihood(family.likelihood)
         distribution(f"{spec.response_term.name}_obs", **kwargs, shape=X.shape[0])
 
@@ -522,6 +595,20 @@ class _BambiFormulaModel(BayesianEstimator):
             self._spec()
 
 
+def _contiguous_slices(common) -> dict[str, slice]:
+    """Each term's columns in a common design matrix, in the order of its terms.
+
+    formulae's own ``slices`` keep the intercept's column where bambi removed it (ordinal
+    families), so the columns are counted again from the terms' widths.
+    """
+    slices, start = {}, 0
+    for name, columns in common.slices.items():
+        if name in common.terms:
+            width = columns.stop - columns.start
+            slices[name], start = slice(start, start + width), start + width
+    return slices
+
+
 def _distribution_of(prior):
     from bambi.backend.utils import get_distribution_from_prior
 
@@ -561,7 +648,11 @@ class BambiRegressor(BayesianRegressorMixin, _BambiFormulaModel):
         its right-hand side the columns of ``X``.
     family : str, default="gaussian"
         A bambi family by name, for a univariate response (``"gaussian"``, ``"poisson"``,
-        ``"negativebinomial"``, ``"gamma"``, ``"t"``, ``"beta"``, ...).
+        ``"negativebinomial"``, ``"gamma"``, ``"t"``, ``"beta"``, ...). A binomial family
+        (``"binomial"``, ``"beta_binomial"``, ``"zero_inflated_binomial"``) takes bambi's
+        left-hand side ``p(successes, trials)``: ``y`` is the successes, and the trials are
+        the column of ``X`` that the formula names (or a number, ``p(k, 20)``), at fit and
+        at predict.
     link : str, optional
         The link of the mean, by name; the family's default when None.
     priors : dict, optional
@@ -594,6 +685,9 @@ class BambiRegressor(BayesianRegressorMixin, _BambiFormulaModel):
     (1,)
     """
 
+    #: The mean is the likelihood's, averaged over the draws (as bambi's ``response_params``).
+    closed_form_mean = True
+
     def __init__(
         self,
         formula: str,
@@ -620,18 +714,22 @@ class BambiRegressor(BayesianRegressorMixin, _BambiFormulaModel):
 
 
 class BambiClassifier(BayesianClassifierMixin, _BambiFormulaModel):
-    """A bambi formula model of class labels: ``"bernoulli"`` for two classes, ``"categorical"`` for more.
+    """A bambi formula model of class labels: ``"bernoulli"`` for two classes, ``"categorical"`` for more,
+    ``"cumulative"`` or ``"sratio"`` for ordered classes.
 
     ``classes_`` are the sorted labels. With ``"bernoulli"`` the model is of the probability
     of the second class (``1`` for a 0/1 response, as bambi models it); with
     ``"categorical"`` the first class is bambi's reference level, and ``predict_proba`` has
-    one column per class.
+    one column per class. With an ordinal family, ``classes_`` are in the order of ``y``'s
+    categories when ``y`` is an ordered pandas ``Categorical`` (else sorted), ``predict_proba``
+    has one column per level in that order, and ``idata_`` holds bambi's ``threshold``
+    (bambi drops the formula's intercept, which the thresholds replace).
 
     Parameters
     ----------
     formula : str
         The model formula; its left-hand side names the response.
-    family : {"bernoulli", "categorical"}, default="bernoulli"
+    family : {"bernoulli", "categorical", "cumulative", "sratio"}, default="bernoulli"
     link : str, optional
         The link, by name (``"logit"``, ``"probit"``, ``"cloglog"`` for Bernoulli).
     priors : dict, optional
@@ -668,6 +766,13 @@ class BambiClassifier(BayesianClassifierMixin, _BambiFormulaModel):
         )
 
     def _target(self, y: Any):
+        if self.family in _ORDINAL_FAMILIES and isinstance(getattr(y, "dtype", None), pd.CategoricalDtype):
+            # Ordered levels keep their order (low < medium < high), not the sorted one.
+            categories = y.dtype.categories
+            codes, learned = super()._target(pd.Series(categories.get_indexer(y)))
+            learned["classes_"] = np.asarray(categories)[learned["classes_"]]
+            self.classes_ = learned["classes_"]
+            return codes, learned
         codes, learned = super()._target(y)
         if self.family == "bernoulli" and len(learned["classes_"]) > 2:
             raise ValueError(
@@ -679,4 +784,8 @@ class BambiClassifier(BayesianClassifierMixin, _BambiFormulaModel):
     def _response_for_bambi(self, target: np.ndarray) -> Any:
         if self.family == "bernoulli":
             return target
-        return pd.Categorical(np.asarray(self.classes_)[target], categories=list(self.classes_))
+        return pd.Categorical(
+            np.asarray(self.classes_)[target],
+            categories=list(self.classes_),
+            ordered=self.family in _ORDINAL_FAMILIES,
+        )

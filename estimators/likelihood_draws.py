@@ -39,15 +39,23 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
+from pymc.distributions.continuous import ExGaussianRV
 from pymc.distributions.distribution import support_point
+from pymc.distributions.moments import mean as distribution_mean
 from pymc.distributions.shape_utils import change_dist_size
+from pymc.exceptions import UndefinedMomentException
 from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.rewriting import inline_ofg_node
 from pytensor.graph.traversal import ancestors, apply_ancestors
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.variable import TensorVariable
 
-from estimators.predictive import PosteriorPredictor, replace_keeping_random_variables, select_rows
+from estimators.predictive import (
+    PosteriorPredictor,
+    PrecomputationRefused,
+    replace_keeping_random_variables,
+    select_rows,
+)
 
 #: Bisection of a continuous CDF stops at this relative width of the bracket.
 RELATIVE_TOLERANCE = 1e-10
@@ -428,3 +436,58 @@ def likelihood_draw_predictor(
         arguments=[value],
         discrete=distribution.dtype.startswith("int"),
     )
+
+
+#: Distributions whose mean PyMC 6.3 gets wrong: ExGaussian's reads its parameters in the
+#: wrong order (``mu + sigma`` instead of ``mu + nu``). Their means come from the draws.
+_MEANS_PYMC_GETS_WRONG = (ExGaussianRV,)
+
+
+def predictive_mean_predictor(
+    model: pm.Model,
+    posterior: xr.Dataset,
+    input_names: Sequence[str],
+    distribution_at: DistributionAt,
+    *,
+    seed: int,
+) -> PosteriorPredictor | None:
+    """A predictor whose one output is the likelihood's mean per posterior draw and row, drawing nothing.
+
+    The mean in closed form from PyMC's moments (``pymc.distributions.moments.mean``; of a
+    mixture, the weighted means of its components): the posterior predictive mean of a row
+    is its average over the posterior draws, exact given the draws, where a mean of
+    predictive draws would add Monte Carlo error and cost a draw per posterior draw.
+
+    Returns
+    -------
+    PosteriorPredictor or None
+        None where PyMC has no mean of the distribution (a truncated, censored or custom
+        one), gets it wrong (ExGaussian) or it is undefined (Cauchy), and where the mean would need its own arrays
+        computed per posterior draw (a Gaussian process's factor of its training
+        covariance, which the draws' predictor holds already): the predictive draws'
+        mean stands in for it.
+    """
+    probe = distribution_at({model[name]: model[name].type() for name in input_names})
+    free = set(model.free_RVs)
+    if any(
+        isinstance(node.op, _MEANS_PYMC_GETS_WRONG) and not set(node.outputs) & free
+        for node in apply_ancestors([probe])
+    ):
+        return None
+    try:
+        probe_mean = derive_given_draw(distribution_mean, model, probe)
+    except (NotImplementedError, UndefinedMomentException):
+        return None
+    if any(
+        isinstance(node.op, RandomVariable) and not set(node.outputs) & free for node in apply_ancestors([probe_mean])
+    ):
+        return None  # a mean that draws (a composite's inner random variables) is no closed form
+
+    def means(inputs, uniform):
+        n_rows = next(iter(inputs.values())).shape[0]  # not the distribution's shape: a mixture's keeps its node
+        return [pt.broadcast_to(derive_given_draw(distribution_mean, model, distribution_at(inputs)), (n_rows,))]
+
+    try:
+        return PosteriorPredictor(model, posterior, input_names, means, seed=seed, precompute=False)
+    except PrecomputationRefused:
+        return None

@@ -52,6 +52,10 @@ class PredictorMemoryError(ValueError):
     """A predictor would precompute more bytes per posterior draw than its limit allows."""
 
 
+class PrecomputationRefused(ValueError):
+    """A predictor built with ``precompute=False`` would compute parts of its graph per posterior draw."""
+
+
 @contextmanager
 def precomputed_bytes_limit(max_bytes: int | None) -> Iterator[None]:
     """Within the block, building a predictor whose per-draw precomputed arrays take more
@@ -251,6 +255,9 @@ class PosteriorPredictor:
         Random streams that :meth:`generators` and :meth:`row_generators` give: by default
         one per random variable left in the outputs; a predictor that draws outside the
         compiled function asks for its own (and passes ``generators=[]`` to :meth:`evaluate`).
+    precompute : bool, default=True
+        Whether the outputs may need parts computed once per draw (:func:`per_draw_parts`);
+        if not and they do, :class:`PrecomputationRefused` is raised before computing any.
 
     Notes
     -----
@@ -273,6 +280,7 @@ class PosteriorPredictor:
         arguments: Sequence[TensorVariable] = (),
         per_row_uniforms: bool = False,
         n_streams: int | None = None,
+        precompute: bool = True,
     ):
         self.input_names = list(input_names)
         self.seed = seed
@@ -294,6 +302,8 @@ class PosteriorPredictor:
         #: Number of random generators each call must pass (random variables drawn forward).
         self.n_generators = len(generators)
         parts = per_draw_parts(outputs, draw_inputs, [*new_inputs, uniform, *arguments, *generators])
+        if not precompute and not set(parts) <= set(draw_inputs):
+            raise PrecomputationRefused("the outputs need parts computed once per posterior draw.")
         self._draws = _evaluate_per_draw(
             parts,
             draw_inputs,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import functools
 import json
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
@@ -129,12 +131,13 @@ def test_predictive_means_match_bambis_predict_on_our_posterior(fitted):
     if case == "bernoulli":  # probabilities are means over the draws: no predictive noise
         np.testing.assert_allclose(ours.predict_proba(rows)[:, 1], means.mean(axis=0), rtol=1e-9)
         return
+    # Our predictive mean is the likelihood's mean averaged over the draws: bambi's, exactly.
+    np.testing.assert_allclose(ours.predict(rows), means.mean(axis=0), rtol=1e-9)
     draws = ours.sample_posterior_predictive(rows)
     assert draws.shape == means.shape
-    # Our predictive mean scatters around bambi's mean of the per-draw means by at most the
-    # Monte Carlo error of one predictive draw per posterior draw.
+    # The predictive draws scatter around it by the Monte Carlo error of one draw per posterior draw.
     standard_error = draws.std(axis=0) / np.sqrt(len(draws))
-    assert np.all(np.abs(ours.predict(rows) - means.mean(axis=0)) < 4.5 * standard_error + 1e-9)
+    assert np.all(np.abs(draws.mean(axis=0) - means.mean(axis=0)) < 4.5 * standard_error + 1e-9)
 
 
 def test_unseen_group_is_predicted_from_the_population(poisson_fit):
@@ -369,17 +372,106 @@ def test_an_offset_term_scales_the_mean_as_bambi_does():
     np.testing.assert_array_less(np.abs(draws.mean(axis=0) - means.mean(axis=0)), 4.5 * standard_error)
 
 
-@pytest.mark.parametrize(
-    ("family", "reason"),
-    [
-        ("binomial", "needs the number of trials"),
-        ("beta_binomial", "needs the number of trials"),
-        ("cumulative", "is ordinal"),
-        ("sratio", "is ordinal"),
-        ("multinomial", "is multivariate"),
-    ],
-)
-def test_families_outside_a_univariate_response_are_refused_at_fit(family, reason):
+def test_families_outside_a_univariate_response_are_refused_at_fit():
     X, y = _family_data("poisson", n=20)
-    with pytest.raises(ValueError, match=f"'{family}' {reason}.*; formula models do not support it"):
-        BambiRegressor("y ~ x", family=family).fit(X, y)
+    with pytest.raises(ValueError, match="'multinomial' is multivariate.*; formula models do not support it"):
+        BambiRegressor("y ~ x", family="multinomial").fit(X, y)
+
+
+def binomial_data(n=150, seed=8):
+    """Seeded successes out of a varying number of trials, logit ``0.2 + 0.7 x`` plus a group effect."""
+    rng = np.random.default_rng(seed)
+    g, effect = _groups(rng, n)
+    X = pd.DataFrame({"x": rng.normal(size=n), "g": g, "n": rng.integers(1, 20, n)})
+    p = 1 / (1 + np.exp(-(0.2 + 0.7 * X["x"] + X["g"].map(effect))))
+    return X, pd.Series(rng.binomial(X["n"], p), name="k")
+
+
+#: family -> the response's mean per draw from bambi's response parameters, given the trials.
+BINOMIAL_MEANS = {
+    "binomial": lambda p, trials: trials * p["p"],
+    "beta_binomial": lambda p, trials: trials * p["mu"],
+    "zero_inflated_binomial": lambda p, trials: p["psi"] * trials * p["p"],
+}
+
+
+@pytest.mark.parametrize("family", list(BINOMIAL_MEANS))
+def test_binomial_families_take_the_trials_from_a_column_of_X(family, tmp_path):
+    X, y = binomial_data()
+    formula = "p(k, n) ~ x + (1|g)"
+    fast = {**NUTS, "n_draws": 300, "n_tune": 300, "n_chains": 1}
+    model = BambiRegressor(formula, family=family, **fast).fit(X, y)
+    reference = bmb.Model(formula, pd.concat([X, y], axis=1), family=family)
+    reference.build()
+    # New rows bring their own trials; the same row with 4x the trials has 4x the mean.
+    rows = pd.DataFrame({"x": [-1.0, 0.0, 1.0, 1.0], "g": ["a", "b", "c", "c"], "n": [5, 10, 10, 40]})
+    params = reference.predict(model.idata_, data=rows, kind="response_params", inplace=False).posterior.to_dataset()
+    trials = xr.DataArray(rows["n"].to_numpy(), dims="__obs__")
+    expected = BINOMIAL_MEANS[family](params, trials).stack(sample=("chain", "draw")).transpose("sample", ...).values
+    draws = model.sample_posterior_predictive(rows)
+    assert np.all((draws >= 0) & (draws <= rows["n"].to_numpy())) and np.all(draws == np.round(draws))
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    np.testing.assert_array_less(np.abs(model.predict(rows) - expected.mean(axis=0)), 4.5 * standard_error)
+    theirs = reference.compute_log_likelihood(model.idata_, inplace=False).log_likelihood
+    (theirs,) = theirs.data_vars.values()
+    np.testing.assert_allclose(model.training_log_likelihood().values, theirs.values, rtol=1e-8, atol=1e-10)
+    mlflow_pmlearn.save_model(model, tmp_path / family)
+    served = mlflow.pyfunc.load_model(str(tmp_path / family))
+    params = {"return_std": True, "interval_prob": 0.9}
+    pd.testing.assert_frame_equal(served.predict(rows, params=params), model.predict_frame(rows, **params))
+    loaded = mlflow_pmlearn.load_model(tmp_path / family)
+    np.testing.assert_array_equal(loaded.predict_interval(rows, 0.9), model.predict_interval(rows, 0.9))
+    np.testing.assert_array_equal(loaded.predict(rows), model.predict(rows))
+
+
+def test_binomial_trials_and_successes_are_checked():
+    X, y = binomial_data(n=30)
+    fast = {"inference": "advi", "n_draws": 20, "max_iter": 200, "random_seed": 0, "progressbar": False}
+    with pytest.raises(ValueError, match=r"needs the number of trials .* p\(successes, trials\)"):
+        BambiRegressor("k ~ x", family="binomial", **fast).fit(X, y)
+    with pytest.raises(ValueError, match="X has no column 'm', the number of trials"):
+        BambiRegressor("p(k, m) ~ x", family="binomial", **fast).fit(X, y)
+    with pytest.raises(ValueError, match=r"y \(the successes\) has the value .* at row 3"):
+        BambiRegressor("p(k, n) ~ x", family="binomial", **fast).fit(X, y.where(y.index != 3, 99))
+    model = BambiRegressor("p(k, 20) ~ x", family="binomial", **fast).fit(X, y)  # a number of trials
+    assert np.all(model.sample_posterior_predictive(X.head(3)) <= 20)
+    with pytest.raises(ValueError, match=r"Column 'n' of X \(the number of trials\) has the value -1 at row 1"):
+        BambiRegressor("p(k, n) ~ x", family="binomial", **fast).fit(X, y).predict(X.head(3).assign(n=[2, -1, 3]))
+
+
+def ordinal_data(n=200, seed=9):
+    """Seeded ordered ratings: a logistic latent ``x`` plus a group effect, cut at three thresholds."""
+    rng = np.random.default_rng(seed)
+    g, effect = _groups(rng, n)
+    X = pd.DataFrame({"x": rng.normal(size=n), "g": g})
+    latent = X["x"] + X["g"].map(effect) + rng.logistic(size=n)
+    levels = ["low", "mid", "high", "top"]  # not in sorted order
+    ratings = pd.Categorical(np.array(levels)[np.digitize(latent, [-1.0, 0.3, 1.5])], categories=levels, ordered=True)
+    return X, pd.Series(ratings, name="rating")
+
+
+@pytest.mark.parametrize("family", ["cumulative", "sratio"])
+def test_ordinal_families_predict_bambis_probabilities_per_level_in_order(family, tmp_path):
+    X, y = ordinal_data()
+    formula = "rating ~ x + (1|g)"
+    fast = {**NUTS, "n_draws": 300, "n_tune": 300, "n_chains": 1}
+    model = BambiClassifier(formula, family=family, **fast).fit(X, y)
+    assert model.classes_.tolist() == ["low", "mid", "high", "top"]
+    # The thresholds under bambi's name, ordered; x's effect recovered.
+    thresholds = model.idata_.posterior["threshold"].mean(("chain", "draw")).values
+    assert thresholds.shape == (3,) and np.all(np.diff(thresholds) > 0)
+    assert float(model.idata_.posterior["x"].mean()) == pytest.approx(1.0, abs=0.35)
+    reference = bmb.Model(formula, pd.concat([X, y], axis=1), family=family)
+    reference.build()
+    rows = pd.DataFrame({"x": [-1.0, 0.0, 2.0], "g": ["a", "b", "c"]})
+    means = reference.predict(model.idata_, data=rows, kind="response_params", inplace=False).posterior["p"]
+    proba = model.predict_proba(rows)
+    np.testing.assert_allclose(proba, means.mean(("chain", "draw")).values, rtol=1e-9)
+    assert model.predict(rows).tolist() == model.classes_[proba.argmax(axis=1)].tolist()
+    theirs = reference.compute_log_likelihood(model.idata_, inplace=False).log_likelihood
+    (theirs,) = theirs.data_vars.values()
+    np.testing.assert_allclose(model.training_log_likelihood().values, theirs.values, rtol=1e-8, atol=1e-10)
+    mlflow_pmlearn.save_model(model, tmp_path / family)
+    served = mlflow.pyfunc.load_model(str(tmp_path / family))
+    pd.testing.assert_frame_equal(served.predict(rows), model.predict_frame(rows))
+    np.testing.assert_array_equal(mlflow_pmlearn.load_model(tmp_path / family).predict_proba(rows), proba)

@@ -77,6 +77,21 @@ def test_regression_summaries_match_pymc_within_monte_carlo_error(regressor, reg
     assert np.all(pymc_summary["std"] - sigma.mean() > 2 * 4 * np.sqrt(2) * errors["std"])
 
 
+def test_predictive_mean_is_the_likelihoods_closed_form_mean_averaged_over_draws(
+    regressor, regression_data, monkeypatch
+):
+    X, _, _ = regression_data
+    monkeypatch.setattr(regressor, "closed_form_mean", True)
+    mu, _ = linear_regression_draws(regressor, X.iloc[:40])
+    # Exact given the posterior draws (PyMC's mean of the Normal likelihood), where a mean of
+    # one predictive draw per posterior draw would miss it by Monte Carlo error.
+    np.testing.assert_allclose(regressor.predict(X.iloc[:40]), mu.mean(axis=0), rtol=1e-10, atol=1e-12)
+    summary = regressor.predict_summary(X.iloc[:40], interval_prob=0.9)
+    np.testing.assert_array_equal(summary["mean"], regressor.predict(X.iloc[:40]))
+    draws = regressor.sample_posterior_predictive(X.iloc[:40])
+    assert not np.allclose(draws.mean(axis=0), summary["mean"], rtol=1e-6)
+
+
 def test_class_probabilities_match_pymc_label_frequencies(classifier, binary_data):
     X, _, _ = binary_data
     X_new = X.iloc[:40]

@@ -39,7 +39,18 @@ def champion(tracking_uri, tmp_path_factory):
 
 
 def _split(rows: pd.DataFrame, **extra) -> dict:
-    return {"dataframe_split": json.loads(rows.to_json(orient="split")), **extra}
+    # 15 digits, not pandas' default 10: the predictive mean is exact, so it moves with the inputs' last digits.
+    return {"dataframe_split": json.loads(rows.to_json(orient="split", double_precision=15)), **extra}
+
+
+def _served_like_the_estimator(server: ModelServer, model, rows: pd.DataFrame) -> pd.DataFrame:
+    """The served answer with std and a 90% interval, checked equal to the estimator's ``predict_frame``."""
+    response = server.invoke(_split(rows, params={"return_std": True, "interval_prob": 0.9}))
+    assert response.status_code == 200, response.text
+    frame = pd.DataFrame(response.json()["predictions"])
+    expected = model.predict_frame(rows, return_std=True, interval_prob=0.9)
+    pd.testing.assert_frame_equal(frame, expected, check_dtype=False, rtol=1e-12)
+    return frame
 
 
 def test_served_model_answers_like_the_estimator_and_names_bad_rows(champion, tracking_uri, tmp_path):
@@ -47,11 +58,7 @@ def test_served_model_answers_like_the_estimator_and_names_bad_rows(champion, tr
     server = ModelServer(uri, tmp_path, env={"MLFLOW_TRACKING_URI": tracking_uri})
     try:
         server.wait_until_ready()
-        response = server.invoke(_split(rows, params={"return_std": True, "interval_prob": 0.9}))
-        assert response.status_code == 200, response.text
-        frame = pd.DataFrame(response.json()["predictions"])
-        expected = model.predict_frame(rows, return_std=True, interval_prob=0.9)
-        pd.testing.assert_frame_equal(frame, expected, check_dtype=False, rtol=1e-12)
+        _served_like_the_estimator(server, model, rows)
         bad = server.invoke(_split(rows.assign(c=["u", "v", "w", "zz", "u", "v"])))
         assert bad.status_code == 400, bad.text
         assert "zz" in bad.json()["message"] and "'c'" in bad.json()["message"]
@@ -62,6 +69,25 @@ def test_served_model_answers_like_the_estimator_and_names_bad_rows(champion, tr
             model.predict(rows),
             rtol=1e-12,
         )
+    finally:
+        server.stop()
+
+
+def test_served_binomial_model_takes_each_rows_trials_from_the_request(tmp_path):
+    from tests.estimators.test_formula import binomial_data
+
+    X, y = binomial_data()
+    model = BambiRegressor("p(k, n) ~ x + (1|g)", family="binomial", **FAST).fit(X, y)
+    mlflow_pmlearn.save_model(model, tmp_path / "model", input_example=X.head(3))
+    rows = X.head(4).assign(n=[1, 10, 10, 100], g=["a", "b", "never seen", "c"])
+    server = ModelServer(str(tmp_path / "model"), tmp_path)
+    try:
+        server.wait_until_ready()
+        frame = _served_like_the_estimator(server, model, rows)
+        assert np.all(frame["upper"] <= rows["n"].to_numpy())
+        bad = server.invoke(_split(rows.assign(n=[1, -2, 3, 4])))
+        assert bad.status_code == 400, bad.text
+        assert "'n'" in bad.json()["message"] and "row 1" in bad.json()["message"]
     finally:
         server.stop()
 
