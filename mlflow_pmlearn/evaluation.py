@@ -4,11 +4,13 @@ The evaluator is registered under MLflow's ``mlflow.model_evaluator`` entry poin
 
     mlflow.models.evaluate(model_uri, data, targets="y", model_type="regressor", evaluators=["pmlearn"])
 
-logs, for regressors, ``crps``, ``log_score`` (the mean log predictive density, higher is
-better), ``coverage_50``, ``coverage_90`` and ``coverage_95`` (the share of targets inside
-the central posterior predictive interval), a PIT histogram and a calibration plot; for
-classifiers ``log_loss``, ``brier_score``, ``ece`` (expected calibration error of the most
-probable class, in ``ECE_BINS`` equal-width confidence bins) and a reliability diagram.
+logs the proper scores that the model's kind computes (its ``proper_scores``): for
+regressors, ``crps``, ``log_score`` (the mean log predictive density, higher is better),
+``coverage_50``, ``coverage_90`` and ``coverage_95`` (the share of targets inside the
+central posterior predictive interval), with a PIT histogram and a calibration plot; for
+classifiers ``log_loss``, ``brier_score``, ``accuracy`` and ``ece`` (expected calibration
+error of the most probable class, in :data:`estimators.scoring.ECE_BINS` equal-width
+confidence bins), with a reliability diagram.
 """
 
 from __future__ import annotations
@@ -26,98 +28,19 @@ from arviz_stats.utils import ELPDData
 from mlflow.exceptions import MlflowException
 from mlflow.models.evaluation import EvaluationResult, ModelEvaluator
 from mlflow.tracking import MlflowClient
-from sklearn.metrics import accuracy_score, log_loss
 from sklearn.pipeline import Pipeline
 
 from estimators.base import BayesianEstimator
+from estimators.scoring import confidence_bins, inside_central_interval, top_label
 from mlflow_pmlearn.autologging.loo import psis_loo
-from mlflow_pmlearn.autologging.metrics import _inside_central_interval
 from mlflow_pmlearn.autologging.plots import _figure, _png
 
-#: Probabilities of the central intervals whose coverage the evaluator reports.
-COVERAGE_PROBS = (0.5, 0.9, 0.95)
-#: Bins of the PIT histogram, and of confidence in the expected calibration error.
-PIT_BINS = ECE_BINS = 10
+#: Bins of the PIT histogram.
+PIT_BINS = 10
 #: Artifact folder of the evaluator's plots.
 PLOTS_PATH = "pmlearn_evaluation"
 #: Artifact file of :func:`compare`'s table, logged inside an active run.
 COMPARISON_FILE = "loo_compare.csv"
-
-
-def crps(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Continuous ranked probability score of each target under its predictive samples.
-
-    Parameters
-    ----------
-    samples : ndarray of shape (n_draws, n_samples)
-    y : ndarray of shape (n_samples,)
-
-    Returns
-    -------
-    ndarray of shape (n_samples,)
-        ``E|Y - y| - E|Y - Y'| / 2``, lower is better.
-    """
-    n_draws = samples.shape[0]
-    ordered = np.sort(samples, axis=0)
-    to_target = np.abs(samples - y).mean(axis=0)
-    # Sum over pairs |x_i - x_j| of sorted draws is 2 * sum_i (2i - n - 1) x_(i).
-    weights = 2 * np.arange(1, n_draws + 1) - n_draws - 1
-    spread = 2 * (weights[:, None] * ordered).sum(axis=0) / n_draws**2
-    return to_target - spread / 2
-
-
-def probability_scores(classes: np.ndarray, proba: np.ndarray, y: Any) -> dict[str, float]:
-    """``log_loss``, ``brier_score`` (summed over classes, averaged over rows), ``accuracy``
-    and ``ece`` of class probabilities ``proba`` (columns in the order of ``classes``)."""
-    labels = np.asarray(y)
-    one_hot = (labels[:, None] == classes[None, :]).astype(float)
-    return {
-        "log_loss": float(log_loss(labels, proba, labels=classes)),
-        "brier_score": float(np.mean(np.sum((proba - one_hot) ** 2, axis=1))),
-        "accuracy": float(accuracy_score(labels, classes[np.argmax(proba, axis=1)])),
-        "ece": _expected_calibration_error(*_top_label(classes, proba, labels)),
-    }
-
-
-def _top_label(classes: np.ndarray, proba: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The probability of each row's most probable class, and whether that class is its label."""
-    return proba.max(axis=1), classes[np.argmax(proba, axis=1)] == labels
-
-
-def _confidence_bins(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per occupied bin of ``ECE_BINS`` equal-width confidence bins of [0, 1]: its share of the
-    rows, their mean confidence and their accuracy."""
-    bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
-    occupied = np.unique(bins)
-    share = np.array([np.mean(bins == b) for b in occupied])
-    return (
-        share,
-        np.array([confidence[bins == b].mean() for b in occupied]),
-        np.array([correct[bins == b].mean() for b in occupied]),
-    )
-
-
-def _expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """``sum_b n_b / n * |accuracy_b - confidence_b|`` over the confidence bins."""
-    share, mean_confidence, accuracy = _confidence_bins(confidence, correct)
-    return float(np.sum(share * np.abs(accuracy - mean_confidence)))
-
-
-def regression_scores(samples: np.ndarray, log_density: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """``log_score`` (mean log predictive density), ``crps`` and the central intervals' coverage.
-
-    Parameters
-    ----------
-    samples : ndarray of shape (n_draws, n_samples)
-        One posterior predictive draw per posterior draw and row.
-    log_density : ndarray of shape (n_samples,)
-        Log posterior predictive density of each target.
-    y : ndarray of shape (n_samples,)
-    """
-    scores = {"log_score": float(log_density.mean()), "crps": float(crps(samples, y).mean())}
-    for prob in COVERAGE_PROBS:
-        scores[f"coverage_{round(100 * prob)}"] = float(np.mean(_inside_central_interval(samples, y, prob)))
-    return scores
 
 
 def _bayesian_step(model: Any, X: Any = None) -> tuple[BayesianEstimator, Any]:
@@ -152,7 +75,7 @@ def _against_diagonal(expected: np.ndarray, observed: np.ndarray, xlabel: str, y
 
 def _calibration_plot(samples: np.ndarray, y: np.ndarray) -> bytes:
     nominal = np.linspace(0.05, 0.95, 19)
-    observed = [np.mean(_inside_central_interval(samples, y, prob)) for prob in nominal]
+    observed = [np.mean(inside_central_interval(samples, y, prob)) for prob in nominal]
     return _against_diagonal(
         nominal,
         observed,
@@ -163,7 +86,7 @@ def _calibration_plot(samples: np.ndarray, y: np.ndarray) -> bytes:
 
 
 def _reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> bytes:
-    _, mean_confidence, accuracy = _confidence_bins(confidence, correct)
+    _, mean_confidence, accuracy = confidence_bins(confidence, correct)
     return _against_diagonal(
         mean_confidence,
         accuracy,
@@ -173,27 +96,24 @@ def _reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> bytes:
     )
 
 
-def _evaluate_regressor(
-    estimator: BayesianEstimator, X: Any, y: np.ndarray
-) -> tuple[dict[str, float], dict[str, bytes]]:
+def _regression_plots(estimator: BayesianEstimator, X: Any, y: np.ndarray) -> dict[str, bytes]:
+    """The PIT histogram and the intervals' calibration, from one predictive draw per posterior draw and row."""
     target = np.asarray(y, dtype=np.float64).ravel()
     samples = estimator.sample_posterior_predictive(X)
-    scores = regression_scores(samples, estimator.log_predictive_density(X, target), target)
     pit = (samples < target).mean(axis=0)
-    return scores, {"pit_histogram.png": _pit_histogram(pit), "calibration.png": _calibration_plot(samples, target)}
+    return {"pit_histogram.png": _pit_histogram(pit), "calibration.png": _calibration_plot(samples, target)}
 
 
-def _evaluate_classifier(
-    estimator: BayesianEstimator, X: Any, y: np.ndarray
-) -> tuple[dict[str, float], dict[str, bytes]]:
-    proba = estimator.predict_proba(X)
-    scores = probability_scores(estimator.classes_, proba, y)
-    diagram = _reliability_diagram(*_top_label(estimator.classes_, proba, np.asarray(y)))
-    return scores, {"reliability_diagram.png": diagram}
+def _classification_plots(estimator: BayesianEstimator, X: Any, y: np.ndarray) -> dict[str, bytes]:
+    """The reliability diagram of the most probable class."""
+    diagram = _reliability_diagram(*top_label(estimator.classes_, estimator.predict_proba(X), np.asarray(y)))
+    return {"reliability_diagram.png": diagram}
 
 
-#: The evaluation of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
-_EVALUATIONS = {"regressor": _evaluate_regressor, "classifier": _evaluate_classifier}
+#: MLflow's model types that the evaluator scores.
+_MODEL_TYPES = ("regressor", "classifier")
+#: The evaluation plots of each form of target, as the estimator's kind declares it (``target_type``).
+_PLOTS = {"continuous": _regression_plots, "categorical": _classification_plots}
 
 
 class PmlearnEvaluator(ModelEvaluator):
@@ -201,7 +121,7 @@ class PmlearnEvaluator(ModelEvaluator):
 
     @classmethod
     def can_evaluate(cls, *, model_type, evaluator_config, **kwargs) -> bool:
-        return model_type in _EVALUATIONS
+        return model_type in _MODEL_TYPES
 
     def evaluate(self, *, model_type, dataset, run_id, evaluator_config, model=None, **kwargs) -> EvaluationResult:
         """Score the model on ``dataset``; log the metrics and plots to the run ``run_id``."""
@@ -219,7 +139,9 @@ class PmlearnEvaluator(ModelEvaluator):
             raise MlflowException.invalid_parameter_value(
                 f"model_type={model_type!r}, but {type(estimator).__name__} is a {kind}."
             )
-        metrics, plots = _EVALUATIONS[kind](estimator, X, np.asarray(dataset.labels_data))
+        y = np.asarray(dataset.labels_data)
+        metrics = estimator.proper_scores(X, y)
+        plots = _PLOTS[estimator.target_type](estimator, X, y)
         mlflow.log_metrics(metrics, run_id=run_id, model_id=kwargs.get("model_id"))
         artifacts = {}
         with tempfile.TemporaryDirectory() as directory:

@@ -25,7 +25,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from arviz_stats.utils import ELPDData
 from mlflow.exceptions import MlflowException
@@ -33,49 +32,37 @@ from mlflow.tracking import MlflowClient
 
 from estimators.base import BayesianEstimator
 from mlflow_pmlearn.autologging.loo import loo_metrics, psis_loo
-from mlflow_pmlearn.evaluation import _bayesian_step, loo_comparison, probability_scores, regression_scores
+from mlflow_pmlearn.evaluation import _bayesian_step, loo_comparison
 
 #: Standard errors of the ``elpd_loo`` difference by which a candidate must beat the champion.
 LOO_SE_MULTIPLE = 2.0
 
 
-def _classification_scores(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
-    return probability_scores(estimator.classes_, estimator.predict_proba(X), y)
-
-
-def _regression_scores(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
-    target = np.asarray(y, dtype=np.float64).ravel()
-    scores = regression_scores(
-        estimator.sample_posterior_predictive(X), estimator.log_predictive_density(X, target), target
-    )
-    return {"log_predictive_density": scores["log_score"], "crps": scores["crps"], "coverage_90": scores["coverage_90"]}
-
-
-#: The proper scoring rules of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
-_SCORING_RULES = {"classifier": _classification_scores, "regressor": _regression_scores}
+#: The names promotion records for the kinds' proper scores, where they differ.
+_RULE_NAMES = {"log_score": "log_predictive_density"}
 
 
 def scoring_rules(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, float]:
-    """Proper scoring rules of ``estimator`` on held-out ``X, y``.
+    """Proper scoring rules of ``estimator`` on held-out ``X, y``: its kind's ``proper_scores``.
 
     Returns
     -------
     dict
         Regressors: ``log_predictive_density`` (mean per row, higher is better), ``crps``
-        (lower is better), ``coverage_90``. Classifiers: ``log_loss``, ``brier_score``,
-        ``ece`` (lower is better), ``accuracy``.
+        (lower is better), ``coverage_50``, ``coverage_90``, ``coverage_95``. Classifiers:
+        ``log_loss``, ``brier_score``, ``ece`` (lower is better), ``accuracy``.
 
     Raises
     ------
     MlflowException
-        For an estimator that is neither (a density model has no target to score).
+        For an estimator with no target (a density model has none to score).
     """
-    kind = estimator.__sklearn_tags__().estimator_type
-    if kind not in _SCORING_RULES:
+    if estimator.target_type is None:
+        kind = estimator.__sklearn_tags__().estimator_type
         raise MlflowException.invalid_parameter_value(
             f"{type(estimator).__name__} is a {kind}; promotion compares regressors or classifiers on held-out targets."
         )
-    return _SCORING_RULES[kind](estimator, X, y)
+    return {_RULE_NAMES.get(name, name): value for name, value in estimator.proper_scores(X, y).items()}
 
 
 #: The rule that decides, and whether higher is better.

@@ -10,9 +10,10 @@ import pytensor.tensor as pt
 from pytensor.tensor.linalg import cho_solve, cholesky, solve_triangular
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from estimators.base import TARGET, BayesianEstimator, BayesianRegressorMixin
+from estimators.base import TARGET, BayesianEstimator
 from estimators.gaussian_process._kernels import JITTER, KERNELS, covariance, gaussian_log_likelihood
 from estimators.modeling import location_scale, standardized, training_constant
+from estimators.regression import BayesianRegressor
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
@@ -37,7 +38,7 @@ class _GaussianProcessMixin:
     """
 
     prediction_params = {
-        name: default for name, default in BayesianRegressorMixin.prediction_params.items() if name != "draws"
+        name: default for name, default in BayesianRegressor.prediction_params.items() if name != "draws"
     }
     _parameter_constraints: dict = {
         **BayesianEstimator._parameter_constraints,
@@ -126,7 +127,7 @@ def _gaussian_conditional(kernel, X_train, X_new, target, length_scale, amplitud
     return K_cross.T @ alpha, pt.maximum(amplitude**2 - pt.sum(V**2, axis=0), 0.0)
 
 
-class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
+class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressor):
     """Gaussian-process regression with a posterior over the kernel hyper-parameters.
 
     The latent function is integrated out (the marginal likelihood of a GP with Gaussian
@@ -258,7 +259,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         return pm.Normal.dist(y_location + y_scale * mean, y_scale * pt.sqrt(variance + noise**2))
 
 
-class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
+class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressor):
     """Gaussian-process regression with Student-t noise: robust to outliers.
 
     A latent GP ``f`` (non-centred: ``f = L z``, ``z ~ N(0, I)``, ``K = L L^T``) with
