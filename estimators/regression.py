@@ -22,7 +22,7 @@ from estimators.base import (
     with_draw_columns,
 )
 from estimators.likelihood_draws import likelihood_draw_predictor
-from estimators.log_likelihood import log_mean_exp_over_draws
+from estimators.log_likelihood import log_mean_exp_over_draws, map_log_likelihood
 from estimators.scoring import inside_central_interval, regression_scores
 from estimators.validation import (
     check_draw_count,
@@ -112,7 +112,7 @@ class BayesianRegressor(RegressorMixin, BayesianEstimator):
         predictor = self._cached_predictor(
             "log_cdf", lambda model, posterior, seed: self._compile_log_likelihood(model, posterior, seed, pm.logcdf)
         )
-        return predictor.map_rows(self._observations(X, y), lambda outputs: {"value": outputs[0].T})["value"].T
+        return map_log_likelihood(predictor, self._observations(X, y), np.transpose).T
 
     def likelihood_parameters(self, X: Any) -> tuple[str, list[np.ndarray]] | None:
         """The predictive distribution's name and parameters at each posterior draw and row.
