@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import pickle
 
 import numpy as np
 import pymc as pm
@@ -76,6 +77,8 @@ def test_the_mixin_names_are_the_kind_bases_for_users_code():
     assert BayesianRegressorMixin is BayesianRegressor
     assert BayesianClassifierMixin is BayesianClassifier
     assert BayesianDensityMixin is BayesianDensityEstimator
+    # A class pickled by value by 0.2.0 (serialization_format="cloudpickle") names its base so.
+    assert pickle.loads(b"cestimators.base\nBayesianRegressorMixin\n.") is BayesianRegressor
 
     class OldSpelling(BayesianRegressorMixin, BayesianEstimator):
         def build_model(self, X, y):
