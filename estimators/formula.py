@@ -44,12 +44,10 @@ import pytensor.tensor as pt
 import xarray as xr
 from sklearn.utils._param_validation import StrOptions
 
-from estimators.base import (
-    BayesianClassifierMixin,
-    BayesianEstimator,
-    BayesianRegressorMixin,
-)
+from estimators.base import BayesianEstimator
+from estimators.classification import BayesianClassifier
 from estimators.modeling import training_constant
+from estimators.regression import BayesianRegressor
 
 #: The group of the trace that keeps the training columns.
 FORMULA_DATA = "formula_data"
@@ -638,7 +636,7 @@ def _new_level_effect(builder, dims: list[str], noncentered: bool) -> pt.TensorV
     return _distribution_of(prior)(f"{label}_new_level", **args, dims=dims or None)
 
 
-class BambiRegressor(BayesianRegressorMixin, _BambiFormulaModel):
+class BambiRegressor(BayesianRegressor, _BambiFormulaModel):
     """A bambi formula model of a numeric response, e.g. ``"y ~ x + (1|store)"`` with a Poisson family.
 
     Parameters
@@ -713,7 +711,7 @@ class BambiRegressor(BayesianRegressorMixin, _BambiFormulaModel):
             raise ValueError(f"The family {self.family!r} models class labels; use BambiClassifier.")
 
 
-class BambiClassifier(BayesianClassifierMixin, _BambiFormulaModel):
+class BambiClassifier(BayesianClassifier, _BambiFormulaModel):
     """A bambi formula model of class labels: ``"bernoulli"`` for two classes, ``"categorical"`` for more,
     ``"cumulative"`` or ``"sratio"`` for ordered classes.
 

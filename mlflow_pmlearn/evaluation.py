@@ -4,11 +4,13 @@ The evaluator is registered under MLflow's ``mlflow.model_evaluator`` entry poin
 
     mlflow.models.evaluate(model_uri, data, targets="y", model_type="regressor", evaluators=["pmlearn"])
 
-logs, for regressors, ``crps``, ``log_score`` (the mean log predictive density, higher is
-better), ``coverage_50``, ``coverage_90`` and ``coverage_95`` (the share of targets inside
-the central posterior predictive interval), a PIT histogram and a calibration plot; for
-classifiers ``log_loss``, ``brier_score``, ``ece`` (expected calibration error of the most
-probable class, in ``ECE_BINS`` equal-width confidence bins) and a reliability diagram
+logs the proper scores that the model's kind computes (its ``proper_scores``): for
+regressors, ``crps``, ``log_score`` (the mean log predictive density, higher is better),
+``coverage_50``, ``coverage_90`` and ``coverage_95`` (the share of targets inside the
+central posterior predictive interval), with a PIT histogram and a calibration plot; for
+classifiers ``log_loss``, ``brier_score``, ``accuracy`` and ``ece`` (expected calibration
+error of the most probable class, in :data:`estimators.scoring.ECE_BINS` equal-width
+confidence bins), with a reliability diagram
 (:func:`mlflow_pmlearn.scoring.held_out_scores`).
 """
 

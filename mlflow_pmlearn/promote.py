@@ -34,41 +34,35 @@ from estimators.base import BayesianEstimator
 from mlflow_pmlearn import load_model
 from mlflow_pmlearn.autologging.loo import loo_metrics, psis_loo
 from mlflow_pmlearn.evaluation import loo_comparison
-from mlflow_pmlearn.scoring import SCORED_KINDS, bayesian_step, held_out_scores
+from mlflow_pmlearn.scoring import bayesian_step, held_out_scores
 
 #: Standard errors of the ``elpd_loo`` difference by which a candidate must beat the champion.
 LOO_SE_MULTIPLE = 2.0
 
 
-#: Promotion's names of the held-out regression scores it records (:func:`~mlflow_pmlearn.scoring.regression_scores`).
-_REGRESSION_RULES = {"log_score": "log_predictive_density", "crps": "crps", "coverage_90": "coverage_90"}
+#: The names promotion records for the kinds' proper scores, where they differ.
+_RULE_NAMES = {"log_score": "log_predictive_density"}
 
 
 def scoring_rules(model: Any, X: Any, y: Any) -> dict[str, float]:
-    """Proper scoring rules of ``model`` (an estimator, or a pipeline ending in one) on held-out ``X, y``.
+    """Proper scoring rules of ``model`` (an estimator, or a pipeline ending in one) on held-out ``X, y``: its
+    kind's ``proper_scores``.
 
     Returns
     -------
     dict
         Regressors: ``log_predictive_density`` (mean per row, higher is better), ``crps``
-        (lower is better), ``coverage_90``. Classifiers: ``log_loss``, ``brier_score``,
-        ``ece`` (lower is better), ``accuracy``.
+        (lower is better), ``coverage_50``, ``coverage_90``, ``coverage_95``. Classifiers:
+        ``log_loss``, ``brier_score``, ``ece`` (lower is better), ``accuracy``.
 
     Raises
     ------
     MlflowException
-        For an estimator that is neither (a density model has no target to score).
+        For an estimator with no target (a density model has none to score).
     """
     estimator, rows = bayesian_step(model, X)
-    kind = estimator.__sklearn_tags__().estimator_type
-    if kind not in SCORED_KINDS:
-        raise MlflowException.invalid_parameter_value(
-            f"{type(estimator).__name__} is a {kind}; promotion compares regressors or classifiers on held-out targets."
-        )
     scores = held_out_scores(estimator, rows, y)[0]
-    if "log_score" not in scores:
-        return scores
-    return {name: scores[key] for key, name in _REGRESSION_RULES.items()}
+    return {_RULE_NAMES.get(name, name): value for name, value in scores.items()}
 
 
 #: The rule that decides, and whether higher is better.

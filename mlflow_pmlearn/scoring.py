@@ -1,10 +1,9 @@
-"""Proper scores of a predictive distribution and their plots, shared by autolog, the evaluator and promotion.
+"""Held-out scores and their plots, shared by autolog, the evaluator and promotion.
 
-Scores of held-out data: for regressors the log predictive density (``log_score``), CRPS
-and the coverage of central intervals; for classifiers the log loss, the Brier score, the
-accuracy and the expected calibration error. Plots are PNG bytes drawn off-screen (no
-pyplot state): the calibration plots of the evaluator here, and the figure helpers that
-autolog's plots use.
+The scores are the estimator kind's own (``proper_scores``, computed by
+:mod:`estimators.scoring`); the calibration plots are chosen by the kind's form of target
+(``target_type``). Plots are PNG bytes drawn off-screen (no pyplot state): the calibration
+plots of the evaluator here, and the figure helpers that autolog's plots use.
 """
 
 from __future__ import annotations
@@ -16,15 +15,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from mlflow.exceptions import MlflowException
-from sklearn.metrics import accuracy_score, log_loss
 
 from estimators.base import BayesianEstimator
+from estimators.scoring import confidence_bins, inside_central_interval, top_label
 from mlflow_pmlearn.pipelines import split_pipeline
 
-#: Probabilities of the central intervals whose coverage is reported for held-out data.
-COVERAGE_PROBS = (0.5, 0.9, 0.95)
-#: Bins of the PIT histogram, and of confidence in the expected calibration error.
-PIT_BINS = ECE_BINS = 10
+#: Bins of the PIT histogram.
+PIT_BINS = 10
+#: MLflow's model types whose held-out targets are scored (a density model has none).
+SCORED_KINDS = ("regressor", "classifier")
 
 
 # -- the estimator a model ends in ----------------------------------------------------------
@@ -42,107 +41,6 @@ def bayesian_step(model: Any, X: Any = None) -> tuple[BayesianEstimator, Any]:
     if estimator is None:
         raise MlflowException.invalid_parameter_value(f"Not a pmlearn model: {type(model).__name__}.")
     return estimator, X if preprocessing is None or X is None else preprocessing.transform(X)
-
-
-# -- scores -----------------------------------------------------------------------------------
-
-
-def inside_central_interval(samples: np.ndarray, target: np.ndarray, prob: float) -> np.ndarray:
-    """Whether each target lies in the central ``prob`` interval of its column of draws.
-
-    The same verdict as comparing with ``np.quantile(samples, [tail, 1 - tail], axis=0)``
-    (as ``predict_interval`` does), without sorting every column: a bound interpolates
-    between two neighbouring order statistics, so counting the draws below a target decides
-    every column but the few where the target falls between those two; only those are sorted.
-    """
-    tail = (1.0 - prob) / 2.0
-    low, high = np.floor((len(samples) - 1) * np.array([tail, 1.0 - tail])).astype(int)
-    strictly_below = (samples < target).sum(axis=0)
-    at_or_below = (samples <= target).sum(axis=0)
-    above_lower = strictly_below >= low + 2  # beyond the upper neighbour of the lower bound
-    below_upper = at_or_below <= high  # short of the lower neighbour of the upper bound
-    undecided = ~((above_lower | (at_or_below <= low)) & (below_upper | (strictly_below >= high + 2)))
-    inside = above_lower & below_upper
-    if undecided.any():
-        lower, upper = np.quantile(samples[:, undecided], [tail, 1.0 - tail], axis=0)
-        inside[undecided] = (lower <= target[undecided]) & (target[undecided] <= upper)
-    return inside
-
-
-def crps(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Continuous ranked probability score of each target under its predictive samples.
-
-    Parameters
-    ----------
-    samples : ndarray of shape (n_draws, n_samples)
-    y : ndarray of shape (n_samples,)
-
-    Returns
-    -------
-    ndarray of shape (n_samples,)
-        ``E|Y - y| - E|Y - Y'| / 2``, lower is better.
-    """
-    n_draws = samples.shape[0]
-    ordered = np.sort(samples, axis=0)
-    to_target = np.abs(samples - y).mean(axis=0)
-    # Sum over pairs |x_i - x_j| of sorted draws is 2 * sum_i (2i - n - 1) x_(i).
-    weights = 2 * np.arange(1, n_draws + 1) - n_draws - 1
-    spread = 2 * (weights[:, None] * ordered).sum(axis=0) / n_draws**2
-    return to_target - spread / 2
-
-
-def regression_scores(samples: np.ndarray, log_density: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """``log_score`` (mean log predictive density), ``crps`` and the central intervals' coverage.
-
-    Parameters
-    ----------
-    samples : ndarray of shape (n_draws, n_samples)
-        One posterior predictive draw per posterior draw and row.
-    log_density : ndarray of shape (n_samples,)
-        Log posterior predictive density of each target.
-    y : ndarray of shape (n_samples,)
-    """
-    scores = {"log_score": float(log_density.mean()), "crps": float(crps(samples, y).mean())}
-    for prob in COVERAGE_PROBS:
-        scores[f"coverage_{round(100 * prob)}"] = float(np.mean(inside_central_interval(samples, y, prob)))
-    return scores
-
-
-def probability_scores(classes: np.ndarray, proba: np.ndarray, y: Any) -> dict[str, float]:
-    """``log_loss``, ``brier_score`` (summed over classes, averaged over rows), ``accuracy``
-    and ``ece`` of class probabilities ``proba`` (columns in the order of ``classes``)."""
-    labels = np.asarray(y)
-    one_hot = (labels[:, None] == classes[None, :]).astype(float)
-    return {
-        "log_loss": float(log_loss(labels, proba, labels=classes)),
-        "brier_score": float(np.mean(np.sum((proba - one_hot) ** 2, axis=1))),
-        "accuracy": float(accuracy_score(labels, classes[np.argmax(proba, axis=1)])),
-        "ece": expected_calibration_error(*top_label(classes, proba, labels)),
-    }
-
-
-def top_label(classes: np.ndarray, proba: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The probability of each row's most probable class, and whether that class is its label."""
-    return proba.max(axis=1), classes[np.argmax(proba, axis=1)] == labels
-
-
-def confidence_bins(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per occupied bin of ``ECE_BINS`` equal-width confidence bins of [0, 1]: its share of the
-    rows, their mean confidence and their accuracy."""
-    bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
-    occupied = np.unique(bins)
-    share = np.array([np.mean(bins == b) for b in occupied])
-    return (
-        share,
-        np.array([confidence[bins == b].mean() for b in occupied]),
-        np.array([correct[bins == b].mean() for b in occupied]),
-    )
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """``sum_b n_b / n * |accuracy_b - confidence_b|`` over the confidence bins."""
-    share, mean_confidence, accuracy = confidence_bins(confidence, correct)
-    return float(np.sum(share * np.abs(accuracy - mean_confidence)))
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -225,38 +123,25 @@ def reliability_diagram(confidence: np.ndarray, correct: np.ndarray) -> bytes:
     )
 
 
-# -- held-out scores of each kind ---------------------------------------------------------------
+# -- held-out scores ------------------------------------------------------------------------------
 
 
-def _held_out_regressor(
-    estimator: BayesianEstimator, X: Any, y: Any, plots: bool
-) -> tuple[dict[str, float], dict[str, bytes]]:
+def _regression_plots(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, bytes]:
+    """The PIT histogram and the intervals' calibration, from one predictive draw per posterior draw and row."""
     target = np.asarray(y, dtype=np.float64).ravel()
     samples = estimator.sample_posterior_predictive(X)
-    scores = regression_scores(samples, estimator.log_predictive_density(X, target), target)
-    if not plots:
-        return scores, {}
     pit = (samples < target).mean(axis=0)
-    return scores, {"pit_histogram.png": pit_histogram(pit), "calibration.png": calibration_plot(samples, target)}
+    return {"pit_histogram.png": pit_histogram(pit), "calibration.png": calibration_plot(samples, target)}
 
 
-def _held_out_classifier(
-    estimator: BayesianEstimator, X: Any, y: Any, plots: bool
-) -> tuple[dict[str, float], dict[str, bytes]]:
-    proba = estimator.predict_proba(X)
-    scores = probability_scores(estimator.classes_, proba, y)
-    if not plots:
-        return scores, {}
-    diagram = reliability_diagram(*top_label(estimator.classes_, proba, np.asarray(y)))
-    return scores, {"reliability_diagram.png": diagram}
+def _classification_plots(estimator: BayesianEstimator, X: Any, y: Any) -> dict[str, bytes]:
+    """The reliability diagram of the most probable class."""
+    diagram = reliability_diagram(*top_label(estimator.classes_, estimator.predict_proba(X), np.asarray(y)))
+    return {"reliability_diagram.png": diagram}
 
 
-#: The held-out scores of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
-_HELD_OUT_SCORES = {"regressor": _held_out_regressor, "classifier": _held_out_classifier}
-
-
-#: The kinds of estimator that :func:`held_out_scores` scores.
-SCORED_KINDS = tuple(_HELD_OUT_SCORES)
+#: The calibration plots of each form of target, as the estimator's kind declares it (``target_type``).
+_PLOTS = {"continuous": _regression_plots, "categorical": _classification_plots}
 
 
 def held_out_scores(
@@ -267,7 +152,7 @@ def held_out_scores(
     Parameters
     ----------
     estimator : BayesianEstimator
-        Fitted; a regressor or a classifier.
+        Fitted, of a kind with a target (a regressor or a classifier).
     X, y
         Held-out rows, as the estimator takes them, and their targets.
     plots : bool, default=False
@@ -277,18 +162,19 @@ def held_out_scores(
     Returns
     -------
     scores : dict
-        Regressors: :func:`regression_scores`; classifiers: :func:`probability_scores`.
+        The kind's ``proper_scores``.
     plots : dict
         PNG bytes by file name; empty without ``plots``.
 
     Raises
     ------
     MlflowException
-        For another kind (a density model has no target to score).
+        For a kind with no target (a density model has none to score).
     """
-    kind = estimator.__sklearn_tags__().estimator_type
-    if kind not in _HELD_OUT_SCORES:
+    if estimator.target_type is None:
+        kind = estimator.__sklearn_tags__().estimator_type
         raise MlflowException.invalid_parameter_value(
             f"{type(estimator).__name__} is a {kind}; held-out scores are for regressors and classifiers."
         )
-    return _HELD_OUT_SCORES[kind](estimator, X, y, plots)
+    scores = estimator.proper_scores(X, y)
+    return scores, (_PLOTS[estimator.target_type](estimator, X, y) if plots else {})

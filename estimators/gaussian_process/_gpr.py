@@ -14,12 +14,13 @@ from pytensor.graph.replace import vectorize_graph
 from pytensor.tensor.linalg import cho_solve, cholesky, solve_triangular
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from estimators.base import TARGET, BayesianEstimator, BayesianRegressorMixin
+from estimators.base import TARGET, BayesianEstimator
 from estimators.compilation import compile_function
 from estimators.gaussian_process._kernels import JITTER, KERNELS, covariance, gaussian_log_likelihood
 from estimators.likelihood_draws import likelihood_draw_predictor
 from estimators.modeling import location_scale, standardized, training_constant
 from estimators.predictive import PosteriorPredictor, check_precomputed_bytes
+from estimators.regression import BayesianRegressor
 from estimators.validation import check_finite_predictions
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
@@ -47,7 +48,7 @@ class _GaussianProcessMixin:
     """
 
     prediction_params = {
-        name: default for name, default in BayesianRegressorMixin.prediction_params.items() if name != "draws"
+        name: default for name, default in BayesianRegressor.prediction_params.items() if name != "draws"
     }
     _parameter_constraints: dict = {
         **BayesianEstimator._parameter_constraints,
@@ -211,7 +212,7 @@ def _subset_mean_standard_error(values: np.ndarray, n_population: int) -> np.nda
     return spread / np.sqrt(n_subset) * np.sqrt(1.0 - n_subset / n_population)
 
 
-class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
+class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressor):
     """Gaussian-process regression with a posterior over the kernel hyper-parameters.
 
     The latent function is integrated out (the marginal likelihood of a GP with Gaussian
@@ -420,7 +421,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         ``n_variance_draws=None``, all of them do, each draw with its own latent variance, as
         for the other regressors (and no ``std_error``).
 
-        Parameters and returns as :meth:`BayesianRegressorMixin.predict_summary`'s, with
+        Parameters and returns as :meth:`BayesianRegressor.predict_summary`'s, with
         ``std_error`` of shape (n_samples,) besides.
         """
         if self.n_variance_draws is None:
@@ -443,7 +444,7 @@ class GaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, Ba
         return summary
 
 
-class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
+class StudentTProcessRegressor(_GaussianProcessMixin, BayesianRegressor):
     """Gaussian-process regression with Student-t noise: robust to outliers.
 
     A latent GP ``f`` (non-centred: ``f = L z``, ``z ~ N(0, I)``, ``K = L L^T``) with

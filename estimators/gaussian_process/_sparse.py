@@ -11,10 +11,11 @@ import pytensor.tensor as pt
 from pytensor.tensor.linalg import cholesky, solve_triangular
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
 from estimators.gaussian_process._gpr import AMPLITUDE, LENGTH_SCALE, NOISE, _GaussianProcessMixin
 from estimators.gaussian_process._kernels import JITTER, covariance
 from estimators.modeling import location_scale, standardized
+from estimators.regression import BayesianRegressor
 
 #: Name of the data container holding the inducing points (in the units of the features).
 INDUCING_POINTS = "inducing_points"
@@ -62,7 +63,7 @@ def _inducing_factors(kernel, X_train, Z, target, length_scale, amplitude, noise
     return Luu, LB, weights, log_likelihood
 
 
-class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressorMixin, BayesianEstimator):
+class SparseGaussianProcessRegressor(_GaussianProcessMixin, BayesianRegressor):
     """Gaussian-process regression on many rows, through ``m`` inducing points.
 
     The exact GP's ``n x n`` covariance is replaced by its projection on ``m`` inducing

@@ -10,7 +10,8 @@ import pandas as pd
 import pymc as pm
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianClassifierMixin, BayesianEstimator
+from estimators.base import BayesianEstimator
+from estimators.classification import BayesianClassifier
 from estimators.modeling import class_likelihood, logit_labels, standardized
 from estimators.validation import numeric_matrix
 
@@ -19,7 +20,7 @@ _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 _LABEL_KINDS = {"string", "integer", "floating", "boolean", "mixed-integer-float", "decimal"}
 
 
-class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator):
+class HierarchicalLogisticRegression(BayesianClassifier):
     """Logistic regression with intercepts and slopes partially pooled across groups.
 
     The group is a column of ``X`` (named by ``group_col``), so one DataFrame carries
@@ -76,7 +77,7 @@ class HierarchicalLogisticRegression(BayesianClassifierMixin, BayesianEstimator)
         "prior_scale_group": _POSITIVE,
     }
     input_names = ("X", "group")
-    fitted_state_attributes = (*BayesianClassifierMixin.fitted_state_attributes, "groups_")
+    fitted_state_attributes = (*BayesianClassifier.fitted_state_attributes, "groups_")
 
     def __init__(
         self,

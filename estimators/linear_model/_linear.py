@@ -9,8 +9,10 @@ import pymc as pm
 import pytensor.tensor as pt
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianClassifierMixin, BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
+from estimators.classification import BayesianClassifier
 from estimators.modeling import class_likelihood, location_scale, logit_labels, standardized, training_constant
+from estimators.regression import BayesianRegressor
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
@@ -29,7 +31,7 @@ class _CoefficientsMixin:
         return self.posterior_mean("intercept")
 
 
-class LinearRegression(_CoefficientsMixin, BayesianRegressorMixin, BayesianEstimator):
+class LinearRegression(_CoefficientsMixin, BayesianRegressor):
     """Bayesian linear regression: Normal priors, Normal noise.
 
     Features and target are standardised inside the model with their training mean and
@@ -113,7 +115,7 @@ class LinearRegression(_CoefficientsMixin, BayesianRegressorMixin, BayesianEstim
         pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, shape=X.shape[0])
 
 
-class LogisticRegression(_CoefficientsMixin, BayesianClassifierMixin, BayesianEstimator):
+class LogisticRegression(_CoefficientsMixin, BayesianClassifier):
     """Bayesian logistic regression: binary (Bernoulli) or multiclass (softmax).
 
     Class 0 (``classes_[0]``) is the reference: the model has one intercept and one

@@ -13,7 +13,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from estimators.base import BayesianDensityMixin, BayesianEstimator
+from estimators.base import BayesianEstimator
+from estimators.density import BayesianDensityEstimator
 from estimators.modeling import gaussian_log_joint, location_scale, training_constant
 from estimators.predictive import likelihood_of
 
@@ -192,7 +193,7 @@ class _GaussianComponentsMixin:
         return self.posterior_mean("covariances")
 
 
-class GaussianMixture(_GaussianComponentsMixin, BayesianDensityMixin, BayesianEstimator):
+class GaussianMixture(_GaussianComponentsMixin, BayesianDensityEstimator):
     """Bayesian Gaussian mixture with a fixed number of components.
 
     Weights get a symmetric Dirichlet prior; each component a mean and a full (LKJ
@@ -300,7 +301,7 @@ class GaussianMixture(_GaussianComponentsMixin, BayesianDensityMixin, BayesianEs
         self._observe_mixture(X, weights, dirichlet_process=False)
 
 
-class DirichletProcessMixture(_GaussianComponentsMixin, BayesianDensityMixin, BayesianEstimator):
+class DirichletProcessMixture(_GaussianComponentsMixin, BayesianDensityEstimator):
     """Dirichlet process Gaussian mixture, truncated stick-breaking: how many components the data need.
 
     The weights come from stick-breaking: ``v_k ~ Beta(1, alpha)``,

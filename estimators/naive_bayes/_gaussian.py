@@ -10,7 +10,8 @@ import pytensor.tensor as pt
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from estimators.base import BayesianClassifierMixin, BayesianEstimator
+from estimators.base import BayesianEstimator
+from estimators.classification import BayesianClassifier
 from estimators.modeling import gaussian_log_joint, location_scale, training_constant
 from estimators.predictive import likelihood_of
 
@@ -26,7 +27,7 @@ def _joint_logp(value, class_prior, theta, sd, x):
     return pt.take_along_axis(joint, value[:, None], axis=-1)[:, 0]
 
 
-class GaussianNB(BayesianClassifierMixin, BayesianEstimator):
+class GaussianNB(BayesianClassifier):
     """Bayesian Gaussian naive Bayes: a generative classifier with uncertain class statistics.
 
     Classes have a Dirichlet prior; within a class the features are independent Normals

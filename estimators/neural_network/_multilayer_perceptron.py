@@ -10,7 +10,8 @@ import pytensor.tensor as pt
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from estimators.base import BayesianClassifierMixin, BayesianEstimator
+from estimators.base import BayesianEstimator
+from estimators.classification import BayesianClassifier
 from estimators.modeling import class_likelihood, standardized, training_constant
 
 #: Hidden-layer activations, by scikit-learn's names.
@@ -22,7 +23,7 @@ ACTIVATIONS = {
 }
 
 
-class MLPClassifier(BayesianClassifierMixin, BayesianEstimator):
+class MLPClassifier(BayesianClassifier):
     """Bayesian neural network classifier: a multi-layer perceptron with Normal priors.
 
     The features are standardised with their training mean and standard deviation, go

@@ -17,13 +17,14 @@ from _linear_predictor import linear_predictor
 from scipy.special import expit, logit
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
 from estimators.modeling import training_constant
+from estimators.regression import BayesianRegressor
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
 
-class BetaRegression(BayesianRegressorMixin, BayesianEstimator):
+class BetaRegression(BayesianRegressor):
     """Targets in (0, 1) with ``logit mean = intercept + X @ coef`` and a learnt precision.
 
     ``y ~ Beta(mean * phi, (1 - mean) * phi)``: the variance is

@@ -16,11 +16,12 @@ from _linear_predictor import linear_predictor
 from scipy.stats import norm
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
 from estimators.modeling import training_constant
+from estimators.regression import BayesianRegressor
 
 
-class CensoredRegression(BayesianRegressorMixin, BayesianEstimator):
+class CensoredRegression(BayesianRegressor):
     """Linear regression whose targets are read as ``upper`` whenever they exceed it.
 
     ``y = min(y*, upper)`` with ``y* ~ Normal(intercept + X @ coef, sigma)``; the

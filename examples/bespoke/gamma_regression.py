@@ -16,13 +16,14 @@ import pytensor.tensor as pt
 from _linear_predictor import linear_predictor
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
 from estimators.modeling import training_constant
+from estimators.regression import BayesianRegressor
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
 
-class GammaRegression(BayesianRegressorMixin, BayesianEstimator):
+class GammaRegression(BayesianRegressor):
     """Positive targets with ``log mean = intercept + X @ coef`` and a learnt Gamma shape.
 
     ``y ~ Gamma(alpha=shape, beta=shape / mean)``: the coefficient of variation is

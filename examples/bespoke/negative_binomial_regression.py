@@ -16,13 +16,14 @@ import pytensor.tensor as pt
 from _linear_predictor import linear_predictor
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
 from estimators.modeling import training_constant
+from estimators.regression import BayesianRegressor
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
 
-class NegativeBinomialRegression(BayesianRegressorMixin, BayesianEstimator):
+class NegativeBinomialRegression(BayesianRegressor):
     """Overdispersed counts: ``y ~ NegativeBinomial(mu=exp(intercept + X @ coef), alpha)``.
 
     The variance is ``mu + mu**2 / alpha``; the dispersion ``alpha`` is learnt (a large

@@ -16,12 +16,13 @@ from _linear_predictor import linear_predictor
 from scipy.special import expit
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianClassifierMixin, BayesianEstimator
+from estimators.base import BayesianEstimator
+from estimators.classification import BayesianClassifier
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
 
-class OrderedLogisticClassifier(BayesianClassifierMixin, BayesianEstimator):
+class OrderedLogisticClassifier(BayesianClassifier):
     """Ordered classes from one latent score: ``P(y <= k) = sigmoid(cutpoint_k - X @ coef)``.
 
     The classes are ordered as ``classes_`` sorts them (numbers: ascending). The

@@ -16,11 +16,12 @@ import pytensor.tensor as pt
 from _linear_predictor import linear_predictor
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
 from estimators.modeling import training_constant
+from estimators.regression import BayesianRegressor
 
 
-class PoissonRegression(BayesianRegressorMixin, BayesianEstimator):
+class PoissonRegression(BayesianRegressor):
     """Counts whose log mean is linear in the features: ``y ~ Poisson(exp(intercept + X @ coef))``.
 
     The log link is centred on the log of the training counts' mean. The posterior holds

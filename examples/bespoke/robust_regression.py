@@ -1,9 +1,9 @@
 """A bespoke model written with the pmlearn template: robust (Student-t) linear regression.
 
-One small class is the whole model: subclass :class:`BayesianRegressorMixin` and
-:class:`BayesianEstimator`, store the hyper-parameters in ``__init__``, write
-``build_model``. Fitting (ADVI or NUTS), prediction with uncertainty, scoring, saving,
-MLflow logging and serving come from the base and the ``pmlearn`` flavor.
+One small class is the whole model: subclass :class:`~estimators.regression.BayesianRegressor`,
+store the hyper-parameters in ``__init__``, write ``build_model``. Fitting (ADVI or NUTS),
+prediction with uncertainty, scoring, saving, MLflow logging and serving come from the base
+and the ``pmlearn`` flavor.
 
 Run the demo (fit on data with outliers, log to MLflow, load back through pyfunc)::
 
@@ -22,13 +22,14 @@ import pymc as pm
 import pytensor.tensor as pt
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
 from estimators.modeling import standardized, training_constant
+from estimators.regression import BayesianRegressor
 
 _POSITIVE = [Interval(Real, 0, None, closed="neither")]
 
 
-class RobustRegression(BayesianRegressorMixin, BayesianEstimator):
+class RobustRegression(BayesianRegressor):
     """Linear regression with Student-t noise, so that outliers barely pull the fit.
 
     The degrees of freedom ``nu`` are learnt: ``nu = 1 + Exponential(nu_rate)``; a small

@@ -16,11 +16,12 @@ import pytensor.tensor as pt
 from _linear_predictor import linear_predictor
 from sklearn.utils._param_validation import Interval
 
-from estimators.base import BayesianEstimator, BayesianRegressorMixin
+from estimators.base import BayesianEstimator
 from estimators.modeling import training_constant
+from estimators.regression import BayesianRegressor
 
 
-class ZeroInflatedPoissonRegression(BayesianRegressorMixin, BayesianEstimator):
+class ZeroInflatedPoissonRegression(BayesianRegressor):
     """Counts that are a structural zero with probability ``1 - psi``, else Poisson.
 
     ``y ~ ZeroInflatedPoisson(psi, mu=exp(intercept + X @ coef))``, so the mean is

@@ -10,12 +10,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from mlflow.entities import Metric
-from sklearn.base import RegressorMixin
-from sklearn.metrics import r2_score
 
 from estimators.base import DEFAULT_INTERVAL_PROB, BayesianEstimator
 from estimators.inference import final_loss
-from mlflow_pmlearn.scoring import inside_central_interval
 
 #: Most points of the ELBO curve logged as a metric history.
 MAX_ELBO_POINTS = 1000
@@ -23,8 +20,6 @@ MAX_ELBO_POINTS = 1000
 COVERAGE_PROB = DEFAULT_INTERVAL_PROB
 #: Training rows, and posterior draws of each, drawn in the posterior predictive check plot.
 PPC_ROWS, PPC_DRAWS = 2000, 50
-#: Posterior predictive values held in memory at once while checking the training data.
-_CHUNK_VALUES = 4_000_000
 
 
 def elbo_metrics(idata: xr.DataTree, timestamp: int) -> list[Metric]:
@@ -92,10 +87,6 @@ class PredictiveChecks:
     draws_from: str = "posterior predictive"
 
 
-def _rows(X: Any, rows: slice | np.ndarray) -> Any:
-    return X.iloc[rows] if isinstance(X, pd.DataFrame) else np.asarray(X)[rows]
-
-
 def plot_rows(n_rows: int) -> np.ndarray:
     """The (seeded, sorted) training rows drawn in the posterior predictive check plot."""
     if n_rows <= PPC_ROWS:
@@ -103,65 +94,18 @@ def plot_rows(n_rows: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n_rows, PPC_ROWS, replace=False))
 
 
-def _regressor_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
-    """R^2, interval coverage and the check plot's draws, in one pass over the training rows.
-
-    One posterior predictive draw per posterior draw and row is made, in chunks of rows:
-    their mean is the prediction (so ``score`` is R^2 as ``estimator.score`` computes it)
-    and their central interval is the one ``predict_interval`` gives.
-    """
-    target = np.asarray(y).ravel()
-    shown = plot_rows(len(target))
-    checks = PredictiveChecks(observed=target[shown], n_rows=len(target))
-    target = target.astype(np.float64)
-    chunk = max(1, _CHUNK_VALUES // estimator.n_posterior_draws_)
-    mean, inside, draws = np.empty(len(target)), np.empty(len(target), dtype=bool), []
-    for start in range(0, len(target), chunk):
-        rows = slice(start, start + chunk)
-        samples = estimator.sample_posterior_predictive(_rows(X, rows))
-        mean[rows] = samples.mean(axis=0)
-        inside[rows] = inside_central_interval(samples, target[rows], COVERAGE_PROB)
-        draws.append(samples[:PPC_DRAWS, shown[(shown >= start) & (shown < start + chunk)] - start])
-    checks.coverage = float(np.mean(inside))
-    checks.draws = np.concatenate(draws, axis=1)
-    # R^2 of the posterior predictive mean is what RegressorMixin.score computes; an
-    # estimator with its own score is asked directly.
-    own_score = type(estimator).score is not RegressorMixin.score
-    checks.score = float(estimator.score(X, y)) if own_score else float(r2_score(target, mean))
-    return checks
-
-
-def _classifier_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
-    """Accuracy, and the check plot's draws of the predicted classes."""
-    target = np.asarray(y).ravel()
-    shown = plot_rows(len(target))
-    checks = PredictiveChecks(score=float(estimator.score(X, y)), observed=target[shown], n_rows=len(target))
-    checks.draws = estimator.sample_posterior_predictive(_rows(X, shown))[:PPC_DRAWS]
-    return checks
-
-
-def _density_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
-    """Mean log predictive density of the training rows (``y`` is ignored, as in fitting)."""
-    return PredictiveChecks(score=float(estimator.score(X)))
-
-
-#: The checks of each kind of estimator, by scikit-learn's ``estimator_type`` tag.
-_PREDICTIVE_CHECKS = {
-    "regressor": _regressor_checks,
-    "classifier": _classifier_checks,
-    "density_estimator": _density_checks,
-}
-
-
 def predictive_checks(estimator: BayesianEstimator, X: Any, y: Any) -> PredictiveChecks:
     """The posterior predictive checks of ``estimator``'s kind on its training data ``X, y``.
 
-    Regressors: R^2, coverage of the central ``COVERAGE_PROB`` interval and draws for the
-    check plot; classifiers: accuracy and draws; density estimators: the mean log density.
-    Any other kind of estimator gets no checks.
+    What the kind's ``predictive_check`` gives: regressors R^2, coverage of the central
+    ``COVERAGE_PROB`` interval and draws for the check plot; classifiers accuracy and
+    draws; density estimators the mean log density.
     """
-    check = _PREDICTIVE_CHECKS.get(estimator.__sklearn_tags__().estimator_type)
-    checks = PredictiveChecks() if check is None else check(estimator, X, y)
+    n_rows = len(X)
+    check = estimator.predictive_check(
+        X, y, shown_rows=plot_rows(n_rows), n_shown_draws=PPC_DRAWS, coverage_prob=COVERAGE_PROB
+    )
+    checks = PredictiveChecks(n_rows=n_rows, **check)
     if isinstance(getattr(y, "name", None), str):
         checks.target_name = y.name
     return checks

@@ -136,15 +136,15 @@ def _target_histograms(ax, estimator: BayesianEstimator, checks: PredictiveCheck
     ax.set(xlabel=checks.target_name, ylabel="density")
 
 
-#: The posterior predictive check panel of each kind of estimator whose checks have draws,
-#: by scikit-learn's ``estimator_type`` tag.
-_PPC_PANELS = {"regressor": _target_histograms, "classifier": _class_shares}
+#: The posterior predictive check panel of each form of target, as the estimator's kind
+#: declares it (``target_type``).
+_PPC_PANELS = {"continuous": _target_histograms, "categorical": _class_shares}
 
 
 def ppc_plot(estimator: BayesianEstimator, checks: PredictiveChecks) -> bytes:
     """The check plot of ``checks``' draws (posterior or prior predictive) against the training targets."""
     drawn, ax = figure(width=7, height=4)
-    _PPC_PANELS[estimator.__sklearn_tags__().estimator_type](ax, estimator, checks)
+    _PPC_PANELS[estimator.target_type](ax, estimator, checks)
     title = f"{checks.draws_from} check on the training data"
     if len(checks.observed) < checks.n_rows:
         title += f" ({len(checks.observed):,} of {checks.n_rows:,} rows)"

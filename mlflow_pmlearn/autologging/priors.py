@@ -159,15 +159,13 @@ def prior_plots(
     """PNG plots by file name: the prior predictive check (regressors and classifiers) and
     the parameters' priors against their posteriors (``idata``'s, perhaps relabelled)."""
     plots = {}
-    kind = estimator.__sklearn_tags__().estimator_type
-    if kind in ("regressor", "classifier") and "prior_predictive" in prior.children:
+    if estimator.target_type is not None and "prior_predictive" in prior.children:
         (observed,) = estimator.idata_.observed_data.data_vars.values()
         (predicted,) = prior.prior_predictive.data_vars.values()
         shown = plot_rows(observed.size)
-        draws = predicted.values.reshape(-1, observed.size)[:PPC_DRAWS, shown]
-        target = observed.values.ravel()[shown]
-        if kind == "classifier":  # the likelihood's values are class indices
-            draws, target = estimator.classes_[draws], estimator.classes_[target]
+        # The likelihood's values in the user's terms (a classifier's labels for class indices).
+        draws = estimator.decode_target(predicted.values.reshape(-1, observed.size)[:PPC_DRAWS, shown])
+        target = estimator.decode_target(observed.values.ravel()[shown])
         checks = PredictiveChecks(
             observed=target,
             draws=draws,

@@ -75,7 +75,7 @@ def test_density_models_are_refused_by_name():
     X = np.random.default_rng(0).normal(size=(40, 2))
     mixture = GaussianMixture(n_components=2, **FAST).fit(X)
     with pytest.raises(
-        MlflowException, match="GaussianMixture is a density_estimator; promotion compares regressors or classifiers"
+        MlflowException, match="GaussianMixture is a density_estimator; held-out scores are for regressors"
     ):
         scoring_rules(mixture, X, None)
 
