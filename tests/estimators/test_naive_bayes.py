@@ -104,7 +104,11 @@ def test_registered_model_serves_labels_and_probabilities(fitted, mlflow_experim
     name = f"pmlearn-gaussian-nb-{uuid.uuid4().hex[:8]}"
     with mlflow.start_run():
         info = mlflow_pmlearn.log_model(model, name="model", registered_model_name=name)
-    frame = mlflow.pyfunc.load_model(f"models:/{name}/{info.registered_model_version}").predict(X)
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{info.registered_model_version}")
+    labels = loaded.predict(X)
+    assert isinstance(labels, pd.Series) and labels.name == "prediction"
+    np.testing.assert_array_equal(labels.to_numpy(), model.predict(X))
+    frame = loaded.predict(X, params={"predict_proba": True})
     assert list(frame.columns) == ["prediction", "proba_cat", "proba_dog", "proba_eel"]
     np.testing.assert_array_equal(frame.iloc[:, 1:].to_numpy(), model.predict_proba(X))
     np.testing.assert_array_equal(frame["prediction"].to_numpy(), model.predict(X))

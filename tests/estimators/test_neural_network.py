@@ -280,8 +280,11 @@ def test_log_register_and_serve_from_the_registry(mlflow_experiment, iris, iris_
     name = f"pmlearn-mlp-{uuid.uuid4().hex[:8]}"
     with mlflow.start_run():
         mlflow_pmlearn.log_model(iris_fit, name="mlp", registered_model_name=name, input_example=X_test.head(3))
-    frame = mlflow.pyfunc.load_model(f"models:/{name}/1").predict(X_test)
-    assert isinstance(frame, pd.DataFrame)
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
+    labels = loaded.predict(X_test)
+    assert isinstance(labels, pd.Series) and labels.name == "prediction"
+    np.testing.assert_array_equal(labels.to_numpy(), iris_fit.predict(X_test))
+    frame = loaded.predict(X_test, params={"predict_proba": True})
     assert list(frame.columns) == ["prediction", "proba_setosa", "proba_versicolor", "proba_virginica"]
     # The registry's copy compiles its own function from a rebuilt graph: Numba's cached copy
     # of what the fit compiled, which gives the same floats (estimators/compilation.py).

@@ -78,7 +78,7 @@ def test_class_probabilities_are_a_distribution(classifier, data):
     assert ((proba >= 0) & (proba <= 1)).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
 
-    served = PmlearnModelWrapper(classifier).predict(X)
+    served = PmlearnModelWrapper(classifier).predict(X, params={"predict_proba": True})
     np.testing.assert_array_equal(served[[f"proba_{label}" for label in classifier.classes_]].to_numpy(), proba)
     assert list(served["prediction"]) == list(classifier.classes_[np.argmax(proba, axis=1)])
 
