@@ -409,12 +409,26 @@ def run_tags(config: dict[str, Any]) -> dict[str, str]:
     return {**(config["extra_tags"] or {}), MLFLOW_AUTOLOGGING: FLAVOR_NAME}
 
 
+def _fit_status(error: BaseException) -> str:
+    """The run's status after an error stopped a fit: "interrupted", "killed" or "failed: <error>".
+
+    A Ctrl-C that lands inside compiled code can surface as another error (a
+    ``SystemError`` "returned a result with an exception set") raised while the
+    ``KeyboardInterrupt`` is handled: the chain of errors says what stopped the fit.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return "interrupted"
+        if isinstance(cause, SystemExit):
+            return "killed"
+        cause = cause.__cause__ or cause.__context__
+    return f"failed: {type(error).__name__}"
+
+
 def _record_fit_error(error: BaseException) -> None:
     """Keep the traceback of ``error``, being handled, and the status in the run (never masking it)."""
-    if isinstance(error, (KeyboardInterrupt, SystemExit)):
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "killed"
-    else:
-        status = f"failed: {type(error).__name__}"
+    status = _fit_status(error)
     try:
         if mlflow.active_run() is not None:
             mlflow.set_tags({FIT_ERROR_TAG: traceback.format_exc()[-MAX_TAG_VAL_LENGTH:], STATUS_TAG: status})

@@ -33,6 +33,7 @@ from test_autolog import (
 import mlflow_pmlearn
 from estimators.linear_model import LinearRegression
 from mlflow_pmlearn.autologging import progress as autolog_progress
+from mlflow_pmlearn.autologging import runs as autolog_runs
 from mlflow_pmlearn.autologging.priors import PRIOR_WARNING_TAG
 from mlflow_pmlearn.autologging.progress import STATUS_TAG
 
@@ -166,6 +167,27 @@ def test_an_interrupted_fit_leaves_a_failed_run_with_its_progress(
     assert len(draws) >= 2 and max(draws) < 2 * (WATCHED_NUTS["n_tune"] + WATCHED_NUTS["n_draws"])  # where it stopped
     assert "training_score" not in run.data.metrics
     assert mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list") == []
+
+
+def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
+    try:
+        raise error from cause
+    except BaseException as raised:
+        return raised
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (_raised(KeyboardInterrupt()), "interrupted"),
+        # Ctrl-C landing in compiled code: CPython raises SystemError from the KeyboardInterrupt.
+        (_raised(SystemError("returned a result with an exception set"), KeyboardInterrupt()), "interrupted"),
+        (_raised(SystemExit(1)), "killed"),
+        (_raised(ValueError("bad rows"), ZeroDivisionError()), "failed: ValueError"),
+    ],
+)
+def test_the_run_status_names_what_stopped_the_fit(error, status):
+    assert autolog_runs._fit_status(error) == status
 
 
 @pytest.fixture(scope="module")
