@@ -11,8 +11,10 @@ type): a ``posterior`` group with ``chain`` and ``draw`` dimensions, and the tra
   scalars (Pareto k and ELBO; the optimizer's result and the Hessian's conditioning).
 
 A Ctrl-C (``KeyboardInterrupt``) that PyMC catches to stop early is raised again: a fit
-either completes or raises, never returns a half-fitted posterior. With ``progressbar``, a
-fit says when it compiles the model (a cold compile cache: tens of seconds).
+either completes or raises, never returns a half-fitted posterior. A Ctrl-C or a SIGTERM
+handler's ``SystemExit`` that compiled code turned into another error is raised as itself,
+so that the process stops as the user or the handler meant. With ``progressbar``, a fit
+says when it compiles the model (a cold compile cache: tens of seconds).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pymc as pm
 import xarray as xr
 
 from estimators.compilation import reproducible_compilation
-from estimators.inference._shared import COMPILE_NOTICE, compile_notice, resolve_progressbar
+from estimators.inference._shared import COMPILE_NOTICE, compile_notice, interruption_behind, resolve_progressbar
 from estimators.inference.advi import PLATEAU_WINDOW, final_loss, fit_advi
 from estimators.inference.approximations import fit_laplace, fit_pathfinder
 from estimators.inference.nuts import fit_nuts
@@ -38,7 +40,14 @@ ENGINES = {
     "laplace": fit_laplace,
 }
 
-__all__ = ["COMPILE_NOTICE", "PLATEAU_WINDOW", "final_loss", "fit_posterior", "resolve_progressbar"]
+__all__ = [
+    "COMPILE_NOTICE",
+    "PLATEAU_WINDOW",
+    "final_loss",
+    "fit_posterior",
+    "interruption_behind",
+    "resolve_progressbar",
+]
 
 
 def fit_posterior(
@@ -51,4 +60,10 @@ def fit_posterior(
     all that engines other than ADVI accept).
     """
     with reproducible_compilation(), compile_notice(enabled=settings.progressbar):
-        return ENGINES[settings.inference](model, settings, row_data, batch_size)
+        try:
+            return ENGINES[settings.inference](model, settings, row_data, batch_size)
+        except Exception as error:
+            interruption = interruption_behind(error)
+            if interruption is None:
+                raise
+            raise interruption from None  # its own traceback shows where it landed

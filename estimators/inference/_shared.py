@@ -33,6 +33,24 @@ def interrupted(where: str) -> None:
     raise KeyboardInterrupt(f"The fit was interrupted: {where}; no estimator was fitted.")
 
 
+def interruption_behind(error: BaseException) -> KeyboardInterrupt | SystemExit | None:
+    """The Ctrl-C or exit request in ``error``'s chain of causes and contexts, if any.
+
+    A ``KeyboardInterrupt``, or the ``SystemExit`` an application's SIGTERM handler raises,
+    that lands while compiled code runs can come out of it as another error with the
+    interrupt in its chain (CPython's ``SystemError``: "returned a result with an exception
+    set").
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (KeyboardInterrupt, SystemExit)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 @contextmanager
 def compile_notice(*, enabled: bool) -> Iterator[None]:
     """Say once, through PyMC's console logger, that the model is compiling, once this

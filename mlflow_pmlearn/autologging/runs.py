@@ -35,6 +35,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from sklearn.base import BaseEstimator
 
 from estimators.base import BayesianEstimator
+from estimators.inference import interruption_behind
 from estimators.inference.progress import watching
 from estimators.settings import InferenceSettings, settings_that_do_not_apply
 from mlflow_pmlearn import log_model
@@ -412,18 +413,13 @@ def run_tags(config: dict[str, Any]) -> dict[str, str]:
 def _fit_status(error: BaseException) -> str:
     """The run's status after an error stopped a fit: "interrupted", "killed" or "failed: <error>".
 
-    A Ctrl-C that lands inside compiled code can surface as another error (a
-    ``SystemError`` "returned a result with an exception set") raised while the
-    ``KeyboardInterrupt`` is handled: the chain of errors says what stopped the fit.
+    A Ctrl-C that lands inside compiled code can surface as another error, raised while
+    the ``KeyboardInterrupt`` is handled: the chain of errors says what stopped the fit.
     """
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, KeyboardInterrupt):
-            return "interrupted"
-        if isinstance(cause, SystemExit):
-            return "killed"
-        cause = cause.__cause__ or cause.__context__
-    return f"failed: {type(error).__name__}"
+    interruption = interruption_behind(error)
+    if interruption is None:
+        return f"failed: {type(error).__name__}"
+    return "interrupted" if isinstance(interruption, KeyboardInterrupt) else "killed"
 
 
 def _record_fit_error(error: BaseException) -> None:

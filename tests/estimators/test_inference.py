@@ -16,6 +16,7 @@ import pytensor
 import pytest
 from conftest import FAST
 
+from estimators import inference
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
 from estimators.inference.advi import ADVI_LOGGER, PlateauSchedule, final_loss
 
@@ -171,3 +172,45 @@ def test_learning_rate_is_the_size_of_the_first_adam_steps(learning_rate, mean_f
     # Measured (seeds 0-2) at 0.002 to 0.02: 0.89 to 1.04 times 100 * learning_rate. The mean
     # of 2,000 draws of scale 0.7 is itself uncertain by 0.016.
     np.testing.assert_allclose(fitted_mu(model).mean(), 100 * learning_rate, rtol=0.12)
+
+
+# -- interrupts that compiled code turned into other errors ---------------------------------------
+
+
+def _raised_from(error: BaseException, cause: BaseException) -> BaseException:
+    try:
+        raise error from cause
+    except BaseException as raised:
+        return raised
+
+
+@pytest.mark.parametrize(
+    "interruption",
+    [KeyboardInterrupt("Ctrl-C"), SystemExit(3)],
+    ids=["Ctrl-C", "SIGTERM handler's SystemExit"],
+)
+def test_an_interrupt_that_compiled_code_turned_into_another_error_stops_the_fit_as_itself(
+    interruption, mean_five, monkeypatch
+):
+    """CPython raises SystemError "returned a result with an exception set" from an interrupt
+    that lands in compiled code; the fit raises the interrupt, as it would from Python code."""
+
+    def engine_interrupted_in_compiled_code(*args):
+        raise _raised_from(SystemError("returned a result with an exception set"), interruption)
+
+    monkeypatch.setitem(inference.ENGINES, "advi", engine_interrupted_in_compiled_code)
+    with pytest.raises(type(interruption)) as raised:
+        UnknownMean(**FAST).fit(*mean_five)
+    assert raised.value is interruption
+
+
+def test_other_errors_of_an_engine_are_raised_unchanged(mean_five, monkeypatch):
+    failure = _raised_from(ValueError("the engine failed"), ZeroDivisionError())
+
+    def failing_engine(*args):
+        raise failure
+
+    monkeypatch.setitem(inference.ENGINES, "advi", failing_engine)
+    with pytest.raises(ValueError) as raised:
+        UnknownMean(**FAST).fit(*mean_five)
+    assert raised.value is failure
