@@ -60,8 +60,8 @@ def describe_prior(rv: pt.TensorVariable, model: pm.Model) -> str:
             depends_on = [named_vars[v] for v in ancestors([param]) if v in named_vars]
             if depends_on:
                 shown = f"f({', '.join(dict.fromkeys(depends_on))})"
-            else:  # a constant (read directly), or an expression of constants (evaluated)
-                shown = _format_value(param.data if isinstance(param, Constant) else param.eval())
+            else:  # a constant (read directly), or an expression of constants (evaluated once, with NumPy)
+                shown = _format_value(param.data if isinstance(param, Constant) else param.eval(mode="FAST_COMPILE"))
         parts.append(f"{label}={shown}")
     return f"{name}({', '.join(parts)})"
 
