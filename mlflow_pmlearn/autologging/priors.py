@@ -148,7 +148,7 @@ def prior_draws(estimator: BayesianEstimator) -> xr.DataTree:
     """:data:`PRIOR_DRAWS` draws of the parameters and targets at the training inputs, from the priors alone.
 
     The function that draws them runs once, so it is not compiled to machine code: PyTensor's
-    ``FAST_COMPILE`` mode runs each operation with NumPy (Numba took 6.7 s to compile it on
+    ``FAST_COMPILE`` mode runs each operation with NumPy (Numba took 6.6 s to compile it on
     an empty cache, for a call that takes milliseconds).
     """
     seed = int(estimator.idata_.posterior.attrs.get("pmlearn_seed", 0))
