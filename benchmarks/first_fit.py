@@ -13,6 +13,13 @@
 Run from the repository root (after ``pip install -e ".[test]"``)::
 
     python -m benchmarks.first_fit          # prints a table, writes first_fit.json (about 10 minutes on 2 cores)
+    python -m benchmarks.first_fit --against REV   # the main job of REV and of this tree, side by side
+
+``--against REV`` checks REV out in a temporary git worktree and runs its main job and this
+tree's, alternating, each pair of runs (empty cache, then the cache it filled) on its own
+empty cache; it writes ``first_fit_against.json``. Machines drift by tens of percent from
+one day to the next, so a change is judged against its base in one run, not against an
+older figure.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 from benchmarks import write_results
 
 RESULTS = Path(__file__).with_name("first_fit.json")
+RESULTS_AGAINST = Path(__file__).with_name("first_fit_against.json")
 REPOSITORY = Path(__file__).resolve().parents[1]
 MAIN_JOB = REPOSITORY / "examples" / "quickstart" / "main.py"
 MAIN_JOB_TARGET_S, FIRST_FIT_TARGET = 20.0, 3.0
@@ -47,18 +55,29 @@ def _empty_cache_environment(directory: str) -> dict[str, str]:
     }
 
 
-def bench_main_job() -> dict:
-    """Seconds of the quickstart job on an empty cache, then on the cache it filled; and, on
-    another empty cache, what Numba compiled during the job (:func:`_numba_compilations`)."""
-    seconds: dict = {}
+def _main_job_seconds(tree: Path) -> dict[str, float]:
+    """Seconds of ``tree``'s quickstart job (its own code first on the path) on an empty
+    cache, then on the cache it filled, in fresh processes."""
+    seconds = {}
     with tempfile.TemporaryDirectory() as directory:
-        environment = _empty_cache_environment(directory)
+        environment = {**_empty_cache_environment(directory), "PYTHONPATH": str(tree)}
         for label in ("cold_s", "warm_s"):
             start = time.perf_counter()
             subprocess.run(
-                [sys.executable, str(MAIN_JOB)], cwd=directory, env=environment, check=True, capture_output=True
+                [sys.executable, str(tree / MAIN_JOB.relative_to(REPOSITORY))],
+                cwd=directory,
+                env=environment,
+                check=True,
+                capture_output=True,
             )
             seconds[label] = time.perf_counter() - start
+    return seconds
+
+
+def bench_main_job() -> dict:
+    """Seconds of the quickstart job on an empty cache, then on the cache it filled; and, on
+    another empty cache, what Numba compiled during the job (:func:`_numba_compilations`)."""
+    seconds: dict = _main_job_seconds(REPOSITORY)
     with tempfile.TemporaryDirectory() as directory:
         done = subprocess.run(
             [sys.executable, "-m", "benchmarks.first_fit", "--numba-compilations"],
@@ -154,11 +173,37 @@ def bench_first_fits() -> list[dict]:
     return rows
 
 
+def bench_main_job_against(revision: str, rounds: int = 2) -> dict:
+    """The main job of ``revision`` and of this tree, alternating, ``rounds`` times each."""
+    runs: dict[str, list[dict[str, float]]] = {revision: [], "this tree": []}
+    with tempfile.TemporaryDirectory() as directory:
+        checkout = Path(directory) / "checkout"
+        subprocess.run(["git", "worktree", "add", "--detach", str(checkout), revision], cwd=REPOSITORY, check=True)
+        try:
+            for _ in range(rounds):
+                for label, tree in ((revision, checkout), ("this tree", REPOSITORY)):
+                    runs[label].append(_main_job_seconds(tree))
+                    print(label, json.dumps(runs[label][-1]), flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=REPOSITORY, check=True)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--numba-compilations", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--against", metavar="REV", help="time the main job of REV and of this tree, side by side")
     args = parser.parse_args()
+    if args.against:
+        runs = bench_main_job_against(args.against)
+        print(f"\n{'main job':24s} {'empty cache s':>14s} {'filled cache s':>15s}")
+        for label, pairs in runs.items():
+            cold = ", ".join(f"{pair['cold_s']:.1f}" for pair in pairs)
+            warm = ", ".join(f"{pair['warm_s']:.1f}" for pair in pairs)
+            print(f"{label:24s} {cold:>14s} {warm:>15s}")
+        write_results(RESULTS_AGAINST, against=args.against, runs=runs, load_average=os.getloadavg()[0])
+        return
     if args.child:
         print(json.dumps(_fit_twice(args.child)))
         return
