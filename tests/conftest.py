@@ -26,6 +26,14 @@ FAST = {"inference": "advi", "n_draws": 200, "max_iter": 5000, "random_seed": 0,
 FAST_NUTS = {"inference": "nuts", "n_draws": 200, "n_tune": 300, "n_chains": 2, "random_seed": 0, "progressbar": False}
 
 
+def raised_from(error: BaseException, cause: BaseException | None = None) -> BaseException:
+    """``error`` as Python leaves it after ``raise error from cause``: with its cause and traceback."""
+    try:
+        raise error from cause
+    except BaseException as raised:
+        return raised
+
+
 def isolated_environment(tracking_uri: str | None = None) -> dict[str, str]:
     """This process's environment for a child process, without the ``MLFLOW_*`` variables that
     the suite's fixtures set (tracking and registry URIs, experiment, run), and with

@@ -14,7 +14,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytest
-from conftest import FAST
+from conftest import FAST, raised_from
 
 from estimators import inference
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
@@ -177,13 +177,6 @@ def test_learning_rate_is_the_size_of_the_first_adam_steps(learning_rate, mean_f
 # -- interrupts that compiled code turned into other errors ---------------------------------------
 
 
-def _raised_from(error: BaseException, cause: BaseException) -> BaseException:
-    try:
-        raise error from cause
-    except BaseException as raised:
-        return raised
-
-
 @pytest.mark.parametrize(
     "interruption",
     [KeyboardInterrupt("Ctrl-C"), SystemExit(3)],
@@ -196,7 +189,7 @@ def test_an_interrupt_that_compiled_code_turned_into_another_error_stops_the_fit
     that lands in compiled code; the fit raises the interrupt, as it would from Python code."""
 
     def engine_interrupted_in_compiled_code(*args):
-        raise _raised_from(SystemError("returned a result with an exception set"), interruption)
+        raise raised_from(SystemError("returned a result with an exception set"), interruption)
 
     monkeypatch.setitem(inference.ENGINES, "advi", engine_interrupted_in_compiled_code)
     with pytest.raises(type(interruption)) as raised:
@@ -205,7 +198,7 @@ def test_an_interrupt_that_compiled_code_turned_into_another_error_stops_the_fit
 
 
 def test_other_errors_of_an_engine_are_raised_unchanged(mean_five, monkeypatch):
-    failure = _raised_from(ValueError("the engine failed"), ZeroDivisionError())
+    failure = raised_from(ValueError("the engine failed"), ZeroDivisionError())
 
     def failing_engine(*args):
         raise failure

@@ -242,8 +242,8 @@ def test_every_gallery_model_is_served_over_rest_with_params(fitted, saved, tmp_
             expected = fitted[name].model.predict_frame(rows, **_params(fitted[name].model))
             # The server compiles its own functions, with the same floats whatever its compile
             # cache holds (estimators/compilation.py). Almost always the same answer to the last
-            # bit; one CI run found the Gamma model's means 1 unit in the last place apart in 5
-            # of 30 rows, from a cause not yet found (issue #34), so a few units are allowed.
+            # bit; one clean-clone run of the suite found the Gamma model's means 1 unit in the
+            # last place apart in 5 of 30 rows, from a cause not yet found (issue #34), so a few units are allowed.
             assert list(served.columns) == list(expected.columns), name
             for column in expected:
                 if pd.api.types.is_numeric_dtype(expected[column]):

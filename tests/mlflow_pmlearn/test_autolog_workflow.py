@@ -18,7 +18,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 import xarray as xr
-from conftest import FAST_NUTS
+from conftest import FAST_NUTS, raised_from
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -169,21 +169,14 @@ def test_an_interrupted_fit_leaves_a_failed_run_with_its_progress(
     assert mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list") == []
 
 
-def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
-    try:
-        raise error from cause
-    except BaseException as raised:
-        return raised
-
-
 @pytest.mark.parametrize(
     ("error", "status"),
     [
-        (_raised(KeyboardInterrupt()), "interrupted"),
+        (raised_from(KeyboardInterrupt()), "interrupted"),
         # Ctrl-C landing in compiled code: CPython raises SystemError from the KeyboardInterrupt.
-        (_raised(SystemError("returned a result with an exception set"), KeyboardInterrupt()), "interrupted"),
-        (_raised(SystemExit(1)), "killed"),
-        (_raised(ValueError("bad rows"), ZeroDivisionError()), "failed: ValueError"),
+        (raised_from(SystemError("returned a result with an exception set"), KeyboardInterrupt()), "interrupted"),
+        (raised_from(SystemExit(1)), "killed"),
+        (raised_from(ValueError("bad rows"), ZeroDivisionError()), "failed: ValueError"),
     ],
 )
 def test_the_run_status_names_what_stopped_the_fit(error, status):
