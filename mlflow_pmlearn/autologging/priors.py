@@ -85,16 +85,19 @@ def sensitivity_data(
 ) -> xr.DataTree:
     """The fit's free parameters' posterior draws with their log prior and log-likelihood, as ArviZ reads them.
 
-    The log prior is PyMC's (``pm.compute_log_prior``: the prior densities of the parameters'
-    values, no Jacobian); the log-likelihood is that of the training rows
+    The log prior is PyMC's (``pm.stats.compute_log_prior``: the prior densities of the
+    parameters' values, no Jacobian), its function run once and so compiled in PyTensor's
+    ``FAST_COMPILE`` mode (NumPy; 0.6 s less on an empty compile cache); the log-likelihood
+    is that of the training rows
     (:meth:`~estimators.base.BayesianEstimator.training_log_likelihood`, or what ``log_likelihood`` gives).
     """
     posterior = estimator.idata_.posterior.to_dataset()[_free_names(estimator)]
-    log_prior = pm.compute_log_prior(
+    log_prior = pm.stats.compute_log_prior(
         xr.DataTree.from_dict({"posterior": posterior}),
         model=estimator.pymc_model(),
         extend_inferencedata=False,
         progressbar=False,
+        compile_kwargs={"mode": "FAST_COMPILE"},
     )
     pointwise = (log_likelihood or estimator.training_log_likelihood)()
     return xr.DataTree.from_dict(

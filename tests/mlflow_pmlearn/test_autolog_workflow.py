@@ -226,8 +226,8 @@ def test_the_sensitivity_table_is_arviz_psense_on_the_logged_draws(nuts_fits, tm
     posterior = xr.open_datatree(trace_path).posterior.to_dataset()[free].load()
     data = xr.DataTree.from_dict({"posterior": posterior})
     model = estimator.pymc_model()
-    log_prior = pm.compute_log_prior(data, model=model, extend_inferencedata=False, progressbar=False)
-    log_likelihood = pm.compute_log_likelihood(data, model=model, extend_inferencedata=False, progressbar=False)
+    log_prior = pm.stats.compute_log_prior(data, model=model, extend_inferencedata=False, progressbar=False)
+    log_likelihood = pm.stats.compute_log_likelihood(data, model=model, extend_inferencedata=False, progressbar=False)
     data = xr.DataTree.from_dict(
         {
             "posterior": posterior,
