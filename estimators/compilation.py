@@ -11,6 +11,12 @@ same fit on a warm one in the last bit of the first gradient (the intercept's), 
 carried that into posteriors 1e-3 apart; served predictions differed from in-process ones
 in the last bits. Without fast-math, LLVM keeps the order of floating-point operations as
 written, and a freshly compiled function and its cached copy agree bit for bit.
+
+The flag is global and read when a function is compiled, so :func:`reproducible_compilation`
+sets it only while our fits and predictors compile. A function compiled in another process
+(PyMC's parallel NUTS chains unpickle the sampler in worker processes and compile it there)
+takes that process's flag; compiled with :data:`STRICT_NUMBA`, it carries the strictness
+with it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from contextlib import contextmanager
 
 import pytensor
 from pytensor.compile.executor import Function
+from pytensor.compile.mode import Mode, get_mode
+from pytensor.link.numba.linker import NumbaLinker
 
 _lock = threading.Lock()
 _depth = 0
@@ -55,3 +63,29 @@ def compile_function(inputs, outputs, **kwargs) -> Function:
     """``pytensor.function(inputs, outputs, **kwargs)``, compiled under :func:`reproducible_compilation`."""
     with reproducible_compilation():
         return pytensor.function(inputs, outputs, **kwargs)
+
+
+class StrictNumbaLinker(NumbaLinker):
+    """PyTensor's Numba linker, compiling as under :func:`reproducible_compilation` wherever it runs.
+
+    A function compiled with :data:`STRICT_NUMBA` carries this linker: unpickled in another
+    process (PyMC's parallel chains), it compiles there without fast-math too, as in the
+    process that pickled it, so both run the same machine code.
+    """
+
+    def fgraph_convert(self, *args, **kwargs):
+        with reproducible_compilation():
+            return super().fgraph_convert(*args, **kwargs)
+
+    def jit_compile(self, *args, **kwargs):
+        with reproducible_compilation():
+            return super().jit_compile(*args, **kwargs)
+
+
+#: PyTensor's Numba mode with :class:`StrictNumbaLinker`.
+STRICT_NUMBA = Mode(StrictNumbaLinker(), get_mode("NUMBA").provided_optimizer)
+
+
+def compiles_with_numba() -> bool:
+    """Whether PyTensor's default mode (``pytensor.config.mode``) compiles with Numba."""
+    return isinstance(get_mode(None).linker, NumbaLinker)

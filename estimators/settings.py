@@ -60,6 +60,15 @@ class InferenceSettings:
         1000, [Interval(Integral, 0, None, closed="left")], "int", "NUTS tuning steps per chain.", _NUTS
     )
     n_chains: int = _setting(2, [Interval(Integral, 1, None, closed="left")], "int", "NUTS chains.", _NUTS)
+    n_jobs: int | None = _setting(
+        None,
+        [Interval(Integral, 1, None, closed="left"), None],
+        "int or None",
+        "NUTS chains run at once, each in a process of its own (PyMC's sampler; nutpie's "
+        "threads). None: PyMC's choice, half the logical CPUs up to 4 (one at a time on 2). "
+        "The draws for a seed are the same whatever it is.",
+        _NUTS,
+    )
     max_iter: int = _setting(
         20_000,
         [Interval(Integral, 1, None, closed="left")],

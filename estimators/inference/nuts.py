@@ -19,6 +19,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from estimators.compilation import STRICT_NUMBA, compiles_with_numba
 from estimators.inference._shared import interrupted, refuse_minibatches, require
 from estimators.inference.progress import ProgressReporter
 from estimators.settings import InferenceSettings
@@ -65,6 +66,7 @@ def fit_nuts(
                 nuts_sampler=settings.nuts_sampler,
                 callback=callback,
                 **_SAMPLER_ARGUMENTS.get(settings.nuts_sampler, {}),
+                **(_parallel_chains(settings) if settings.nuts_sampler == "pymc" else {}),
             )
     posterior = idata.posterior
     if posterior.sizes["draw"] < settings.n_draws or posterior.sizes["chain"] < settings.n_chains:
@@ -80,6 +82,20 @@ def fit_nuts(
     ]
     idata["sample_stats"] = stats[numeric]
     return idata
+
+
+def _parallel_chains(settings: InferenceSettings) -> dict:
+    """``pm.sample``'s arguments for PyMC's chains: ``n_jobs`` processes, each compiling as this one.
+
+    A chain in a process of its own gets the step method pickled and compiles it afresh; the
+    mode it is given (:data:`~estimators.compilation.STRICT_NUMBA`, where PyTensor compiles
+    with Numba) compiles it there without fast-math too, so the draws are those of the
+    chains run one after the other here.
+    """
+    arguments: dict = {"cores": settings.n_jobs}
+    if compiles_with_numba():
+        arguments["compile_kwargs"] = {"mode": STRICT_NUMBA}
+    return arguments
 
 
 class _DrawReporter:
@@ -137,6 +153,7 @@ def _sample_nutpie(model: pm.Model, settings: InferenceSettings, reporter: Progr
         draws=settings.n_draws,
         tune=max(settings.n_tune, 1),  # nutpie panics at no tuning, as PyMC notes
         chains=settings.n_chains,
+        cores=settings.n_jobs,
         seed=settings.random_seed,
         save_warmup=False,
         progress_bar=settings.progressbar,

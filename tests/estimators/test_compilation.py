@@ -114,3 +114,47 @@ def test_refit_on_new_data_compiles_no_new_code(estimator):
             f"{len(compiled_again)} function(s); data from np.random.default_rng({entropy})): "
             f"{compiled_again[:5]}"
         )
+
+
+#: Loads a pickled PyTensor function in a fresh interpreter (fast-math on by default there) and prints its sum.
+_LOAD_AND_SUM = """
+import pickle, sys
+import numpy as np
+function = pickle.loads(open(sys.argv[1], "rb").read())
+print(repr(float(function(np.load(sys.argv[2])))))
+"""
+
+
+def test_a_function_compiled_strictly_compiles_strictly_in_the_process_that_unpickles_it(tmp_path):
+    """What PyMC's parallel chains rely on: each worker unpickles the sampler and compiles it
+    afresh. With ``STRICT_NUMBA`` it compiles without fast-math there too, and a sum keeps
+    its order; compiled strictly in this process by the default mode, it would not."""
+    import cloudpickle
+    import pytensor
+    import pytensor.tensor as pt
+
+    from estimators.compilation import STRICT_NUMBA, reproducible_compilation
+
+    # Left to right: 3069.001; reassociated into partial sums, as fast-math lets LLVM, not.
+    values = np.tile([1e16, 1.0, -1e16, 1.0, 3.0, -2.0, 1e-3, 7.0], 256)
+    in_order = 0.0
+    for value in values:
+        in_order += value
+    np.save(tmp_path / "values.npy", values)
+    x = pt.dvector("x")
+    sums = {}
+    for name, mode in (("strict", STRICT_NUMBA), ("default", None)):
+        with reproducible_compilation():
+            function = pytensor.function([x], x.sum(), mode=mode)
+        assert function(values) == in_order
+        (tmp_path / name).write_bytes(cloudpickle.dumps(function))
+        child = subprocess.run(
+            [sys.executable, "-c", _LOAD_AND_SUM, str(tmp_path / name), str(tmp_path / "values.npy")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        sums[name] = float(child.stdout.strip().splitlines()[-1])
+    assert sums["strict"] == in_order
+    assert sums["default"] != in_order  # the check can fail: the default mode takes fast-math there

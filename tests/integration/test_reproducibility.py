@@ -1,5 +1,6 @@
 """The same data, hyper-parameters and ``random_seed`` give bit-identical posteriors and
-predictions in two separate Python processes, with ADVI and with NUTS, the first on an empty
+predictions in two separate Python processes, with ADVI and with NUTS (its chains run in
+turn, and in processes of their own), the first on an empty
 compile cache and the second on the cache the first filled; and the predictions are those of
 the posterior draws.
 
@@ -35,6 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 METHODS = {
     "advi": {"inference": "advi", "n_draws": 100, "max_iter": 2000},
     "nuts": {"inference": "nuts", "n_draws": 100, "n_tune": 150, "n_chains": 2},
+    # The same NUTS fit with its chains in two processes of their own (PyMC's workers).
+    "nuts_in_parallel": {"inference": "nuts", "n_draws": 100, "n_tune": 150, "n_chains": 2, "n_jobs": 2},
 }
 INTERVAL_PROB = 0.9
 
@@ -116,6 +119,15 @@ def test_two_processes_give_bit_identical_posteriors_and_predictions(two_process
         assert np.array_equal(a, b), f"{method}: {name} differs between the two processes"
     # Not trivially equal: the draws vary.
     assert np.load(first / "posterior_coef_std.npy").std() > 0
+
+
+def test_chains_in_processes_of_their_own_give_the_draws_of_chains_run_in_turn(two_processes):
+    """PyMC's workers compile the pickled sampler afresh: without fast-math, as the process
+    that made it (``estimators.compilation.STRICT_NUMBA``), on an empty cache and a warm one."""
+    for out in two_processes:
+        names = sorted(path.name for path in (out / "nuts").glob("*.npy"))
+        for name in names:
+            assert np.array_equal(np.load(out / "nuts" / name), np.load(out / "nuts_in_parallel" / name)), name
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -134,7 +134,7 @@ def test_params_hold_hyperparameters_priors_structure_versions_and_data_shape(ad
     assert run.data.tags["mlflow.autologging"] == "pmlearn" and run.data.tags["team"] == "bayes"
     # The hyper-parameters, and of the inference settings those that apply to ADVI.
     for name, value in estimator.get_params().items():
-        if name not in ("n_tune", "n_chains", "nuts_sampler", "progressbar"):
+        if name not in ("n_tune", "n_chains", "n_jobs", "nuts_sampler", "progressbar"):
             assert params[name] == str(value)
         else:
             assert name not in params, f"{name} does not apply to an ADVI fit"
