@@ -17,7 +17,14 @@ rows: ``"count ~ x + c + (1|g)"`` (Poisson) and ``"y ~ x + (x|g)"`` (Gaussian). 
   std. Agreement: bambi's mean minus ours, in Monte Carlo standard errors of bambi's, scatters
   over the rows with an sd near 1 (ours is exact given the posterior); and the stds.
 
-Target: at least 20x faster than bambi.
+- the floor of each: what any predictor does once formulae has designed the new rows
+  (which both sides do), timed side by side with bambi: the inverse link at every draw and
+  row and the mean over the draws; one draw per posterior draw and row in a single NumPy
+  call, then their mean and std. The linear predictor is computed beforehand and left out.
+  Each floor row's note says how many times the floor ours and bambi's take.
+
+Target: at least 20x faster than bambi, which is reachable only where bambi takes at least
+20x the floor.
 
 Run from the repository root::
 
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +126,27 @@ def bench_case(name: str, repeats: int) -> list[dict]:
     mean_row["note"] = f"largest relative gap between the two means: {gap:.1e} (both exact given the posterior)"
     mean_row["max_relative_gap"] = gap
 
+    # The least any predictor does, given formulae's design of the new rows (which bambi's
+    # predict and ours both make): for the mean, the inverse link at every posterior draw and
+    # row and the mean over the draws; for the std, one NumPy draw per posterior draw and row
+    # (one vectorised call) and their mean and std. The linear predictor itself, a small
+    # matrix product, is computed beforehand and left out.
+    name, parameters = model.likelihood_parameters(new)
+    linear_predictor = reference.family.link[parent].link(parameters[0])
+    inverse_link = reference.family.link[parent].linkinv
+    sampler = getattr(np.random.default_rng(0), name)  # "normal", "poisson": NumPy's names too
+
+    def mean_floor() -> np.ndarray:
+        model.model_inputs(new)
+        return inverse_link(linear_predictor).mean(axis=0)
+
+    def draws_floor() -> tuple[np.ndarray, np.ndarray]:
+        model.model_inputs(new)
+        draws = sampler(*parameters)
+        return draws.mean(axis=0), draws.std(axis=0)
+
+    mean_floor_row = _floor_row(f"{label}, mean", ours, mean_floor, bambi_mean, "response_params", repeats)
+
     ours, theirs = side_by_side(lambda: model.predict(new, return_std=True), bambi_draws, repeats)
     mean, std = model.predict(new, return_std=True)
     their_mean, their_std = bambi_draws()
@@ -141,7 +170,20 @@ def bench_case(name: str, repeats: int) -> list[dict]:
     )
     std_row["mean_gap_z_sd"] = float(z.std())
     std_row["max_gap_in_standard_errors"] = float(np.abs(z).max())
-    return [mean_row, std_row]
+    draws_floor_row = _floor_row(f"{label}, mean + std", ours, draws_floor, bambi_draws, "response", repeats)
+    return [mean_row, mean_floor_row, std_row, draws_floor_row]
+
+
+def _floor_row(case: str, ours: float, floor: Callable, bambi: Callable, kind: str, repeats: int) -> dict:
+    """The floor of ``case`` against bambi's ``predict(kind=kind)``, side by side: 20x faster
+    than bambi is within reach only where bambi takes at least 20x the floor."""
+    floor_seconds, theirs = side_by_side(floor, bambi, repeats)
+    row = _row("formula", f"{case}: the floor", floor_seconds, f'bambi predict(kind="{kind}")', theirs)
+    row["note"] = (
+        f"ours {ours / floor_seconds:.2f}x the floor (measured before); bambi {theirs / floor_seconds:.1f}x it"
+    )
+    row["ours_over_floor"] = ours / floor_seconds
+    return row
 
 
 def main() -> None:
