@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import textwrap
 from numbers import Integral, Real
 from typing import Any
 
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 INFERENCE_METHODS = ("advi", "fullrank_advi", "nuts", "pathfinder", "laplace")
 NUTS_SAMPLERS = ("pymc", "nutpie", "numpyro", "blackjax")
@@ -62,11 +63,12 @@ class InferenceSettings:
     n_chains: int = _setting(2, [Interval(Integral, 1, None, closed="left")], "int", "NUTS chains.", _NUTS)
     n_jobs: int | None = _setting(
         None,
-        [Interval(Integral, 1, None, closed="left"), None],
+        [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1}), None],
         "int or None",
         "NUTS chains run at once, each in a process of its own (PyMC's sampler; nutpie's "
-        "threads). None: PyMC's choice, half the logical CPUs up to 4 (one at a time on 2). "
-        "The draws for a seed are the same whatever it is.",
+        "threads); -1: one per chain, up to the CPUs this process may use; None: PyMC's "
+        "choice, half the logical CPUs up to 4 (one at a time on 2). The draws for a seed "
+        "are the same whatever it is.",
         _NUTS,
     )
     max_iter: int = _setting(
@@ -106,6 +108,13 @@ class InferenceSettings:
     def of(cls, estimator: Any, **resolved: Any) -> InferenceSettings:
         """The settings of ``estimator`` (its attributes), with ``resolved`` values in place."""
         return cls(**{name: getattr(estimator, name) for name in SETTING_NAMES} | resolved)
+
+    def chain_processes(self) -> int | None:
+        """``n_jobs`` as PyMC's ``cores``: -1 resolved to the chains this machine can run at once."""
+        if self.n_jobs != -1:
+            return self.n_jobs
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return min(self.n_chains, available)
 
 
 _FIELDS = dataclasses.fields(InferenceSettings)

@@ -92,7 +92,7 @@ def _parallel_chains(settings: InferenceSettings) -> dict:
     with Numba) compiles it there without fast-math too, so the draws are those of the
     chains run one after the other here.
     """
-    arguments: dict = {"cores": settings.n_jobs}
+    arguments: dict = {"cores": settings.chain_processes()}
     if compiles_with_numba():
         arguments["compile_kwargs"] = {"mode": STRICT_NUMBA}
     return arguments
@@ -153,7 +153,7 @@ def _sample_nutpie(model: pm.Model, settings: InferenceSettings, reporter: Progr
         draws=settings.n_draws,
         tune=max(settings.n_tune, 1),  # nutpie panics at no tuning, as PyMC notes
         chains=settings.n_chains,
-        cores=settings.n_jobs,
+        cores=settings.chain_processes(),
         seed=settings.random_seed,
         save_warmup=False,
         progress_bar=settings.progressbar,

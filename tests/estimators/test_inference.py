@@ -207,3 +207,14 @@ def test_other_errors_of_an_engine_are_raised_unchanged(mean_five, monkeypatch):
     with pytest.raises(ValueError) as raised:
         UnknownMean(**FAST).fit(*mean_five)
     assert raised.value is failure
+
+
+@pytest.mark.parametrize(("n_jobs", "n_chains", "expected"), [(None, 2, None), (3, 2, 3), (-1, 1, 1), (-1, 64, "cpus")])
+def test_n_jobs_minus_one_runs_a_process_per_chain_up_to_the_cpus(n_jobs, n_chains, expected):
+    import os
+
+    from estimators.settings import InferenceSettings
+
+    cpus = len(os.sched_getaffinity(0))
+    settings = InferenceSettings(n_jobs=n_jobs, n_chains=n_chains)
+    assert settings.chain_processes() == (min(64, cpus) if expected == "cpus" else expected)

@@ -291,7 +291,8 @@ def test_autologged_fit_killed_midway_leaves_a_consistent_store_and_no_model(sta
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     reopened = MlflowClient(tracking_uri=uri, registry_uri=uri)
     (run,) = reopened.search_runs([experiment_id])
-    assert run.info.status == expected_status, (kill, run.info.status, output[-2000:])
+    # The status tag says how far the child's own handling got (its output is shortened by pytest).
+    assert run.info.status == expected_status, (kill, run.info.status, run.data.tags.get("pmlearn.status"), output)
     assert reopened.search_logged_models(experiment_ids=[experiment_id]) == []
     assert reopened.search_registered_models() == []
     assert reopened.search_model_versions(f"name='{name}'") == []
