@@ -19,11 +19,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cloudpickle
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
 import pytest
 from family_helpers import every_estimator, training_set
 from numba.core import dispatcher as numba_dispatcher
 from pytensor.link.c.basic import CLinker
+
+from estimators.compilation import STRICT_NUMBA, reproducible_compilation
 
 TINY = {"n_draws": 10, "max_iter": 30, "random_seed": 0, "progressbar": False}
 
@@ -129,12 +134,6 @@ def test_a_function_compiled_strictly_compiles_strictly_in_the_process_that_unpi
     """What PyMC's parallel chains rely on: each worker unpickles the sampler and compiles it
     afresh. With ``STRICT_NUMBA`` it compiles without fast-math there too, and a sum keeps
     its order; compiled strictly in this process by the default mode, it would not."""
-    import cloudpickle
-    import pytensor
-    import pytensor.tensor as pt
-
-    from estimators.compilation import STRICT_NUMBA, reproducible_compilation
-
     # Left to right: 3069.001; reassociated into partial sums, as fast-math lets LLVM, not.
     values = np.tile([1e16, 1.0, -1e16, 1.0, 3.0, -2.0, 1e-3, 7.0], 256)
     in_order = 0.0

@@ -9,6 +9,7 @@ API as users pass them.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pymc as pm
@@ -19,6 +20,7 @@ from conftest import FAST, raised_from
 from estimators import inference
 from estimators.base import BayesianEstimator, BayesianRegressorMixin
 from estimators.inference.advi import ADVI_LOGGER, PlateauSchedule, final_loss
+from estimators.settings import InferenceSettings
 
 
 def run_schedule(losses: np.ndarray, *, window: int, tol: float, learning_rate: float = 0.05):
@@ -211,10 +213,6 @@ def test_other_errors_of_an_engine_are_raised_unchanged(mean_five, monkeypatch):
 
 @pytest.mark.parametrize(("n_jobs", "n_chains", "expected"), [(None, 2, None), (3, 2, 3), (-1, 1, 1), (-1, 64, "cpus")])
 def test_n_jobs_minus_one_runs_a_process_per_chain_up_to_the_cpus(n_jobs, n_chains, expected):
-    import os
-
-    from estimators.settings import InferenceSettings
-
     cpus = len(os.sched_getaffinity(0))
     settings = InferenceSettings(n_jobs=n_jobs, n_chains=n_chains)
     assert settings.chain_processes() == (min(64, cpus) if expected == "cpus" else expected)
