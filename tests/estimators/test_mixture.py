@@ -12,6 +12,7 @@ import pytest
 from conftest import FAST, FAST_NUTS
 from family_helpers import assert_saved_without_pickle
 from mlflow.models import Model
+from pymc.distributions.distribution import support_point
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.datasets import load_iris
@@ -65,6 +66,15 @@ def test_recovers_clusters_in_order(mixture, clusters):
     np.testing.assert_allclose(mixture.covariances_, COVARIANCES, atol=0.4)
     # The ordering constraint makes component k the cluster with the k-th smallest x0.
     assert (mixture.predict(X) == labels).mean() > 0.97
+
+
+def test_covariance_factors_start_at_pymcs_own_default(mixture):
+    """The explicit start of the Cholesky factors (which spares compiling the prior's sampler)
+    is the start PyMC would choose: the fit and its draws are PyMC's."""
+    model = mixture.pymc_model()
+    for k in range(mixture.n_components):
+        factor = model[f"chol_cov_std_{k}"]
+        np.testing.assert_array_equal(model.rvs_to_initial_values[factor], support_point(factor).eval())
 
 
 def test_components_keep_their_labels_across_nuts_chains():
