@@ -30,33 +30,24 @@ from pytensor.compile.executor import Function
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.link.numba.linker import NumbaLinker
 
-_lock = threading.Lock()
-_depth = 0
-_flags = None
+#: Held by the thread inside :func:`reproducible_compilation`: one compilation at a time.
+_compiling = threading.RLock()
 
 
 @contextmanager
 def reproducible_compilation() -> Iterator[None]:
-    """Within the block, PyTensor compiles without Numba's fast-math flags.
+    """Within the block, PyTensor compiles without Numba's fast-math flags, one thread at a time.
 
     The flag is read when a function is compiled, so it is set only while our fits and
-    predictors compile, and restored when the last of the threads inside such a block
-    leaves it. Fast-math and strict functions have separate cache entries.
+    predictors compile. Fast-math and strict functions have separate cache entries.
+
+    Threads take turns through the block (a re-entrant lock). PyTensor's flags are global to
+    the process, and PyTensor sets its ``mode`` flag to the mode of each graph it rewrites:
+    two threads compiling at once restore each other's flags out of order, which left the
+    mode of one of PyMC's internal functions (a Python VM) as the process's default mode.
     """
-    global _depth, _flags
-    with _lock:
-        if _depth == 0:
-            _flags = pytensor.config.change_flags(numba__fastmath=False)
-            _flags.__enter__()
-        _depth += 1
-    try:
+    with _compiling, pytensor.config.change_flags(numba__fastmath=False):
         yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                _flags.__exit__(None, None, None)
-                _flags = None
 
 
 def compile_function(inputs, outputs, **kwargs) -> Function:

@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from numba.core import dispatcher as numba_dispatcher
 from pytensor.link.c.basic import CLinker
 
 from estimators.compilation import STRICT_NUMBA, reproducible_compilation
+from estimators.linear_model import LinearRegression
 
 TINY = {"n_draws": 10, "max_iter": 30, "random_seed": 0, "progressbar": False}
 
@@ -157,3 +159,23 @@ def test_a_function_compiled_strictly_compiles_strictly_in_the_process_that_unpi
         sums[name] = float(child.stdout.strip().splitlines()[-1])
     assert sums["strict"] == in_order
     assert sums["default"] != in_order  # the check can fail: the default mode takes fast-math there
+
+
+def test_fits_on_threads_leave_pytensors_default_mode_as_it_was():
+    """PyTensor sets its process-wide ``mode`` flag to each graph's mode while rewriting it;
+    fits compiling at once on threads restored each other's flags out of order, and left a
+    Python VM mode (one of PyMC's internal functions') as the default of every later
+    compilation. Our compilations take turns."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = X @ [1.0, 2.0] + rng.normal(size=40)
+    before = pytensor.config.mode
+
+    def fit_and_predict(seed: int) -> np.ndarray:
+        return LinearRegression(**{**TINY, "random_seed": seed}, inference="advi").fit(X, y).predict(X)
+
+    with ThreadPoolExecutor(4) as pool:
+        predictions = list(pool.map(fit_and_predict, range(4)))
+    assert pytensor.config.mode == before
+    # Each thread's fit is its own: the same seed alone gives the same predictions.
+    np.testing.assert_array_equal(predictions[1], fit_and_predict(1))
